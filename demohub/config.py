@@ -1,0 +1,121 @@
+"""Hub settings from command-line flags, with environment variables as defaults
+(so a Space or a Dockerfile can configure the hub without changing its command)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from demohub.process import MEMORY_METRICS, PROJECT_ROOT
+from demohub.registry import Limits
+from demohub.spec import ModelSource
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """'1.5G', '800M', '1048576' -> bytes (binary units)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (try 4G or 800M)")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[(unit or "")[:1].lower()])
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    demos_dir: Path = PROJECT_ROOT / "demos"
+    models_dir: Path = PROJECT_ROOT / "models"
+    cache_dir: Path = PROJECT_ROOT / ".cache"
+    limits: Limits = Limits()
+    models: dict[str, ModelSource] = field(default_factory=dict)
+    only: tuple[str, ...] = ()
+    queue_size: int = 32
+    mcp: bool = False
+
+    @property
+    def placeholder_dir(self) -> Path:
+        return self.cache_dir / "placeholders"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"HUB_{name}", default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hub.py", description="Serve every demo under demos/ in one Gradio app."
+    )
+    p.add_argument("--host", default=_env("HOST", "127.0.0.1"),
+                   help="interface to bind (HUB_HOST; 0.0.0.0 in a container)")
+    p.add_argument("--port", type=int, default=int(_env("PORT", "7860")), help="HUB_PORT")
+    p.add_argument("--demos-dir", type=Path, default=Path(_env("DEMOS_DIR", str(PROJECT_ROOT / "demos"))))
+    p.add_argument("--models-dir", type=Path, default=Path(_env("MODELS_DIR", str(PROJECT_ROOT / "models"))))
+    p.add_argument("--cache-dir", type=Path, default=Path(_env("CACHE_DIR", str(PROJECT_ROOT / ".cache"))),
+                   help="where placeholder model folders are written (HUB_CACHE_DIR)")
+    p.add_argument("--max-models", type=int, default=int(_env("MAX_MODELS", "3")),
+                   help="most models loaded at once (HUB_MAX_MODELS)")
+    p.add_argument("--memory-budget", default=_env("MEMORY_BUDGET"),
+                   help="memory budget for all workers, e.g. 6G (HUB_MEMORY_BUDGET; default none)")
+    p.add_argument("--memory-metric", choices=MEMORY_METRICS, default=_env("MEMORY_METRIC", "pss"),
+                   help="how worker memory is measured (HUB_MEMORY_METRIC)")
+    p.add_argument("--idle-ttl", type=float, default=float(_env("IDLE_TTL", "900")),
+                   help="seconds an idle model stays loaded; 0 keeps it forever (HUB_IDLE_TTL)")
+    p.add_argument("--capacity-wait", type=float, default=float(_env("CAPACITY_WAIT", "30")),
+                   help="seconds a load waits for room before 'hub is at capacity'")
+    p.add_argument("--worker-threads", type=int, default=int(_env("WORKER_THREADS", "0")) or None,
+                   help="CPU threads per worker (default: all cores)")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=SOURCE",
+                   help="model source override: cassava=org/repo@rev or cassava=/path/to/folder "
+                        "(also HUB_MODEL_<NAME>)")
+    p.add_argument("--only", default=_env("ONLY", ""),
+                   help="comma-separated demo names to serve (default: all)")
+    p.add_argument("--queue-size", type=int, default=int(_env("QUEUE_SIZE", "32")),
+                   help="requests waiting per hub before 'busy, try again' (HUB_QUEUE_SIZE)")
+    p.add_argument("--mcp", action="store_true", default=_env("MCP", "") == "1",
+                   help="also serve every demo as an MCP tool (needs gradio[mcp])")
+    return p
+
+
+def parse_model_overrides(pairs: list[str], environ: dict[str, str]) -> dict[str, ModelSource]:
+    overrides = {}
+    for key, value in environ.items():
+        if key.startswith("HUB_MODEL_") and value:
+            overrides[key[len("HUB_MODEL_"):].lower()] = ModelSource.parse(value)
+    for pair in pairs:
+        name, sep, source = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--model expects NAME=SOURCE, got {pair!r}")
+        overrides[name.strip()] = ModelSource.parse(source)
+    return overrides
+
+
+def load_config(argv: list[str] | None = None) -> HubConfig:
+    args = build_parser().parse_args(argv)
+    ttl = args.idle_ttl if args.idle_ttl > 0 else None
+    limits = Limits(
+        max_models=args.max_models,
+        memory_budget=parse_size(args.memory_budget) if args.memory_budget else None,
+        idle_ttl_s=ttl,
+        memory_metric=args.memory_metric,
+        capacity_wait_s=args.capacity_wait,
+        worker_threads=args.worker_threads,
+    )
+    return HubConfig(
+        host=args.host,
+        port=args.port,
+        demos_dir=args.demos_dir.resolve(),
+        models_dir=args.models_dir.resolve(),
+        cache_dir=args.cache_dir.resolve(),
+        limits=limits,
+        models=parse_model_overrides(args.model, dict(os.environ)),
+        only=tuple(n.strip() for n in args.only.split(",") if n.strip()),
+        queue_size=args.queue_size,
+        mcp=args.mcp,
+    )

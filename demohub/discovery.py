@@ -1,0 +1,41 @@
+"""Find the demos: every package under the demos folder that exports `SPEC`.
+
+Importing a demo package must stay cheap and framework-free (it runs in the
+hub process); its model code lives in the module `SPEC.runtime` names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+from pathlib import Path
+
+from demohub.spec import DemoSpec
+
+
+class DemoError(Exception):
+    """A demo folder breaks the contract (no SPEC, duplicate name...)."""
+
+
+def discover(demos_dir: Path, only: tuple[str, ...] = ()) -> list[DemoSpec]:
+    """Specs of the demos in `demos_dir`, sorted by name (a stable tab order)."""
+    demos_dir = demos_dir.resolve()
+    root = demos_dir.parent
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    specs: dict[str, DemoSpec] = {}
+    for folder in sorted(p for p in demos_dir.iterdir() if (p / "__init__.py").is_file()):
+        if only and folder.name not in only:
+            continue
+        module = importlib.import_module(f"{demos_dir.name}.{folder.name}")
+        spec = getattr(module, "SPEC", None)
+        if not isinstance(spec, DemoSpec):
+            raise DemoError(f"{folder} has no SPEC = DemoSpec(...) in its __init__.py")
+        if spec.name in specs:
+            raise DemoError(f"two demos are named {spec.name!r}; names must be unique")
+        specs[spec.name] = dataclasses.replace(spec, import_root=root)
+    missing = set(only) - set(specs)
+    if missing:
+        raise DemoError(f"no demo named {', '.join(sorted(missing))} under {demos_dir}")
+    return sorted(specs.values(), key=lambda s: s.name)

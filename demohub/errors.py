@@ -1,0 +1,36 @@
+"""Errors a person can act on.
+
+Every error the hub shows carries a message that says what went wrong and what
+to do next; the UI turns any `HubError` into a `gr.Error` with that message.
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base class: `str(error)` is written for the person using the demo."""
+
+
+class InputError(HubError):
+    """The request itself was wrong (corrupt image, empty question...).
+
+    Demos raise it from `predict` inside the worker or from their tab; the
+    worker stays healthy and the message reaches the user unchanged.
+    """
+
+
+class ModelUnavailable(HubError):
+    """The model's weights could not be found or downloaded."""
+
+
+class HubAtCapacity(HubError):
+    """Every slot is busy with a request in flight; nothing could be evicted."""
+
+
+class WorkerFailed(HubError):
+    """The model's worker crashed, hung or failed to load; it is reloaded on
+    the next request."""
+
+
+class WorkerTimeout(WorkerFailed):
+    """The worker did not answer within the model's deadline and was killed."""

@@ -1,0 +1,164 @@
+"""Where each model folder comes from: a pinned Hugging Face Hub repo (downloaded
+in the background at startup with `huggingface_hub`, falling back to its cache),
+a local folder, or an untrained placeholder the worker builds when a demo has
+no weights at all.
+
+Downloads happen in the hub process (huggingface_hub is light); the framework
+that reads the weights only ever runs in the worker.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Callable
+
+from demohub import events
+from demohub.errors import ModelUnavailable
+from demohub.spec import DemoSpec, ModelSource
+
+
+class SourceState(str, Enum):
+    WAITING = "waiting"
+    DOWNLOADING = "downloading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: Path
+    origin: str  # "hub", "hub cache", "local" or "placeholder"
+    placeholder: bool = False
+
+
+@dataclass
+class SourceStatus:
+    source: ModelSource
+    state: SourceState = SourceState.WAITING
+    downloaded_bytes: int = 0
+    total_bytes: int = 0
+    resolved: ResolvedModel | None = None
+    error: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def fraction(self) -> float | None:
+        if self.total_bytes:
+            return min(1.0, self.downloaded_bytes / self.total_bytes)
+        return None
+
+
+def _progress_class(status: SourceStatus):
+    """A tqdm stand-in that `snapshot_download` feeds byte counts into."""
+    from tqdm.auto import tqdm
+
+    class _Progress(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            if kwargs.get("unit") == "B" and kwargs.get("total"):
+                status.total_bytes += int(kwargs["total"])
+
+        def update(self, n=1):
+            if self.unit == "B":
+                status.downloaded_bytes += int(n or 0)
+            return super().update(n)
+
+    return _Progress
+
+
+class ModelSources:
+    """Resolves each demo's model folder; Hub downloads start at `start()`."""
+
+    def __init__(self, specs: list[DemoSpec], models_dir: Path, placeholder_dir: Path,
+                 overrides: dict[str, ModelSource] | None = None):
+        self._models_dir = models_dir
+        self._placeholder_dir = placeholder_dir
+        overrides = overrides or {}
+        self._status = {
+            spec.name: SourceStatus(source=overrides.get(spec.name, spec.model)) for spec in specs
+        }
+
+    def start(self) -> None:
+        """Begin every Hub download in the background; the page does not wait."""
+        for name, status in self._status.items():
+            if status.source.is_hub:
+                threading.Thread(
+                    target=self._download, args=(name, status), daemon=True, name=f"download-{name}"
+                ).start()
+
+    def status(self, name: str) -> SourceStatus:
+        return self._status[name]
+
+    def resolve(self, name: str, tick: Callable[[SourceStatus], None] | None = None,
+                timeout: float = 3600.0) -> ResolvedModel:
+        """The model folder for `name`, waiting for its download if one runs."""
+        status = self._status[name]
+        source = status.source
+        if not source.is_hub:
+            return self._resolve_local(name, source)
+        if status.state == SourceState.WAITING and not status.done.is_set():
+            # start() was not called (tests, scripts): download in this thread.
+            self._download(name, status)
+        deadline = time.monotonic() + timeout
+        while not status.done.wait(0.25):
+            if tick:
+                tick(status)
+            if time.monotonic() > deadline:
+                raise ModelUnavailable(f"downloading the {name} model took longer than {timeout:.0f} s")
+        if status.resolved is None:
+            raise ModelUnavailable(status.error or f"the {name} model is unavailable")
+        return status.resolved
+
+    def _resolve_local(self, name: str, source: ModelSource) -> ResolvedModel:
+        folder = source.local_dir or self._models_dir / name
+        if (folder / "config.json").is_file():
+            return ResolvedModel(path=folder, origin="local")
+        if source.local_dir is not None:
+            raise ModelUnavailable(
+                f"the {name} model folder {folder} has no config.json; point the hub at a "
+                "complete model folder (config.json + weights) or remove the override"
+            )
+        return ResolvedModel(path=self._placeholder_dir / name, origin="placeholder", placeholder=True)
+
+    def _download(self, name: str, status: SourceStatus) -> None:
+        from huggingface_hub import snapshot_download
+
+        source = status.source
+        status.state = SourceState.DOWNLOADING
+        started = time.perf_counter()
+        events.event("download_start", name, repo=source.repo_id, revision=source.revision)
+        try:
+            path = snapshot_download(
+                repo_id=source.repo_id, revision=source.revision, tqdm_class=_progress_class(status)
+            )
+            status.resolved = ResolvedModel(path=Path(path), origin="hub")
+            events.event("download", name, seconds=time.perf_counter() - started, path=path)
+        except Exception as exc:  # noqa: BLE001 - any failure falls back to the cache
+            try:
+                path = snapshot_download(
+                    repo_id=source.repo_id, revision=source.revision, local_files_only=True
+                )
+                status.resolved = ResolvedModel(path=Path(path), origin="hub cache")
+                events.event("download_failed_using_cache", name, error=str(exc)[:300], path=path)
+            except Exception:  # noqa: BLE001
+                status.error = self._explain(name, source, exc)
+                events.event("download_failed", name, error=str(exc)[:300])
+        status.state = SourceState.READY if status.resolved else SourceState.FAILED
+        status.done.set()
+
+    @staticmethod
+    def _explain(name: str, source: ModelSource, exc: Exception) -> str:
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return (
+            f"Could not download the {name} model {source.describe()} from {endpoint} and "
+            f"there is no cached copy ({type(exc).__name__}: {reason}). To fix: check the network "
+            "and HF_TOKEN for private repos, or start the hub with "
+            f"`--model {name}=/path/to/model-folder` to use a local copy."
+        )

@@ -1,0 +1,131 @@
+"""The page: one tab per demo plus a status tab. The UI only asks the registry;
+it never touches a model."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from demohub.errors import HubError, InputError
+from demohub.registry import ModelStatus, Registry, State
+from demohub.sources import ModelSources
+from demohub.spec import DemoSpec
+
+STATUS_REFRESH_S = 3.0
+
+PLACEHOLDER_BANNER = (
+    "⚠️ **Untrained weights — predictions are meaningless.** No trained model is configured "
+    "for this demo, so the hub built an untrained placeholder to show the interface end to end."
+)
+
+
+@dataclass
+class TabContext:
+    """What a demo's tab may use: its spec and a way to run predictions."""
+
+    spec: DemoSpec
+    registry: Registry
+
+    @property
+    def api_name(self) -> str:
+        return self.spec.api_name
+
+    @property
+    def concurrency_limit(self) -> int:
+        return self.spec.concurrency_limit
+
+    def predict(self, request: Any, progress: gr.Progress | None = None) -> Any:
+        """Run one request through the worker; errors become `gr.Error`s."""
+
+        def report(fraction: float | None, desc: str) -> None:
+            if progress is not None:
+                progress(fraction, desc=desc)
+
+        try:
+            return self.registry.predict(self.spec.name, request, progress=report)
+        except HubError as exc:
+            raise gr.Error(str(exc), title=f"{self.spec.title}") from None
+
+    @staticmethod
+    def input_error(message: str) -> gr.Error:
+        """For tabs that validate before calling the worker."""
+        return gr.Error(str(InputError(message)), title="Input error")
+
+
+def model_line(status: ModelStatus) -> str:
+    """The one-line model status shown at the top of a demo's tab."""
+    state = status.state
+    if state == State.FAILED and status.error:
+        return f"❌ **Model unavailable.** {status.error}"
+    if state == State.DOWNLOADING:
+        pct = f" ({status.download_fraction:.0%})" if status.download_fraction is not None else ""
+        return f"⬇️ Downloading the model{pct}…"
+    if state == State.LOADING:
+        return "⏳ Loading the model…"
+    if state == State.READY:
+        note = f" Loaded in {status.stats.last_load_s:.1f} s." if status.stats.last_load_s else ""
+        banner = f"\n\n{PLACEHOLDER_BANNER}" if status.placeholder else ""
+        return f"✅ Model ready ({status.source}).{note}{banner}"
+    return "💤 Model not loaded yet: the first prediction loads it (a few seconds)."
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.0f} MB" if n else "–"
+
+
+def status_rows(statuses: list[ModelStatus]) -> list[list[Any]]:
+    rows = []
+    for s in statuses:
+        st = s.stats
+        rows.append([
+            s.name, s.state.value, s.source, _mb(s.memory_bytes),
+            f"{st.last_load_s:.1f}" if st.last_load_s else "–",
+            st.hits, st.misses, st.loads, sum(st.evictions.values()), st.crashes, st.timeouts,
+            s.in_flight, (s.error or "")[:160],
+        ])
+    return rows
+
+
+STATUS_HEADERS = ["model", "state", "source", "memory", "last load s", "hits", "misses",
+                  "loads", "evictions", "crashes", "timeouts", "in flight", "error"]
+
+
+def totals_text(registry: Registry) -> str:
+    t = registry.totals()
+    budget = _mb(t.memory_budget) if t.memory_budget else "none"
+    ttl = f"{t.idle_ttl_s:.0f} s" if t.idle_ttl_s else "never"
+    return (
+        f"**{t.loaded} / {t.max_models} models loaded** · workers {_mb(t.workers_memory_bytes)} "
+        f"({t.memory_metric.upper()}) · hub process {_mb(t.hub_memory_bytes)} · "
+        f"memory budget {budget} · idle eviction after {ttl}"
+    )
+
+
+def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSources) -> gr.Blocks:
+    with gr.Blocks(title="Demo hub") as blocks:
+        gr.Markdown("# Demo hub\nSeveral trained models side by side. Each model loads on first use "
+                    "in its own process.")
+        model_lines: list[gr.Markdown] = []
+        with gr.Tabs():
+            for spec in specs:
+                with gr.Tab(spec.title, id=spec.name):
+                    gr.Markdown(f"## {spec.title}\n{spec.description}")
+                    model_lines.append(gr.Markdown(elem_classes=["model-status"]))
+                    tab = importlib.import_module(spec.tab)
+                    tab.build(TabContext(spec=spec, registry=registry))
+            with gr.Tab("Status", id="status"):
+                totals = gr.Markdown()
+                table = gr.Dataframe(headers=STATUS_HEADERS, interactive=False, wrap=True)
+
+        def refresh():
+            statuses = registry.status()
+            return [totals_text(registry), status_rows(statuses)] + [model_line(s) for s in statuses]
+
+        outputs = [totals, table, *model_lines]
+        timer = gr.Timer(STATUS_REFRESH_S)
+        timer.tick(refresh, None, outputs, api_visibility="private", queue=False, show_progress="hidden")
+        blocks.load(refresh, None, outputs, api_visibility="private", queue=False, show_progress="hidden")
+    return blocks

@@ -1,0 +1,36 @@
+"""Start the demo hub: `python hub.py --help` lists the settings."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from demohub.app import create_app
+from demohub.config import load_config
+from demohub.discovery import discover
+from demohub.registry import Registry
+from demohub.sources import ModelSources
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    config = load_config(argv)
+    specs = discover(config.demos_dir, config.only)
+    sources = ModelSources(specs, config.models_dir, config.placeholder_dir, config.models)
+    registry = Registry(specs, sources, config.limits)
+    app = create_app(specs, registry, sources, queue_size=config.queue_size, mcp=config.mcp)
+    sources.start()
+    registry.start()
+    print(f"demo hub: {len(specs)} demos ({', '.join(s.name for s in specs)}) on "
+          f"http://{config.host}:{config.port}", file=sys.stderr, flush=True)
+    try:
+        uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+    finally:
+        registry.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
