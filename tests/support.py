@@ -1,0 +1,115 @@
+"""Shared test helpers: start a real hub process, talk to it, inspect it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TEST_DEMOS = FIXTURES / "testdemos"
+
+#: Shared libraries that must never be mapped into the hub process.
+FRAMEWORK_LIBS = ("libtorch", "_pywrap_tensorflow", "libtensorflow", "tokenizers.abi3", "tokenizers.cpython")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mapped_framework_libs(pid: int) -> set[str]:
+    """Framework shared objects mapped into process `pid` (read from /proc)."""
+    found = set()
+    with open(f"/proc/{pid}/maps") as maps:
+        for line in maps:
+            path = line.rsplit(" ", 1)[-1].strip()
+            name = os.path.basename(path)
+            if any(lib in name for lib in FRAMEWORK_LIBS):
+                found.add(name)
+    return found
+
+
+class HubServer:
+    """A `python hub.py` subprocess bound to 127.0.0.1 on a free port."""
+
+    def __init__(self, proc: subprocess.Popen, port: int, log_path: Path):
+        self.proc = proc
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/"
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str, timeout: float = 10) -> tuple[int, str]:
+        with urllib.request.urlopen(self.url.rstrip("/") + path, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+
+    def client(self):
+        from gradio_client import Client
+
+        return Client(self.url, verbose=False)
+
+    def worker_pids(self) -> list[int]:
+        import psutil
+
+        return [c.pid for c in psutil.Process(self.pid).children(recursive=False)]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_hub(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+              cache_dir: Path | None = None) -> HubServer:
+    """Start `hub.py` with `args` and wait until /healthz answers."""
+    port = free_port()
+    log = Path(tempfile.mkstemp(prefix="hub-", suffix=".log")[1])
+    cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="hub-cache-"))
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    cmd = [sys.executable, str(PROJECT_ROOT / "hub.py"), "--host", "127.0.0.1", "--port", str(port),
+           "--cache-dir", str(cache_dir), *args]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    server = HubServer(proc, port, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hub exited with {proc.returncode}:\n{server.logs()}")
+        try:
+            if server.get("/healthz", timeout=2)[0] == 200:
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"hub did not answer /healthz within {timeout} s:\n{server.logs()}")
+
+
+@contextmanager
+def running_hub(*args: str, **kwargs):
+    server = start_hub(*args, **kwargs)
+    try:
+        yield server
+    finally:
+        server.stop()
