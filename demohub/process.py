@@ -4,6 +4,7 @@ it with a deadline, measure it, and end it."""
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -125,6 +126,8 @@ class WorkerProcess:
             try:
                 if self._conn.poll(min(remaining, 0.25)):
                     return wire.recv_guarded(self._conn)
+            except pickle.UnpicklingError as exc:
+                raise WorkerFailed(f"the {self.spec.name} model returned an unusable result: {exc}") from None
             except (EOFError, OSError):
                 self._proc.wait(timeout=5)
                 raise WorkerFailed(

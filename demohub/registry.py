@@ -260,15 +260,19 @@ class Registry:
     # -- loading --------------------------------------------------------------------
 
     def _ensure_loaded(self, slot: _Slot, progress: Progress | None) -> WorkerProcess:
+        missed = False  # a request counts once: a hit, or a miss that waited for a load
         while True:
             with self._lock:
                 worker = slot.worker
                 if worker is not None and worker.alive() and slot.state == State.READY:
-                    slot.stats.hits += 1
+                    if not missed:
+                        slot.stats.hits += 1
                     return worker
                 if worker is not None and not worker.alive():
                     self._record_crash(slot, worker, "its worker died")
-                slot.stats.misses += 1
+                if not missed:
+                    slot.stats.misses += 1
+                    missed = True
                 load = slot.load
                 leader = load is None
                 if leader:

@@ -40,34 +40,41 @@ class ResolvedModel:
 class SourceStatus:
     source: ModelSource
     state: SourceState = SourceState.WAITING
-    downloaded_bytes: int = 0
-    total_bytes: int = 0
     resolved: ResolvedModel | None = None
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    #: byte-counting progress bars that huggingface_hub opened for this download
+    bars: list = field(default_factory=list)
+
+    @property
+    def downloaded_bytes(self) -> int:
+        return max((int(bar.n) for bar in self.bars), default=0)
+
+    @property
+    def total_bytes(self) -> int:
+        return max((int(bar.total or 0) for bar in self.bars), default=0)
 
     @property
     def fraction(self) -> float | None:
-        if self.total_bytes:
-            return min(1.0, self.downloaded_bytes / self.total_bytes)
-        return None
+        total = self.total_bytes
+        return min(1.0, self.downloaded_bytes / total) if total else None
 
 
 def _progress_class(status: SourceStatus):
-    """A tqdm stand-in that `snapshot_download` feeds byte counts into."""
+    """A silent tqdm that `snapshot_download` feeds byte counts into."""
     from tqdm.auto import tqdm
 
     class _Progress(tqdm):
         def __init__(self, *args, **kwargs):
-            kwargs["disable"] = True
+            kwargs["file"] = open(os.devnull, "w")  # noqa: SIM115 - closed with the bar
+            kwargs.pop("disable", None)
             super().__init__(*args, **kwargs)
-            if kwargs.get("unit") == "B" and kwargs.get("total"):
-                status.total_bytes += int(kwargs["total"])
+            if kwargs.get("unit") == "B":
+                status.bars.append(self)
 
-        def update(self, n=1):
-            if self.unit == "B":
-                status.downloaded_bytes += int(n or 0)
-            return super().update(n)
+        def close(self):
+            super().close()
+            self.fp.close()
 
     return _Progress
 

@@ -10,12 +10,11 @@ cannot reach the hub or the other models.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import importlib
 import os
 import shutil
-import signal
 import sys
+import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -25,14 +24,21 @@ from demohub import wire
 from demohub.errors import InputError
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL us if the hub dies, even mid-prediction."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
+def _die_with_parent(poll_s: float = 1.0) -> None:
+    """Exit if the hub goes away, even mid-prediction.
+
+    (PR_SET_PDEATHSIG would fire when the hub *thread* that started us exits,
+    which Gradio's thread pool does routinely, so we watch our parent instead.)
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 def build_placeholder(runtime, target: Path) -> Path:

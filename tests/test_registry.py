@@ -1,0 +1,226 @@
+"""The registry with real worker processes running the numpy-only test demos."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from demohub.discovery import discover
+from demohub.errors import HubAtCapacity, InputError, WorkerFailed, WorkerTimeout
+from demohub.registry import Limits, Registry, State
+from demohub.sources import ModelSources
+from demohub.spec import ModelSource
+from support import TEST_DEMOS
+
+
+def make_model(folder: Path, **config) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"trained": True, **config}))
+    return folder
+
+
+@pytest.fixture
+def build(tmp_path):
+    """build(limits, alpha={config}, beta={config}, **spec_changes) -> Registry."""
+    registries = []
+
+    def _build(limits=Limits(), alpha=None, beta=None, **spec_changes) -> Registry:
+        specs = [dataclasses.replace(s, **spec_changes) for s in discover(TEST_DEMOS)]
+        overrides = {}
+        for name, config in (("alpha", alpha), ("beta", beta)):
+            if config is not None:
+                overrides[name] = ModelSource(local_dir=make_model(tmp_path / name, **config))
+        sources = ModelSources(specs, tmp_path / "models", tmp_path / "placeholders", overrides)
+        registry = Registry(specs, sources, limits)
+        registries.append(registry)
+        return registry
+
+    yield _build
+    for registry in registries:
+        registry.close()
+
+
+def state(registry: Registry, name: str):
+    return next(s for s in registry.status() if s.name == name)
+
+
+def test_models_load_lazily_and_stay_warm(build):
+    registry = build(alpha={}, beta={})
+    assert registry.worker_pids() == {}
+    assert state(registry, "alpha").state == State.NOT_LOADED
+    first = registry.predict("alpha", {"value": 1})
+    second = registry.predict("alpha", {"value": 2})
+    assert (first["echo"], second["echo"]) == (1, 2)
+    assert first["pid"] == second["pid"] == registry.worker_pids()["alpha"]
+    assert first["pid"] != os.getpid()
+    stats = state(registry, "alpha").stats
+    assert (stats.loads, stats.misses, stats.hits, stats.predictions) == (1, 1, 1, 2)
+    assert state(registry, "beta").state == State.NOT_LOADED
+
+
+def test_concurrent_first_requests_share_one_load(build):
+    registry = build(alpha={"load_sleep": 1.0})
+    results, errors = [], []
+
+    def call(i):
+        try:
+            results.append(registry.predict("alpha", {"value": i}))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len({r["pid"] for r in results}) == 1
+    stats = state(registry, "alpha").stats
+    assert stats.loads == 1
+    assert stats.misses == 6
+
+
+def test_count_bound_evicts_least_recently_used(build):
+    registry = build(Limits(max_models=1), alpha={}, beta={})
+    alpha_pid = registry.predict("alpha", {})["pid"]
+    registry.predict("beta", {})
+    assert not psutil.pid_exists(alpha_pid) or psutil.Process(alpha_pid).status() == psutil.STATUS_ZOMBIE
+    assert set(registry.worker_pids()) == {"beta"}
+    alpha = state(registry, "alpha")
+    assert alpha.state == State.EVICTED
+    assert alpha.stats.evictions["capacity"] == 1
+
+
+def test_busy_model_is_never_evicted_and_caller_gets_capacity_error(build):
+    registry = build(Limits(max_models=1, capacity_wait_s=0.5), alpha={}, beta={})
+    registry.predict("alpha", {})
+    busy = threading.Thread(target=registry.predict, args=("alpha", {"op": "sleep", "seconds": 2.5}))
+    busy.start()
+    time.sleep(0.3)
+    with pytest.raises(HubAtCapacity, match="at capacity"):
+        registry.predict("beta", {})
+    busy.join()
+    assert state(registry, "alpha").stats.evictions["capacity"] == 0
+    assert state(registry, "alpha").state == State.READY
+
+
+def test_waiting_load_proceeds_once_the_busy_model_is_idle(build):
+    registry = build(Limits(max_models=1, capacity_wait_s=10), alpha={}, beta={})
+    registry.predict("alpha", {})
+    busy = threading.Thread(target=registry.predict, args=("alpha", {"op": "sleep", "seconds": 1.0}))
+    busy.start()
+    time.sleep(0.2)
+    assert registry.predict("beta", {"value": "b"})["echo"] == "b"
+    busy.join()
+    assert state(registry, "alpha").stats.evictions["capacity"] == 1
+
+
+def test_idle_ttl_evicts(build):
+    registry = build(Limits(idle_ttl_s=0.5), alpha={})
+    pid = registry.predict("alpha", {})["pid"]
+    registry.sweep()
+    assert registry.worker_pids() == {"alpha": pid}
+    time.sleep(0.8)
+    registry.sweep()
+    assert registry.worker_pids() == {}
+    alpha = state(registry, "alpha")
+    assert alpha.state == State.EVICTED and alpha.stats.evictions["idle"] == 1
+    assert registry.predict("alpha", {})["pid"] != pid  # reloads on demand
+
+
+def test_memory_budget_evicts_idle_models(build):
+    registry = build(Limits(memory_budget=200 * 2**20), alpha={"alloc_mb": 120}, beta={"alloc_mb": 120})
+    registry.predict("alpha", {})
+    assert state(registry, "alpha").memory_bytes > 120 * 2**20
+    registry.predict("beta", {})
+    assert set(registry.worker_pids()) == {"beta"}
+    assert state(registry, "alpha").stats.evictions["memory"] == 1
+    assert registry.totals().workers_memory_bytes <= 200 * 2**20
+
+
+def test_crash_fails_only_its_request_and_reloads(build):
+    registry = build(alpha={}, beta={})
+    beta_pid = registry.predict("beta", {})["pid"]
+    pid = registry.predict("alpha", {})["pid"]
+    with pytest.raises(WorkerFailed, match="killed by signal 9"):
+        registry.predict("alpha", {"op": "crash"})
+    assert state(registry, "alpha").stats.crashes == 1
+    assert registry.predict("beta", {})["pid"] == beta_pid
+    assert registry.predict("alpha", {"value": 3})["pid"] != pid
+
+
+def test_external_kill_is_noticed(build):
+    registry = build(alpha={})
+    pid = registry.predict("alpha", {})["pid"]
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    registry.sweep()
+    alpha = state(registry, "alpha")
+    assert alpha.state == State.FAILED and alpha.stats.crashes == 1
+    assert registry.predict("alpha", {})["pid"] != pid
+
+
+def test_hang_times_out_and_kills_the_worker(build):
+    registry = build(alpha={}, beta={}, predict_timeout_s=1.0)
+    pid = registry.predict("alpha", {})["pid"]
+    beta = threading.Thread(target=registry.predict, args=("beta", {}))
+    started = time.monotonic()
+    with pytest.raises(WorkerTimeout, match="did not finish a prediction within 1 s"):
+        beta.start()
+        registry.predict("alpha", {"op": "sleep", "seconds": 30})
+    assert time.monotonic() - started < 5
+    beta.join()
+    assert not psutil.pid_exists(pid)
+    assert state(registry, "alpha").stats.timeouts == 1
+    assert registry.predict("alpha", {"value": "back"})["echo"] == "back"
+
+
+def test_input_errors_and_model_errors_keep_the_worker(build):
+    registry = build(alpha={})
+    pid = registry.predict("alpha", {})["pid"]
+    with pytest.raises(InputError, match="makes no sense: 7"):
+        registry.predict("alpha", {"op": "input_error", "value": 7})
+    with pytest.raises(WorkerFailed, match="RuntimeError: the model broke"):
+        registry.predict("alpha", {"op": "error"})
+    assert registry.predict("alpha", {})["pid"] == pid
+    assert state(registry, "alpha").stats.errors == 1
+
+
+def test_failed_load_is_reported_and_others_keep_serving(build):
+    registry = build(alpha={"fail_load": True}, beta={})
+    with pytest.raises(WorkerFailed, match="configured to fail at load"):
+        registry.predict("alpha", {})
+    alpha = state(registry, "alpha")
+    assert alpha.state == State.FAILED and "fail at load" in alpha.error
+    assert registry.predict("beta", {"value": 1})["echo"] == 1
+
+
+def test_framework_objects_are_refused_not_imported(build):
+    registry = build(alpha={})
+    with pytest.raises(WorkerFailed, match="torch.*plain data"):
+        registry.predict("alpha", {"op": "torch"})
+    assert registry.predict("alpha", {"value": 1})["echo"] == 1
+
+
+def test_placeholder_is_built_when_no_folder_exists(build):
+    registry = build()  # no model folders at all
+    result = registry.predict("alpha", {})
+    assert result["trained"] is False
+    assert state(registry, "alpha").placeholder is True
+
+
+def test_missing_local_override_is_a_clear_error(tmp_path):
+    specs = discover(TEST_DEMOS)
+    sources = ModelSources(specs, tmp_path, tmp_path, {"alpha": ModelSource(local_dir=tmp_path / "nope")})
+    registry = Registry(specs, sources)
+    with pytest.raises(Exception, match="has no config.json"):
+        registry.predict("alpha", {})
+    registry.close()
