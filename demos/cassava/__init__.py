@@ -1,0 +1,22 @@
+"""Cassava leaf disease: a photo -> one of five classes, a Grad-CAM heatmap and
+a short report for the grower. Importing this package stays torch-free."""
+
+from demohub.spec import DemoSpec
+
+SPEC = DemoSpec(
+    name="cassava",
+    title="Cassava leaf disease",
+    description=(
+        "Upload a photo of a cassava leaf. The model (ResNeXt-50 32x4d) says which of five classes it "
+        "shows (bacterial blight, brown streak, green mottle, mosaic disease or healthy), with all five "
+        "probabilities, a heatmap of where it looked, and what a grower can do. Below the confidence "
+        "threshold it answers *uncertain*."
+    ),
+    runtime="demos.cassava.runtime",
+    tab="demos.cassava.tab",
+    examples=("cassava_1.jpg", "cassava_2.jpg", "cassava_3.jpg"),
+    predict_timeout_s=60.0,
+    load_timeout_s=300.0,
+    expected_load_s=4.0,
+    concurrency_limit=1,
+)

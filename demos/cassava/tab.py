@@ -1,0 +1,50 @@
+"""The cassava tab: photo in; probabilities, heatmap, report and JSON out.
+Runs in the hub process: no torch, no image decoding (the worker does that)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from demohub.kit.photo import PhotoUpload
+from demohub.ui import PLACEHOLDER_BANNER
+
+#: The shared sample photos, next to the project (never copied into it).
+SHARED_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "images"
+
+
+def example_photos(names: tuple[str, ...], folder: Path = SHARED_IMAGES) -> list[str]:
+    """The example photos that exist on this machine."""
+    return [str(folder / n) for n in names if (folder / n).is_file()]
+
+
+def verdict_markdown(result) -> str:
+    banner = "" if result.trained else PLACEHOLDER_BANNER + "\n\n"
+    return banner + result.details
+
+
+def build(ctx) -> None:
+    with gr.Row():
+        with gr.Column():
+            photo = PhotoUpload(label="Cassava leaf photo (JPEG, PNG or WebP)")
+            submit = gr.Button("Diagnose", variant="primary")
+            examples = example_photos(ctx.spec.examples)
+            if examples:
+                gr.Examples(examples=examples, inputs=[photo], api_visibility="private",
+                            label="Sample photos")
+        with gr.Column():
+            verdict = gr.Markdown()
+            probabilities = gr.Label(label="Probabilities", num_top_classes=5)
+            heat = gr.Image(label="Where the model looked (Grad-CAM, predicted class)", type="numpy",
+                            format="jpeg", interactive=False)
+            summary = gr.JSON(label="JSON summary")
+
+    def diagnose(path: str | None, progress=gr.Progress()):
+        if not path:
+            raise ctx.input_error("Upload a photo first")
+        result = ctx.predict({"image": path}, progress)
+        return result.probabilities, result.heatmap, verdict_markdown(result), result.to_json()
+
+    submit.click(diagnose, inputs=[photo], outputs=[probabilities, heat, verdict, summary],
+                 api_name=ctx.api_name, concurrency_limit=ctx.concurrency_limit)
