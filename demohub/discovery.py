@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -24,6 +25,10 @@ def discover(demos_dir: Path, only: tuple[str, ...] = ()) -> list[DemoSpec]:
     root = demos_dir.parent
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
+    existing = importlib.util.find_spec(demos_dir.name)
+    if existing is not None and Path(list(existing.submodule_search_locations or [""])[0]).resolve() != demos_dir:
+        raise DemoError(f"the folder name {demos_dir.name!r} clashes with another importable package; "
+                        "rename the demos folder")
     specs: dict[str, DemoSpec] = {}
     for folder in sorted(p for p in demos_dir.iterdir() if (p / "__init__.py").is_file()):
         if only and folder.name not in only:

@@ -1,0 +1,31 @@
+"""An image input that hands the worker the uploaded file untouched.
+
+`gr.Image(type="filepath")` still opens the file with PIL in the hub process,
+so a corrupt file or a decompression bomb fails there with Gradio's generic
+message. This input passes the path on; the worker decodes it with
+`demohub.kit.images.load_image`, which explains what is wrong.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from gradio.events import Dependency
+
+class PhotoUpload(gr.Image):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("type", "filepath")
+        kwargs.setdefault("sources", ["upload", "clipboard"])
+        super().__init__(**kwargs)
+
+    def preprocess(self, payload):
+        if payload is None or (payload.url and payload.url.startswith("data:")):
+            return super().preprocess(payload)
+        if payload.path is None:
+            raise gr.Error("No image was received; upload a photo.")
+        return str(payload.path)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component

@@ -1,0 +1,126 @@
+"""The real hub process, driven through HTTP and `gradio_client`."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import psutil
+import pytest
+from gradio_client.exceptions import AppError
+
+from support import TEST_DEMOS, mapped_framework_libs, running_hub, start_hub
+
+DEMO_ARGS = ("--demos-dir", str(TEST_DEMOS))
+
+
+def total_pss(pid: int) -> int:
+    """The hub's whole footprint: its own process plus every worker."""
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_full_info().pss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def write_model(folder, **config):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"trained": True, **config}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    write_model(models / "alpha", marker="local alpha", load_sleep=2.0)
+    with running_hub(*DEMO_ARGS, "--models-dir", str(models)) as server:
+        yield server
+
+
+def test_page_is_served_before_any_model_loads(hub):
+    status, body = hub.get("/")
+    assert status == 200 and "<html" in body.lower()
+    assert hub.worker_pids() == []
+    assert "demohub_loaded_models 0" in hub.get("/metrics")[1]
+
+
+def test_public_api_is_exactly_one_endpoint_per_demo(hub):
+    api = hub.client().view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == {"/alpha", "/beta"}
+    assert api["unnamed_endpoints"] == {}
+
+
+def test_cold_call_reports_load_progress_then_answers(hub):
+    job = hub.client().submit('{"value": "cold"}', api_name="/alpha")
+    descriptions = set()
+    while not job.done():
+        status = job.status()
+        for unit in status.progress_data or []:
+            if unit.desc:
+                descriptions.add(unit.desc)
+        time.sleep(0.1)
+    result = job.result()
+    assert result["echo"] == "cold" and result["marker"] == "local alpha"
+    assert any(d.startswith("loading alpha model, ~") for d in descriptions), descriptions
+
+
+def test_errors_reach_the_client_as_readable_messages(hub):
+    client = hub.client()
+    with pytest.raises(AppError, match="that input makes no sense: 5"):
+        client.predict('{"op": "input_error", "value": 5}', api_name="/alpha")
+    with pytest.raises(AppError, match="request is not JSON"):
+        client.predict("{not json", api_name="/beta")
+    with pytest.raises(AppError, match="worker was killed by signal 9"):
+        client.predict('{"op": "crash"}', api_name="/beta")
+    assert client.predict('{"value": 2}', api_name="/beta")["echo"] == 2
+
+
+def test_metrics_and_status_count_what_happened(hub):
+    hub.client().predict('{"value": 1}', api_name="/alpha")
+    text = hub.get("/metrics")[1]
+    assert 'demohub_loads_total{model="alpha"} 1' in text
+    assert 'demohub_model_state{model="alpha",state="ready"} 1' in text
+    assert "# TYPE demohub_evictions_total counter" in text
+    assert hub.get("/healthz")[1].startswith('{"status":"ok"')
+
+
+def test_hub_process_never_maps_a_framework(hub):
+    with pytest.raises(AppError, match="plain data"):
+        hub.client().predict('{"op": "torch"}', api_name="/beta")
+    assert mapped_framework_libs(hub.pid) == set()
+    worker = hub.worker_pids()
+    assert any(mapped_framework_libs(pid) for pid in worker)
+
+
+def test_structured_log_lines(hub):
+    events = [json.loads(line) for line in hub.logs().splitlines() if line.startswith('{"ts"')]
+    loads = [e for e in events if e["event"] == "load"]
+    assert loads and {"model", "seconds", "memory_mb", "pid"} <= set(loads[0])
+    assert any(e["event"] == "crash" and e["model"] == "beta" for e in events)
+
+
+def test_eviction_returns_memory_to_the_os(tmp_path):
+    write_model(tmp_path / "alpha", alloc_mb=256)
+    with running_hub(*DEMO_ARGS, "--models-dir", str(tmp_path), "--idle-ttl", "1") as hub:
+        time.sleep(1.0)
+        before = total_pss(hub.pid)
+        hub.client().predict('{"value": 1}', api_name="/alpha")
+        loaded = total_pss(hub.pid)
+        deadline = time.monotonic() + 15
+        while hub.worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert hub.worker_pids() == []
+        after = total_pss(hub.pid)
+    assert loaded - before >= 200 * 2**20
+    assert after - before < 30 * 2**20, (before, loaded, after)
+
+
+def test_bad_demo_folder_fails_fast_with_a_message(tmp_path):
+    demos = tmp_path / "mydemos"
+    (demos / "broken").mkdir(parents=True)
+    (demos / "broken" / "__init__.py").write_text("X = 1\n")
+    with pytest.raises(RuntimeError, match="has no SPEC"):
+        start_hub("--demos-dir", str(demos), timeout=30)
