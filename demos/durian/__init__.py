@@ -1,0 +1,29 @@
+"""Durian breed from a photo (Keras / TensorFlow in the worker only).
+
+This module runs in the hub process: it may import only the standard library,
+gradio and demohub.
+"""
+
+from pathlib import Path
+
+from demohub.spec import DemoSpec
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHARED_PHOTOS = PROJECT_ROOT.parent / "shared" / "data" / "images"
+
+SPEC = DemoSpec(
+    name="durian",
+    title="Durian breed",
+    description=(
+        "Upload a photo of a durian: the model names its breed (D24, Jin Feng / Golden Phoenix, "
+        "Mao Shan Wang or Red Prawn), shows where it looked with a Grad-CAM heatmap, and says "
+        "\"uncertain\" when no breed is likely enough."
+    ),
+    runtime="demos.durian.runtime",
+    tab="demos.durian.tab",
+    examples=(str(SHARED_PHOTOS / "durian_1.jpg"),),
+    expected_load_s=15.0,
+    load_timeout_s=300.0,
+    predict_timeout_s=60.0,
+    concurrency_limit=1,
+)

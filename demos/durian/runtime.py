@@ -1,0 +1,88 @@
+"""The durian worker: load the Keras model, answer predictions, or build an
+untrained placeholder. Only the hub's worker process imports this module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from demohub.kit import classify, heatmap, images, modelcard
+from demohub.errors import InputError
+
+from demos.durian import folder, tfenv
+from demos.durian.breeds import describe
+from demos.durian.gradcam import Explainer
+from demos.durian.model import DEFAULT_ARCHITECTURE, architecture, build
+from demos.durian.model import load as load_keras
+from demos.durian.preprocess import Preprocessing, to_batch
+
+#: The heatmap travels back to the hub; this keeps it a few hundred kB.
+HEATMAP_MAX_SIDE = 768
+
+
+@dataclass(frozen=True)
+class DurianModel:
+    config: dict
+    labels: list[str]
+    prep: Preprocessing
+    threshold: float
+    trained: bool
+    explain: Explainer
+
+
+def load(model_dir: Path) -> DurianModel:
+    tfenv.configure()
+    config = modelcard.read_config(model_dir)
+    if config.get("framework", "keras") != "keras":
+        raise ValueError(f"config.json framework is {config.get('framework')!r}; this demo runs Keras models")
+    keras_model = load_keras(Path(model_dir) / config.get("weights_file", "model.keras"))
+    labels = list(config["labels"])
+    if keras_model.outputs[0].shape[-1] != len(labels):
+        raise ValueError(f"the model has {keras_model.outputs[0].shape[-1]} outputs but config.json "
+                         f"lists {len(labels)} labels")
+    layer = config.get("last_conv_layer") or architecture(config["architecture"]).last_conv_layer
+    prep = Preprocessing.from_config(config)
+    explain = Explainer(keras_model, layer)
+    explain(np.zeros((1, *prep.input_shape), dtype=np.float32))  # trace the graph now, not on the first user's request
+    return DurianModel(config=config, labels=labels, prep=prep,
+                       threshold=float(config.get("uncertain_threshold", folder.DEFAULT_THRESHOLD)),
+                       trained=bool(config.get("trained", True)), explain=explain)
+
+
+def verdict_line(label: str, uncertain: bool, threshold: float, descriptions: dict) -> str:
+    if uncertain:
+        return (f"Not sure: no breed reaches {threshold:.0%}. The closest is {label}; try a clearer "
+                "photo of the whole fruit or its flesh.")
+    return describe(label, descriptions)
+
+
+def predict(model: DurianModel, request: dict) -> classify.ImageClassification:
+    if not isinstance(request, dict) or not request.get("image"):
+        raise InputError("no image was received; upload a durian photo")
+    image = images.load_image(request["image"])
+    explanation = model.explain(to_batch(image, model.prep))
+    small = image.copy()
+    small.thumbnail((HEATMAP_MAX_SIDE, HEATMAP_MAX_SIDE))
+    decision = classify.decide(explanation.probabilities, model.labels, model.threshold)
+    details = verdict_line(decision.label, decision.uncertain, model.threshold,
+                           model.config.get("descriptions", {}))
+    return classify.build_result(
+        explanation.probabilities, model.labels, model.threshold, model.trained,
+        heatmap=heatmap.overlay(small, explanation.cam), details=details,
+        architecture=model.config.get("architecture"),
+    )
+
+
+def placeholder(model_dir: Path) -> None:
+    """An untrained, seeded model of the real architecture, marked trained=false."""
+    tfenv.configure()
+    arch = architecture(DEFAULT_ARCHITECTURE)
+    prep = Preprocessing()
+    keras_model = build(arch.name, prep.input_shape, n_classes=4, weights=None, seed=0)
+    config = folder.make_config(arch.name, arch.last_conv_layer, trained=False, prep=prep)
+    folder.write(Path(model_dir), keras_model, config,
+                 "## Status\n\nRandomly initialised (seed 0), never trained: the hub builds this "
+                 "placeholder when no trained durian model is configured, to show the interface "
+                 "end to end. Train one with `python -m demos.durian.train`.\n")
