@@ -83,8 +83,9 @@ class ModelSources:
     """Resolves each demo's model folder; Hub downloads start at `start()`."""
 
     def __init__(self, specs: list[DemoSpec], models_dir: Path, placeholder_dir: Path,
-                 overrides: dict[str, ModelSource] | None = None):
+                 overrides: dict[str, ModelSource] | None = None, hub_cache_dir: Path | None = None):
         self._models_dir = models_dir
+        self._hub_cache_dir = hub_cache_dir  # None: huggingface_hub's own (HF_HOME, HF_HUB_CACHE)
         self._placeholder_dir = placeholder_dir
         overrides = overrides or {}
         self._status = {
@@ -142,14 +143,16 @@ class ModelSources:
         events.event("download_start", name, repo=source.repo_id, revision=source.revision)
         try:
             path = snapshot_download(
-                repo_id=source.repo_id, revision=source.revision, tqdm_class=_progress_class(status)
+                repo_id=source.repo_id, revision=source.revision, cache_dir=self._hub_cache_dir,
+                endpoint=os.environ.get("HF_ENDPOINT"), tqdm_class=_progress_class(status),
             )
             status.resolved = ResolvedModel(path=Path(path), origin="hub")
             events.event("download", name, seconds=time.perf_counter() - started, path=path)
         except Exception as exc:  # noqa: BLE001 - any failure falls back to the cache
             try:
                 path = snapshot_download(
-                    repo_id=source.repo_id, revision=source.revision, local_files_only=True
+                    repo_id=source.repo_id, revision=source.revision, cache_dir=self._hub_cache_dir,
+                    local_files_only=True,
                 )
                 status.resolved = ResolvedModel(path=Path(path), origin="hub cache")
                 events.event("download_failed_using_cache", name, error=str(exc)[:300], path=path)
