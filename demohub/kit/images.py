@@ -71,7 +71,12 @@ def load_image(path: str | os.PathLike, max_side: int = MAX_SIDE, max_pixels: in
                 im = _to_rgb(im)
     except InputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(
+            f"the image has too many pixels to decode safely (over {Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
+            "megapixels; it may be a decompression bomb); upload a smaller photo"
+        ) from None
+    except UnidentifiedImageError:
         raise InputError("this file is not an image we can read; upload a JPEG, PNG or WebP photo") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(f"the image is corrupt or truncated ({exc}); upload the photo again") from None

@@ -56,11 +56,12 @@ def center_box(size: tuple[int, int], crop: int) -> tuple[int, int, int, int]:
 
 
 def crop_box(size: tuple[int, int], prep: Preprocessing) -> tuple[int, int, int, int]:
-    """The part of the original photo the model sees, in original pixels."""
-    rw, rh = resized_size(size, prep.resize)
-    left, top, right, bottom = center_box((rw, rh), prep.crop_size)
-    sx, sy = size[0] / rw, size[1] / rh
-    return round(left * sx), round(top * sy), round(right * sx), round(bottom * sy)
+    """The part of the original photo the model sees, in original pixels
+    (a centred square, `crop_size / resize` of the shorter side)."""
+    w, h = size
+    side = prep.crop_size * min(w, h) / prep.resize
+    left, top = (w - side) / 2, (h - side) / 2
+    return round(left), round(top), round(left + side), round(top + side)
 
 
 def normalize(pixels: np.ndarray, mean, std) -> np.ndarray:
