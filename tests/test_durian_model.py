@@ -1,0 +1,167 @@
+"""Durian demo, in-process: preprocessing, model files, Grad-CAM, placeholder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from support import SHARED_DATA
+
+from demohub.kit import heatmap, modelcard
+from demos.durian import breeds, folder, runtime
+from demos.durian.gradcam import Explainer
+from demos.durian.model import build, load
+from demos.durian.preprocess import Preprocessing, to_batch
+
+import keras
+
+PHOTO = SHARED_DATA / "images" / "durian_1.jpg"
+TINY_SIZE = 64
+
+
+def write_tiny_folder(target: Path, weights_file: str = "model.keras", **config_extra) -> Path:
+    """A complete model folder with the tiny test architecture (trained=true)."""
+    prep = Preprocessing(height=TINY_SIZE, width=TINY_SIZE)
+    model = build("tiny_cnn", prep.input_shape, n_classes=4, seed=1)
+    config = folder.make_config("tiny_cnn", "last_conv", trained=True, prep=prep,
+                                weights_file=weights_file, **config_extra)
+    return folder.write(target, model, config, "## Test model\n\nTiny CNN for tests.\n")
+
+
+# -- preprocessing ---------------------------------------------------------------------------
+
+
+def test_preprocessing_reads_size_and_scale_from_config():
+    prep = Preprocessing.from_config({"preprocessing": {"size": [32, 48], "scale": 2 / 255, "offset": -1}})
+    batch = to_batch(Image.new("RGB", (300, 100), (255, 0, 128)), prep)
+    assert batch.shape == (1, 32, 48, 3) and batch.dtype == np.float32
+    assert np.allclose(batch[0, 0, 0], [1.0, -1.0, 128 * 2 / 255 - 1], atol=1e-5)
+
+
+def test_default_preprocessing_is_224_in_unit_range():
+    prep = Preprocessing.from_config({})
+    batch = to_batch(Image.new("L", (10, 10), 255), prep)
+    assert batch.shape == (1, 224, 224, 3)
+    assert batch.min() >= 0.0 and batch.max() == pytest.approx(1.0)
+
+
+def test_preprocessing_rejects_unknown_resample():
+    with pytest.raises(ValueError, match="resample"):
+        Preprocessing.from_config({"preprocessing": {"resample": "magic"}})
+
+
+def test_breed_aliases_and_descriptions():
+    assert breeds.canonical("musang_king") == "Mao Shan Wang"
+    assert breeds.canonical("Golden Phoenix") == "Jin Feng (Golden Phoenix)"
+    assert all(breeds.describe(label) for label in breeds.LABELS)
+
+
+# -- model files -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weights_file", ["model.keras", "model.h5"])
+def test_both_file_formats_load_and_predict(tmp_path, weights_file):
+    target = write_tiny_folder(tmp_path / "m", weights_file=weights_file)
+    assert (target / weights_file).is_file()
+    original = build("tiny_cnn", (TINY_SIZE, TINY_SIZE, 3), n_classes=4, seed=1)
+    x = np.random.default_rng(0).random((1, TINY_SIZE, TINY_SIZE, 3), dtype=np.float32)
+    np.testing.assert_allclose(load(target / weights_file)(x).numpy(), original(x).numpy(), atol=1e-5)
+
+    model = runtime.load(target)
+    result = runtime.predict(model, {"image": str(PHOTO)})
+    assert set(result.probabilities) == set(breeds.LABELS)
+    assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+    assert result.trained is True
+    assert result.heatmap.dtype == np.uint8 and result.heatmap.ndim == 3
+    assert max(result.heatmap.shape[:2]) <= runtime.HEATMAP_MAX_SIDE
+
+
+def test_legacy_h5_saved_by_keras_model_save(tmp_path):
+    """Older Keras apps called model.save("x.h5"); that full-model file loads as is."""
+    model = build("tiny_cnn", (TINY_SIZE, TINY_SIZE, 3), n_classes=4, seed=2)
+    model.save(tmp_path / "x.h5")
+    assert load(tmp_path / "x.h5").count_params() == model.count_params()
+
+
+def test_unknown_model_file_type_is_refused(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"x")
+    with pytest.raises(ValueError, match=".keras or .h5"):
+        load(tmp_path / "model.pt")
+
+
+def test_label_count_must_match_model(tmp_path):
+    target = write_tiny_folder(tmp_path / "m")
+    config = modelcard.read_config(target)
+    config["labels"] = config["labels"][:3]
+    modelcard.write_config(target, config)
+    with pytest.raises(ValueError, match="3 labels"):
+        runtime.load(target)
+
+
+# -- Grad-CAM --------------------------------------------------------------------------------
+
+
+def bright_patch_model(size: int = 32) -> keras.Model:
+    """Class 0's evidence is brightness: a 1x1 conv fires where pixels are bright."""
+    inputs = keras.Input((size, size, 3))
+    conv = keras.layers.Conv2D(1, 1, activation="relu", name="last_conv")
+    features = conv(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    dense = keras.layers.Dense(2, activation="softmax")
+    outputs = dense(pooled)
+    conv.set_weights([np.full((1, 1, 3, 1), 1 / 3, np.float32), np.array([-0.5], np.float32)])
+    dense.set_weights([np.array([[10.0, -10.0]], np.float32), np.zeros(2, np.float32)])
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("corner", [(0, 0), (24, 20)])
+def test_gradcam_peaks_where_the_evidence_is(corner):
+    size = 32
+    image = np.zeros((1, size, size, 3), np.float32)
+    r, c = corner
+    image[0, r:r + 8, c:c + 8] = 1.0
+    explanation = Explainer(bright_patch_model(size), "last_conv")(image)
+    assert int(np.argmax(explanation.probabilities)) == 0
+    assert explanation.cam.shape == (size, size)
+    row, col = heatmap.peak(explanation.cam)
+    assert r <= row < r + 8 and c <= col < c + 8
+    outside = explanation.cam.copy()
+    outside[r:r + 8, c:c + 8] = 0
+    assert outside.max() == 0.0
+
+
+def test_gradcam_peak_survives_the_overlay_resize():
+    image = np.zeros((1, 32, 32, 3), np.float32)
+    image[0, :8, :8] = 1.0
+    cam = Explainer(bright_patch_model(), "last_conv")(image).cam
+    photo = Image.new("RGB", (640, 640))
+    blended = heatmap.overlay(photo, cam).astype(int)
+    redness = blended[..., 0] - blended[..., 2]
+    row, col = heatmap.peak(redness)
+    assert row < 160 and col < 160
+
+
+def test_gradcam_names_a_missing_layer():
+    with pytest.raises(ValueError, match="no layer named 'nope'"):
+        Explainer(bright_patch_model(), "nope")
+
+
+# -- the untrained placeholder ---------------------------------------------------------------
+
+
+def test_placeholder_is_the_real_architecture_and_says_untrained(tmp_path):
+    runtime.placeholder(tmp_path)
+    config = modelcard.read_config(tmp_path)
+    assert config["trained"] is False
+    assert config["architecture"] == "xception"
+    assert config["labels"] == list(breeds.LABELS)
+    assert config["preprocessing"]["size"] == [224, 224]
+    assert (tmp_path / "model.keras").is_file() and (tmp_path / "examples").is_dir()
+    assert "UNTRAINED" in (tmp_path / "README.md").read_text()
+
+    result = runtime.predict(runtime.load(tmp_path), {"image": str(PHOTO)})
+    assert result.trained is False
+    assert result.to_json()["trained"] is False
