@@ -124,3 +124,19 @@ def test_bad_demo_folder_fails_fast_with_a_message(tmp_path):
     (demos / "broken" / "__init__.py").write_text("X = 1\n")
     with pytest.raises(RuntimeError, match="has no SPEC"):
         start_hub("--demos-dir", str(demos), timeout=30)
+
+
+def test_full_queue_answers_busy_instead_of_growing():
+    with running_hub(*DEMO_ARGS, "--queue-size", "1") as hub:
+        client = hub.client()
+        client.predict("{}", api_name="/alpha")
+        jobs = [client.submit('{"op": "sleep", "seconds": 1}', api_name="/alpha") for _ in range(8)]
+        outcomes = []
+        for job in jobs:
+            try:
+                job.result()
+                outcomes.append("ok")
+            except Exception as exc:  # noqa: BLE001 - the message is the point
+                outcomes.append(str(exc))
+    assert outcomes.count("ok") == 5  # 4 running (the demo's concurrency_limit) + 1 queued
+    assert all("Queue is full! Please try again" in o for o in outcomes if o != "ok")
