@@ -109,6 +109,8 @@ class _Slot:
     in_flight: int = 0
     last_used: float = 0.0
     memory: int = 0
+    #: the model's size when last measured, kept after eviction to plan the next load
+    last_memory: int = 0
     error: str | None = None
     stats: ModelStats = field(default_factory=ModelStats)
     call_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -186,7 +188,8 @@ class Registry:
         for slot in list(self._slots.values()):
             worker = slot.worker
             if worker is not None:
-                slot.memory = worker.memory(self.limits.memory_metric)
+                slot.memory = slot.last_memory = worker.memory(self.limits.memory_metric)
+        self._enforce_budget(keep=None)
 
     def start(self, interval_s: float = 1.0) -> None:
         """Start the background sweeper (idle TTL, crash detection, memory)."""
@@ -357,7 +360,7 @@ class Registry:
             slot.reserved = False
             slot.placeholder = resolved.placeholder
             slot.state = State.READY
-            slot.memory = memory
+            slot.memory = slot.last_memory = memory
             slot.stats.loads += 1
             slot.stats.last_load_s = info.seconds
             slot.stats.load_seconds_total += info.seconds
@@ -376,7 +379,7 @@ class Registry:
                 others = [s for s in self._slots.values() if s is not slot and s.occupies]
                 over_count = len(others) + 1 > self.limits.max_models
                 budget = self.limits.memory_budget
-                estimate = slot.memory  # last measured size of this model, 0 before
+                estimate = slot.last_memory  # 0 before the first load
                 over_memory = budget is not None and sum(s.memory for s in others) + estimate > budget
                 if not over_count and not over_memory:
                     slot.reserved = True
@@ -397,7 +400,7 @@ class Registry:
             if worker is not None:
                 worker.stop()
 
-    def _enforce_budget(self, keep: _Slot) -> None:
+    def _enforce_budget(self, keep: _Slot | None) -> None:
         budget = self.limits.memory_budget
         if budget is None:
             return
@@ -408,8 +411,9 @@ class Registry:
                     return
                 victim = self._lru_idle([s for s in loaded if s is not keep])
                 if victim is None:
-                    events.event("over_budget", keep.spec.name,
-                                 memory_mb=round(sum(s.memory for s in loaded) / 2**20, 1))
+                    if keep is not None:  # report once per load, not on every sweep
+                        events.event("over_budget", keep.spec.name,
+                                     memory_mb=round(sum(s.memory for s in loaded) / 2**20, 1))
                     return
                 worker = self._detach(victim, "memory")
             worker.stop()

@@ -111,7 +111,7 @@ def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSource
         model_lines: list[gr.Markdown] = []
         with gr.Tabs():
             for spec in specs:
-                with gr.Tab(spec.title, id=spec.name):
+                with gr.Tab(spec.title, id=spec.name, elem_id=f"tab-{spec.name}"):
                     gr.Markdown(f"## {spec.title}\n{spec.description}")
                     model_lines.append(gr.Markdown(elem_classes=["model-status"]))
                     tab = importlib.import_module(spec.tab)
