@@ -204,7 +204,7 @@ def test_failed_load_is_reported_and_others_keep_serving(build):
 
 
 def test_framework_objects_are_refused_not_imported(build):
-    registry = build(alpha={})
+    registry = build(alpha={}, predict_timeout_s=120)  # the worker imports torch: slow on a busy machine
     with pytest.raises(WorkerFailed, match="torch.*plain data"):
         registry.predict("alpha", {"op": "torch"})
     assert registry.predict("alpha", {"value": 1})["echo"] == 1
