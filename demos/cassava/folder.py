@@ -27,11 +27,13 @@ def load(model_dir: Path) -> tuple[nn.Module, dict]:
     config = modelcard.read_config(model_dir)
     if config.get("framework", "pytorch") != "pytorch":
         raise ValueError(f"{model_dir} holds a {config['framework']} model; this demo runs PyTorch")
-    net = model.build(config.get("architecture", card.DEFAULT_ARCHITECTURE), len(config["labels"]))
     weights = Path(model_dir) / config.get("weights", card.WEIGHTS_FILE)
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing; the model folder needs its weights")
-    net.load_state_dict(load_file(str(weights)), strict=True)
+    # Built on the meta device: no time spent on a random init the weights replace.
+    with torch.device("meta"):
+        net = model.build(config.get("architecture", card.DEFAULT_ARCHITECTURE), len(config["labels"]))
+    net.load_state_dict(load_file(str(weights)), strict=True, assign=True)
     net.eval().requires_grad_(False)
     return net, config
 
