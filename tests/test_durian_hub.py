@@ -1,0 +1,45 @@
+"""Durian through the real hub: the API answers in the shared image-result
+shape, bad uploads are explained, and TensorFlow never enters the hub process."""
+
+from __future__ import annotations
+
+import pytest
+from gradio_client import handle_file
+
+from support import SHARED_DATA, mapped_framework_libs, running_hub
+from test_durian_model import write_tiny_folder
+
+PHOTO = SHARED_DATA / "images" / "durian_1.jpg"
+LABELS = {"D24", "Jin Feng (Golden Phoenix)", "Mao Shan Wang", "Red Prawn"}
+
+
+def test_prediction_through_the_hub(tmp_path):
+    tiny = write_tiny_folder(tmp_path / "durian-tiny")
+    with running_hub("--only", "durian", "--model", f"durian={tiny}", "--worker-threads", "1") as hub:
+        client = hub.client()
+        api = client.view_api(print_info=False, return_format="dict")
+        assert set(api["named_endpoints"]) == {"/durian"}
+
+        probs, heat, verdict, summary = client.predict(handle_file(str(PHOTO)), api_name="/durian")
+        assert {c["label"] for c in probs["confidences"]} == LABELS
+        assert heat and heat.endswith((".webp", ".png", ".jpg", ".jpeg"))
+        assert set(summary) >= {"label", "top_class", "confidence", "uncertain", "threshold",
+                                "probabilities", "trained"}
+        assert set(summary["probabilities"]) == LABELS and summary["trained"] is True
+        assert summary["top_class"] in LABELS
+        assert "Untrained" not in verdict
+
+        not_a_photo = tmp_path / "notes.jpg"
+        not_a_photo.write_text("this is not a photo\n" * 50)
+        with pytest.raises(Exception, match="not an image"):
+            client.predict(handle_file(str(not_a_photo)), api_name="/durian")
+
+        again = client.predict(handle_file(str(PHOTO)), api_name="/durian")[3]
+        assert again["probabilities"] == summary["probabilities"]  # same worker, same answer
+
+        _, metrics = hub.get("/metrics")
+        assert 'demohub_loads_total{model="durian"} 1' in metrics
+        assert 'demohub_crashes_total{model="durian"} 0' in metrics
+        assert mapped_framework_libs(hub.pid) == set()
+        workers = hub.worker_pids()
+        assert len(workers) == 1 and mapped_framework_libs(workers[0])  # TensorFlow lives there
