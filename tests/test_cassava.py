@@ -365,3 +365,16 @@ def test_training_falls_back_to_scratch_when_imagenet_weights_fail(monkeypatch, 
     net, start = train.starting_network("resnext50_32x4d", pretrained=True)
     assert start == "random initialisation" and isinstance(net, model.TinyCNN)
     assert "no network" in capsys.readouterr().err
+
+
+def test_hub_side_modules_do_not_import_torch():
+    import subprocess
+    import sys
+
+    from support import PROJECT_ROOT
+
+    code = ("import sys\n"
+            "import demos.cassava, demos.cassava.preprocess, demos.cassava.reports, demos.cassava.card\n"
+            "import demos.cassava.labels, demos.cassava.dataset, demos.cassava.heatmap_view\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True, timeout=60)
