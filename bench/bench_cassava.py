@@ -146,8 +146,11 @@ def report(model_dir: Path, label: str, bare: dict, alone: dict, hub: dict) -> s
         f"| hub process (no torch mapped) | {hub['hub']['pss_mb']:.0f} MB | {hub['hub']['rss_mb']:.0f} MB |",
         "",
         "The worker holds the framework, the model (~88 MB of float32 weights) and the activations "
-        "kept for Grad-CAM's backward pass; the hub's own overhead in the worker is the pipe and "
-        "a few small modules, so worker and standalone runtime should be close.", "",
+        "kept for Grad-CAM's backward pass; the hub adds only the pipe and a few small modules, so "
+        "worker and standalone runtime are within a few MB. PSS splits shared library pages between "
+        "the processes mapping them, so it drops when other torch processes run at the same time; "
+        "compare RSS across runs. The hub's end-to-end overhead is the upload, Gradio's queue and "
+        "event stream, JPEG encoding of the heatmap and its download by the client.", "",
     ])
 
 
