@@ -54,7 +54,8 @@ def load_image(path: str | os.PathLike, max_side: int = MAX_SIDE, max_pixels: in
         raise InputError(f"the file is {size / 2**20:.0f} MB; the limit is {max_bytes / 2**20:.0f} MB")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own max_pixels check below is the limit; PIL's warning (at 89 MP) is not.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 if im.format not in ALLOWED_FORMATS:
                     raise InputError(f"{im.format or 'this'} files are not supported; upload a JPEG, PNG or WebP photo")
@@ -73,7 +74,7 @@ def load_image(path: str | os.PathLike, max_side: int = MAX_SIDE, max_pixels: in
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(
-            f"the image has too many pixels to decode safely (over {Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
+            f"the image has too many pixels to decode safely (over {max_pixels / 1e6:.0f} "
             "megapixels; it may be a decompression bomb); upload a smaller photo"
         ) from None
     except UnidentifiedImageError:
