@@ -165,3 +165,12 @@ def test_placeholder_is_the_real_architecture_and_says_untrained(tmp_path):
     result = runtime.predict(runtime.load(tmp_path), {"image": str(PHOTO)})
     assert result.trained is False
     assert result.to_json()["trained"] is False
+
+
+def test_input_size_must_match_config(tmp_path):
+    target = write_tiny_folder(tmp_path / "m")
+    config = modelcard.read_config(target)
+    config["preprocessing"]["size"] = [128, 128]
+    modelcard.write_config(target, config)
+    with pytest.raises(ValueError, match="preprocessing.size"):
+        runtime.load(target)

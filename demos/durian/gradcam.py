@@ -1,7 +1,8 @@
 """Grad-CAM: where in the photo the evidence for the predicted breed lies.
 
 One compiled `tf.function` runs the forward pass and the gradient of the top
-class's probability with respect to the last convolutional layer's output, so
+class's score (its logit when the model ends in a softmax Dense layer) with
+respect to the last convolutional layer's output, so
 a prediction and its heatmap cost one call with a fixed input signature (no
 retracing, no growth across requests).
 """

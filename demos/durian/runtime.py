@@ -18,7 +18,7 @@ from demos.durian.model import DEFAULT_ARCHITECTURE, architecture, build
 from demos.durian.model import load as load_keras
 from demos.durian.preprocess import Preprocessing, to_batch
 
-#: The heatmap travels back to the hub; this keeps it a few hundred kB.
+#: The heatmap travels back to the hub as a raw uint8 array; this keeps it near 1 MB.
 HEATMAP_MAX_SIDE = 768
 
 
@@ -42,16 +42,21 @@ def load(model_dir: Path) -> DurianModel:
     if keras_model.outputs[0].shape[-1] != len(labels):
         raise ValueError(f"the model has {keras_model.outputs[0].shape[-1]} outputs but config.json "
                          f"lists {len(labels)} labels")
-    layer = config.get("last_conv_layer") or architecture(config["architecture"]).last_conv_layer
     prep = Preprocessing.from_config(config)
+    if tuple(keras_model.inputs[0].shape[1:]) != prep.input_shape:
+        raise ValueError(f"the model expects inputs of shape {tuple(keras_model.inputs[0].shape[1:])} but "
+                         f"config.json preprocessing.size gives {prep.input_shape}")
+    layer = config.get("last_conv_layer") or architecture(config["architecture"]).last_conv_layer
     explain = Explainer(keras_model, layer)
-    explain(np.zeros((1, *prep.input_shape), dtype=np.float32))  # trace the graph now, not on the first user's request
+    # Trace the compiled graph now, so the first person to ask does not wait for it.
+    explain(np.zeros((1, *prep.input_shape), dtype=np.float32))
     return DurianModel(config=config, labels=labels, prep=prep,
                        threshold=float(config.get("uncertain_threshold", folder.DEFAULT_THRESHOLD)),
                        trained=bool(config.get("trained", True)), explain=explain)
 
 
 def verdict_line(label: str, uncertain: bool, threshold: float, descriptions: dict) -> str:
+    """The breed's look and taste, or why we will not name one."""
     if uncertain:
         return (f"Not sure: no breed reaches {threshold:.0%}. The closest is {label}; try a clearer "
                 "photo of the whole fruit or its flesh.")

@@ -134,7 +134,7 @@ def train(opts: Options) -> Path:
                   metrics=["accuracy"])
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=opts.patience, restore_best_weights=True)
     history = model.fit(train_ds, validation_data=valid_ds, epochs=opts.epochs, steps_per_epoch=steps,
-                        callbacks=[stop], verbose=2)
+                        callbacks=[stop], shuffle=False, verbose=2)  # the dataset shuffles itself
     epochs_run = len(history.history["loss"])
 
     figures = validate(model, valid_ds, list(labels))
