@@ -83,3 +83,19 @@ def test_50_megapixel_jpeg_is_downscaled(model, tmp_path):
     result = runtime.predict(model, {"image": str(path)})
     assert max(result.heatmap.shape[:2]) <= runtime.HEATMAP_MAX_SIDE
     assert result.heatmap.shape[1] > result.heatmap.shape[0]  # landscape kept
+
+
+def test_no_retracing_and_no_memory_growth_over_200_predictions(model, tmp_path):
+    import psutil
+
+    path = tmp_path / "small.jpg"
+    Image.open(PHOTO).resize((600, 400)).save(path)
+    request = {"image": str(path)}
+    for _ in range(20):
+        runtime.predict(model, request)
+    before = psutil.Process().memory_info().rss
+    for _ in range(200):
+        runtime.predict(model, request)
+    growth = psutil.Process().memory_info().rss - before
+    assert model.explain._run.experimental_get_tracing_count() == 1
+    assert growth < 16 * 2**20, f"RSS grew by {growth / 2**20:.1f} MB over 200 predictions"
