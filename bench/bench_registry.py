@@ -108,15 +108,33 @@ def warm_calls(calls: int) -> dict[str, list[float]]:
             client = hub.client()
             text = json.dumps(request)
             client.predict(text, api_name="/alpha")
-            http = []
-            for _ in range(min(calls, 100)):
+            via_client = []
+            for _ in range(min(calls, 50)):
                 t = time.perf_counter()
                 client.predict(text, api_name="/alpha")
-                http.append((time.perf_counter() - t) * 1000)
+                via_client.append((time.perf_counter() - t) * 1000)
+            via_http = []
+            for _ in range(min(calls, 100)):
+                t = time.perf_counter()
+                http_call(hub.url, "alpha", [text])
+                via_http.append((time.perf_counter() - t) * 1000)
         finally:
             hub.stop()
     return {"in-process predict()": inproc, "registry (worker hop)": hop,
-            "gradio_client -> hub": http, "_load_s": [load_s]}
+            "HTTP API -> hub": via_http, "gradio_client -> hub": via_client, "_load_s": [load_s]}
+
+
+def http_call(base_url: str, api_name: str, data: list) -> str:
+    """One call through Gradio's HTTP API (POST, then read the result stream)."""
+    import urllib.request
+
+    url = f"{base_url.rstrip('/')}/gradio_api/call/{api_name}"
+    req = urllib.request.Request(url, data=json.dumps({"data": data}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as resp:
+        event_id = json.load(resp)["event_id"]
+    with urllib.request.urlopen(f"{url}/{event_id}") as resp:
+        return resp.read().decode()
 
 
 def main() -> None:
