@@ -17,7 +17,7 @@ from demohub.spec import DemoSpec
 STATUS_REFRESH_S = 3.0
 
 PLACEHOLDER_BANNER = (
-    "⚠️ **Untrained weights — predictions are meaningless.** No trained model is configured "
+    "**⚠ Untrained weights — predictions are meaningless.** No trained model is configured "
     "for this demo, so the hub built an untrained placeholder to show the interface end to end."
 )
 
@@ -59,17 +59,17 @@ def model_line(status: ModelStatus) -> str:
     """The one-line model status shown at the top of a demo's tab."""
     state = status.state
     if state == State.FAILED and status.error:
-        return f"❌ **Model unavailable.** {status.error}"
+        return f"**Model unavailable.** {status.error}"
     if state == State.DOWNLOADING:
         pct = f" ({status.download_fraction:.0%})" if status.download_fraction is not None else ""
-        return f"⬇️ Downloading the model{pct}…"
+        return f"Downloading the model{pct}…"
     if state == State.LOADING:
-        return "⏳ Loading the model…"
+        return "Loading the model…"
     if state == State.READY:
         note = f" Loaded in {status.stats.last_load_s:.1f} s." if status.stats.last_load_s else ""
         banner = f"\n\n{PLACEHOLDER_BANNER}" if status.placeholder else ""
-        return f"✅ Model ready ({status.source}).{note}{banner}"
-    return "💤 Model not loaded yet: the first prediction loads it (a few seconds)."
+        return f"Model ready ({status.source}).{note}{banner}"
+    return "Model not loaded yet: the first prediction loads it (a few seconds)."
 
 
 def _mb(n: int) -> str:

@@ -8,6 +8,8 @@ message. This input passes the path on; the worker decodes it with
 
 from __future__ import annotations
 
+import inspect
+
 import gradio as gr
 
 
@@ -16,6 +18,12 @@ class PhotoUpload(gr.Image):
         kwargs.setdefault("type", "filepath")
         kwargs.setdefault("sources", ["upload", "clipboard"])
         super().__init__(**kwargs)
+
+    # Gradio serialises a component from its constructor's signature: show it gr.Image's.
+    __init__.__signature__ = inspect.signature(gr.Image.__init__)
+
+    def get_block_name(self) -> str:
+        return "image"  # render with Gradio's own Image frontend
 
     def preprocess(self, payload):
         if payload is None or (payload.url and payload.url.startswith("data:")):

@@ -18,6 +18,12 @@ class PhotoUpload(gr.Image):
         kwargs.setdefault("sources", ["upload", "clipboard"])
         super().__init__(**kwargs)
 
+    # Gradio serialises a component from its constructor's signature: show it gr.Image's.
+    __init__.__signature__ = inspect.signature(gr.Image.__init__)
+
+    def get_block_name(self) -> str:
+        return "image"  # render with Gradio's own Image frontend
+
     def preprocess(self, payload):
         if payload is None or (payload.url and payload.url.startswith("data:")):
             return super().preprocess(payload)

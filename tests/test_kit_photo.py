@@ -1,0 +1,25 @@
+"""PhotoUpload must look exactly like gr.Image to the browser, yet hand the
+worker the uploaded path without decoding it in the hub."""
+
+import gradio as gr
+from gradio.data_classes import FileData
+
+from demohub.kit.photo import PhotoUpload
+
+
+def test_serialises_like_gr_image():
+    with gr.Blocks():
+        photo = PhotoUpload(label="leaf")
+        image = gr.Image(type="filepath", label="leaf", sources=["upload", "clipboard"])
+    mine, theirs = photo.get_config(), image.get_config()
+    assert photo.get_block_name() == "image"
+    assert {k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)} <= {"name"}
+
+
+def test_passes_the_path_without_opening_it(tmp_path):
+    corrupt = tmp_path / "x.jpg"
+    corrupt.write_bytes(b"not an image at all")
+    with gr.Blocks():
+        photo = PhotoUpload()
+    assert photo.preprocess(FileData(path=str(corrupt), orig_name="x.jpg")) == str(corrupt)
+    assert photo.preprocess(None) is None
