@@ -106,6 +106,7 @@ class _Slot:
     load: _Load | None = None
     reserved: bool = False
     placeholder: bool = False
+    origin: str | None = None  # where the loaded folder came from: hub, hub cache, local, placeholder
     in_flight: int = 0
     last_used: float = 0.0
     memory: int = 0
@@ -228,7 +229,7 @@ class Registry:
                         name=slot.spec.name,
                         title=slot.spec.title,
                         state=state,
-                        source=source.resolved.origin if source.resolved else source.source.describe(),
+                        source=slot.origin or source.source.describe(),
                         placeholder=slot.placeholder,
                         memory_bytes=slot.memory if slot.worker else 0,
                         in_flight=slot.in_flight,
@@ -359,6 +360,7 @@ class Registry:
             slot.worker = worker
             slot.reserved = False
             slot.placeholder = resolved.placeholder
+            slot.origin = resolved.origin
             slot.state = State.READY
             slot.memory = slot.last_memory = memory
             slot.stats.loads += 1

@@ -68,7 +68,7 @@ def model_line(status: ModelStatus) -> str:
     if state == State.READY:
         note = f" Loaded in {status.stats.last_load_s:.1f} s." if status.stats.last_load_s else ""
         banner = f"\n\n{PLACEHOLDER_BANNER}" if status.placeholder else ""
-        return f"Model ready ({status.source}).{note}{banner}"
+        return f"Model ready (from {status.source}).{note}{banner}"
     return "Model not loaded yet: the first prediction loads it (a few seconds)."
 
 
