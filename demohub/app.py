@@ -38,4 +38,8 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
             media_type="text/plain; version=0.0.4; charset=utf-8",
         )
 
-    return gr.mount_gradio_app(app, blocks, path="/", mcp_server=mcp or None, footer_links=["api"])
+    app = gr.mount_gradio_app(app, blocks, path="/", mcp_server=mcp or None, footer_links=["api"])
+    # Gradio only checks that input files were uploaded (not arbitrary server paths) once
+    # `launch()` has run; mounting never sets the flag, so set it to keep that check on.
+    blocks.has_launched = True
+    return app

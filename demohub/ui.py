@@ -9,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 
+from demohub import events
 from demohub.errors import HubError, InputError
 from demohub.registry import ModelStatus, Registry, State
 from demohub.sources import ModelSources
@@ -114,8 +115,11 @@ def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSource
                 with gr.Tab(spec.title, id=spec.name, elem_id=f"tab-{spec.name}"):
                     gr.Markdown(f"## {spec.title}\n{spec.description}")
                     model_lines.append(gr.Markdown(elem_classes=["model-status"]))
-                    tab = importlib.import_module(spec.tab)
-                    tab.build(TabContext(spec=spec, registry=registry))
+                    try:
+                        importlib.import_module(spec.tab).build(TabContext(spec=spec, registry=registry))
+                    except Exception as exc:  # noqa: BLE001 - one broken tab must not stop the hub
+                        events.event("tab_failed", spec.name, error=f"{type(exc).__name__}: {exc}")
+                        gr.Markdown(f"**This demo's page could not be built:** `{type(exc).__name__}: {exc}`")
             with gr.Tab("Status", id="status"):
                 totals = gr.Markdown()
                 table = gr.Dataframe(headers=STATUS_HEADERS, interactive=False, wrap=True)

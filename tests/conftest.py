@@ -5,3 +5,17 @@ ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT, ROOT / "tests", ROOT / "tests" / "fixtures"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_hub():
+    """The real demos as shipped, in one hub shared by the API and browser tests:
+    questions trained, cassava and durian as placeholders (kept under .cache/ so
+    reruns skip rebuilding them)."""
+    from support import running_hub
+
+    with running_hub("--max-models", "3", cache_dir=ROOT / ".cache" / "test-hub") as server:
+        yield server

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PROJECT_ROOT, SHARED_DATA, running_hub
+from support import PROJECT_ROOT, SHARED_DATA
 
 pytestmark = pytest.mark.browser
 
@@ -51,11 +51,8 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def hub():
-    # The real demos as shipped: questions trained, cassava and durian as placeholders
-    # (kept under .cache/ so reruns skip rebuilding them).
-    with running_hub("--max-models", "3", cache_dir=PROJECT_ROOT / ".cache" / "test-hub") as server:
-        yield server
+def hub(demo_hub):
+    return demo_hub
 
 
 def run_scenario(page_or_frame, name: str, shot) -> None:

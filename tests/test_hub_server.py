@@ -140,3 +140,18 @@ def test_full_queue_answers_busy_instead_of_growing():
                 outcomes.append(str(exc))
     assert outcomes.count("ok") == 5  # 4 running (the demo's concurrency_limit) + 1 queued
     assert all("Queue is full! Please try again" in o for o in outcomes if o != "ok")
+
+
+def test_a_demo_whose_tab_breaks_does_not_stop_the_hub(tmp_path):
+    demos = tmp_path / "otherdemos"
+    for name, tab in (("gamma", "raise RuntimeError('tab exploded')\n"), ("delta", "def build(ctx):\n    pass\n")):
+        (demos / name).mkdir(parents=True)
+        (demos / name / "__init__.py").write_text(
+            "from demohub.spec import DemoSpec\n"
+            f"SPEC = DemoSpec(name='{name}', title='{name.title()}', description='', "
+            f"runtime='otherdemos.{name}.runtime', tab='otherdemos.{name}.tab')\n")
+        (demos / name / "tab.py").write_text(tab)
+    with running_hub("--demos-dir", str(demos)) as hub:
+        assert hub.get("/")[0] == 200
+        assert "could not be built" in hub.get("/config")[1]
+        assert '"event": "tab_failed", "model": "gamma"' in hub.logs()

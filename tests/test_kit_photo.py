@@ -1,7 +1,10 @@
 """PhotoUpload must look exactly like gr.Image to the browser, yet hand the
 worker the uploaded path without decoding it in the hub."""
 
+from pathlib import Path
+
 import gradio as gr
+import pytest
 from gradio.data_classes import FileData
 
 from demohub.kit.photo import PhotoUpload
@@ -17,9 +20,22 @@ def test_serialises_like_gr_image():
 
 
 def test_passes_the_path_without_opening_it(tmp_path):
-    corrupt = tmp_path / "x.jpg"
+    from gradio.utils import get_upload_folder
+
+    corrupt = Path(get_upload_folder()) / "test-kit-photo" / "x.jpg"
+    corrupt.parent.mkdir(parents=True, exist_ok=True)
     corrupt.write_bytes(b"not an image at all")
     with gr.Blocks():
         photo = PhotoUpload()
-    assert photo.preprocess(FileData(path=str(corrupt), orig_name="x.jpg")) == str(corrupt)
+    assert photo.preprocess(FileData(path=str(corrupt), orig_name="x.jpg")) == str(corrupt.resolve())
     assert photo.preprocess(None) is None
+    corrupt.unlink()
+
+
+def test_refuses_paths_outside_the_upload_folder(tmp_path):
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(b"x")
+    with gr.Blocks():
+        photo = PhotoUpload()
+    with pytest.raises(gr.Error, match="paths on the server are not accepted"):
+        photo.preprocess(FileData(path=str(outside)))

@@ -9,8 +9,10 @@ message. This input passes the path on; the worker decodes it with
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 
 class PhotoUpload(gr.Image):
@@ -30,4 +32,8 @@ class PhotoUpload(gr.Image):
             return super().preprocess(payload)
         if payload.path is None:
             raise gr.Error("No image was received; upload a photo.")
-        return str(payload.path)
+        path = Path(payload.path).resolve()
+        if not path.is_relative_to(Path(get_upload_folder()).resolve()):
+            raise gr.Error("Send the image itself (gradio_client: handle_file('photo.jpg')); "
+                           "paths on the server are not accepted.")
+        return str(path)

@@ -29,7 +29,11 @@ class PhotoUpload(gr.Image):
             return super().preprocess(payload)
         if payload.path is None:
             raise gr.Error("No image was received; upload a photo.")
-        return str(payload.path)
+        path = Path(payload.path).resolve()
+        if not path.is_relative_to(Path(get_upload_folder()).resolve()):
+            raise gr.Error("Send the image itself (gradio_client: handle_file('photo.jpg')); "
+                           "paths on the server are not accepted.")
+        return str(path)
     from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
     from gradio.blocks import Block
     if TYPE_CHECKING:

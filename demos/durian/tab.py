@@ -35,7 +35,8 @@ def build(ctx) -> None:
         with gr.Column():
             verdict = gr.Markdown()
             label = gr.Label(label="Breed probabilities", num_top_classes=4)
-            heat = gr.Image(label="Grad-CAM: where the model looked", type="numpy", interactive=False)
+            heat = gr.Image(label="Grad-CAM: where the model looked", type="numpy", format="jpeg",
+                            interactive=False)
             summary = gr.JSON(label="API result")
 
     def identify(path: str | None, progress=gr.Progress()):

@@ -1,0 +1,66 @@
+"""The shipped demos through `gradio_client` against one running hub: the exact
+public API, a good call per demo, and bad input answered with messages a person
+can act on. Then the scrape: /metrics counts what happened, and the hub process
+still has no framework mapped."""
+
+from __future__ import annotations
+
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+
+from support import SHARED_DATA, mapped_framework_libs
+
+IMAGES = SHARED_DATA / "images"
+PUBLIC_ENDPOINTS = {"/cassava", "/durian", "/questions"}
+
+
+@pytest.fixture(scope="module")
+def client(demo_hub):
+    return demo_hub.client()
+
+
+def test_the_public_api_is_exactly_one_endpoint_per_demo(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == PUBLIC_ENDPOINTS
+    assert not api.get("unnamed_endpoints")
+
+
+@pytest.mark.parametrize("demo,photo", [("cassava", "cassava_2.jpg"), ("durian", "durian_1.jpg")])
+def test_image_demos_answer_with_a_flagged_verdict(client, demo, photo):
+    label, heatmap, verdict, summary = client.predict(handle_file(str(IMAGES / photo)), api_name=f"/{demo}")
+    assert summary["trained"] is False  # placeholders until trained weights are configured
+    assert "Untrained weights" in verdict
+    assert summary["label"] in ("uncertain", summary["top_class"])
+    assert abs(sum(summary["probabilities"].values()) - 1) < 1e-3
+    assert label["label"] == summary["top_class"]
+    assert heatmap.endswith(".jpeg") or heatmap.endswith(".jpg")
+
+
+@pytest.mark.parametrize("demo", ["cassava", "durian"])
+def test_image_demos_explain_bad_input(client, demo, tmp_path):
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("this is not a photo")
+    truncated = tmp_path / "half.jpg"
+    truncated.write_bytes((IMAGES / "cassava_1.jpg").read_bytes()[:2000])
+    cases = [
+        (None, r"(?i)upload .*photo first"),
+        (handle_file(str(notes)), "not an image we can read"),
+        (handle_file(str(truncated)), "corrupt or truncated"),
+        ({"path": "/etc/hostname"}, "paths on the server are not accepted"),
+        ("hello", "valid dictionary or instance of ImageData"),
+    ]
+    for value, message in cases:
+        with pytest.raises(AppError, match=message):
+            client.predict(value, api_name=f"/{demo}")
+
+
+def test_metrics_after_traffic_and_no_framework_in_the_hub(demo_hub, client):
+    client.predict(handle_file(str(IMAGES / "cassava_1.jpg")), api_name="/cassava")
+    text = demo_hub.get("/metrics")[1]
+    for demo in ("cassava", "durian"):
+        assert f'demohub_model_state{{model="{demo}",state="ready"}} 1' in text
+        assert f'demohub_loads_total{{model="{demo}"}} 1' in text
+    assert 'demohub_hits_total{model="cassava"}' in text
+    assert "demohub_queue_length 0" in text
+    assert mapped_framework_libs(demo_hub.pid) == set()
