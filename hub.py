@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 
@@ -17,6 +18,10 @@ from demohub.sources import ModelSources
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = load_config(argv)
+    if config.mcp and importlib.util.find_spec("mcp") is None:
+        print('error: --mcp needs the MCP extra: .venv/bin/pip install "gradio[mcp]==6.31.0" '
+              "(kept out of requirements.txt: it pins an older pydantic)", file=sys.stderr)
+        return 2
     specs = discover(config.demos_dir, config.only)
     sources = ModelSources(specs, config.models_dir, config.placeholder_dir, config.models)
     registry = Registry(specs, sources, config.limits)

@@ -99,3 +99,13 @@ def test_publish_command_arguments(tmp_path, capsys):
     assert publish_main([str(good), "not-a-repo-id", "--dry-run"]) == 2
     assert "org/name" in capsys.readouterr().err
     assert publish_main([str(tmp_path / "nope"), "org/model"]) == 2
+
+
+def test_mcp_flag_without_the_extra_says_how_to_install_it():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "hub.py", "--mcp", "--demos-dir", str(TEST_DEMOS)],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert 'pip install "gradio[mcp]==6.31.0"' in out.stderr

@@ -46,4 +46,5 @@ def build(ctx) -> None:
         return result.probabilities, result.heatmap, verdict_markdown(result), result.to_json()
 
     submit.click(identify, [photo], [label, heat, verdict, summary], api_name=ctx.api_name,
+                 api_description=ctx.spec.description,
                  concurrency_limit=ctx.concurrency_limit)
