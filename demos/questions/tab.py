@@ -1,0 +1,44 @@
+"""The questions tab (hub process: gradio only). One public event,
+`/questions`: a question string in, coarse and fine predictions out."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from demos.questions import EXAMPLES
+
+
+def summary(result: dict) -> str:
+    """The readable answer line under the labels."""
+    line = (f"**Expected answer: {result['coarse_name']}** "
+            f"(`{result['coarse_label']}`, fine `{result['fine_label']}`, "
+            f"confidence {result['confidence']:.0%})")
+    if result.get("unsure"):
+        line += "\n\n⚠️ Low confidence: this may not be an English question the model knows how to read."
+    if result.get("notice"):
+        line += f"\n\nℹ️ {result['notice']}"
+    return line
+
+
+def build(ctx) -> None:
+    question = gr.Textbox(label="Question", placeholder="What is the capital of France?", lines=2,
+                          max_lines=6)
+    button = gr.Button("Classify", variant="primary")
+    with gr.Row():
+        coarse = gr.Label(label="Coarse answer type", num_top_classes=6)
+        fine = gr.Label(label="Fine answer type", num_top_classes=5)
+    name = gr.Markdown()
+    details = gr.JSON(label="Full result (the /questions API answer)", visible=False)
+
+    def classify(text: str, progress=gr.Progress()):
+        if text is None or not str(text).strip():
+            raise ctx.input_error("The question is empty: please type a question, e.g. “Who wrote Hamlet?”.")
+        result = ctx.predict({"text": text}, progress)
+        return result["coarse"], result["fine"], summary(result), result
+
+    outputs = [coarse, fine, name, details]
+    button.click(classify, question, outputs, api_name=ctx.api_name, concurrency_limit=ctx.concurrency_limit)
+    question.submit(classify, question, outputs, api_visibility="private",
+                    concurrency_limit=ctx.concurrency_limit)
+    gr.Examples(examples=[[q] for q in EXAMPLES], inputs=question, label="Try a question",
+                cache_examples=False)
