@@ -33,7 +33,8 @@ def test_image_demos_answer_with_a_flagged_verdict(client, demo, photo):
     assert "Untrained weights" in verdict
     assert summary["label"] in ("uncertain", summary["top_class"])
     assert abs(sum(summary["probabilities"].values()) - 1) < 1e-3
-    assert label["label"] == summary["top_class"]
+    assert label["label"] == ("Uncertain" if summary["uncertain"] else summary["top_class"])
+    assert len(label["confidences"]) == len(summary["probabilities"])
     assert heatmap.endswith(".jpeg") or heatmap.endswith(".jpg")
 
 

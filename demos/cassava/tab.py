@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from demohub.kit.photo import PhotoUpload
+from demohub.kit.verdict import VerdictLabel
 from demohub.ui import PLACEHOLDER_BANNER
 
 #: The shared sample photos, next to the project (never copied into it).
@@ -35,7 +36,7 @@ def build(ctx) -> None:
                             label="Sample photos")
         with gr.Column():
             verdict = gr.Markdown()
-            probabilities = gr.Label(label="Probabilities", num_top_classes=5)
+            probabilities = VerdictLabel(label="Probabilities", num_top_classes=5)
             heat = gr.Image(label="Where the model looked (Grad-CAM, predicted class)", type="numpy",
                             format="jpeg", interactive=False)
             summary = gr.JSON(label="JSON summary")
@@ -44,7 +45,7 @@ def build(ctx) -> None:
         if not path:
             raise ctx.input_error("Upload a photo first")
         result = ctx.predict({"image": path}, progress)
-        return result.probabilities, result.heatmap, verdict_markdown(result), result.to_json()
+        return result, result.heatmap, verdict_markdown(result), result.to_json()
 
     submit.click(diagnose, inputs=[photo], outputs=[probabilities, heat, verdict, summary],
                  api_name=ctx.api_name, api_description=ctx.spec.description,

@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from demohub.kit.photo import PhotoUpload
+from demohub.kit.verdict import VerdictLabel
 from demohub.ui import PLACEHOLDER_BANNER
 
 
@@ -34,7 +35,7 @@ def build(ctx) -> None:
                 gr.Examples(examples, inputs=[photo], api_visibility="private")
         with gr.Column():
             verdict = gr.Markdown()
-            label = gr.Label(label="Breed probabilities", num_top_classes=4)
+            label = VerdictLabel(label="Breed probabilities", num_top_classes=4)
             heat = gr.Image(label="Grad-CAM: where the model looked", type="numpy", format="jpeg",
                             interactive=False)
             summary = gr.JSON(label="API result")
@@ -43,7 +44,7 @@ def build(ctx) -> None:
         if not path:
             raise ctx.input_error("upload a durian photo first")
         result = ctx.predict({"image": path}, progress)
-        return result.probabilities, result.heatmap, verdict_markdown(result), result.to_json()
+        return result, result.heatmap, verdict_markdown(result), result.to_json()
 
     submit.click(identify, [photo], [label, heat, verdict, summary], api_name=ctx.api_name,
                  api_description=ctx.spec.description,

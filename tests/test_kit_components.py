@@ -39,3 +39,17 @@ def test_refuses_paths_outside_the_upload_folder(tmp_path):
         photo = PhotoUpload()
     with pytest.raises(gr.Error, match="paths on the server are not accepted"):
         photo.preprocess(FileData(path=str(outside)))
+
+
+def test_verdict_label_says_uncertain_but_keeps_every_probability():
+    from demohub.kit.classify import build_result
+    from demohub.kit.verdict import VerdictLabel
+
+    with gr.Blocks():
+        label = VerdictLabel(num_top_classes=3)
+    assert label.get_block_name() == "label"
+    unsure = label.postprocess(build_result([0.4, 0.35, 0.25], ["a", "b", "c"], threshold=0.57, trained=True))
+    sure = label.postprocess(build_result([0.8, 0.15, 0.05], ["a", "b", "c"], threshold=0.57, trained=True))
+    assert (unsure.label, sure.label) == ("Uncertain", "a")
+    assert [c.label for c in unsure.confidences] == ["a", "b", "c"]
+    assert label.postprocess({"x": 1.0}).label == "x"
