@@ -105,6 +105,19 @@ def totals_text(registry: Registry) -> str:
     )
 
 
+def _name_endpoints(blocks: gr.Blocks, specs: list[DemoSpec]) -> None:
+    """Each demo's public endpoint is described by its spec, and its handler is
+    named after the demo: MCP clients see a tool `cassava`, not `diagnose`."""
+    by_api_name = {spec.api_name: spec for spec in specs}
+    for block_fn in blocks.fns.values():
+        spec = by_api_name.get(block_fn.api_name)
+        if spec is None or block_fn.fn is None:
+            continue
+        block_fn.fn.__name__ = spec.name
+        if not block_fn.api_description:
+            block_fn.api_description = spec.description
+
+
 def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSources) -> gr.Blocks:
     with gr.Blocks(title="Demo hub") as blocks:
         gr.Markdown("# Demo hub\nSeveral trained models side by side. Each model loads on first use "
@@ -128,6 +141,7 @@ def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSource
             statuses = registry.status()
             return [totals_text(registry), status_rows(statuses)] + [model_line(s) for s in statuses]
 
+        _name_endpoints(blocks, specs)
         outputs = [totals, table, *model_lines]
         timer = gr.Timer(STATUS_REFRESH_S)
         timer.tick(refresh, None, outputs, api_visibility="private", queue=False, show_progress="hidden")

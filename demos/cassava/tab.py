@@ -48,5 +48,5 @@ def build(ctx) -> None:
         return result, result.heatmap, verdict_markdown(result), result.to_json()
 
     submit.click(diagnose, inputs=[photo], outputs=[probabilities, heat, verdict, summary],
-                 api_name=ctx.api_name, api_description=ctx.spec.description,
+                 api_name=ctx.api_name,
                  concurrency_limit=ctx.concurrency_limit)

@@ -47,5 +47,4 @@ def build(ctx) -> None:
         return result, result.heatmap, verdict_markdown(result), result.to_json()
 
     submit.click(identify, [photo], [label, heat, verdict, summary], api_name=ctx.api_name,
-                 api_description=ctx.spec.description,
                  concurrency_limit=ctx.concurrency_limit)
