@@ -41,4 +41,4 @@ def build(ctx) -> None:
     question.submit(classify, question, outputs, api_visibility="private",
                     concurrency_limit=ctx.concurrency_limit)
     gr.Examples(examples=[[q] for q in EXAMPLES], inputs=question, label="Try a question",
-                cache_examples=False)
+                cache_examples=False, api_visibility="private")

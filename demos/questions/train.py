@@ -117,8 +117,9 @@ def train_member(cfg: ModelConfig, tc: TrainConfig, rows: list[list[int]], feats
     net = Member(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     steps_per_epoch = (len(rows) + tc.batch_size - 1) // tc.batch_size
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=tc.epochs * steps_per_epoch,
-                                                pct_start=0.1)
+    total = tc.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=total,
+                                                pct_start=max(0.1, 3 / total))  # >= 2 warm-up steps
     yc, yf = torch.tensor(coarse), torch.tensor(fine)
     net.train()
     for epoch in range(tc.epochs):
