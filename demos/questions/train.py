@@ -209,6 +209,18 @@ def print_report(report: Report, title: str) -> None:
 
 # ---------------------------------------------------------------- model card
 
+def describe(cfg: ModelConfig) -> str:
+    """The model paragraph of the card, true to the branches actually used."""
+    bag = (f"the mean of {cfg.dim}-d embeddings of {cfg.n_features - 2} lexical features over WordPiece "
+           "tokens (`features.json`, `tokenizer.json`: words, n-grams, first words, wh-word and a guessed "
+           "head noun)")
+    if not cfg.channels:
+        return f"**Model.** {cfg.members} members averaged. Each member's encoder is {bag}."
+    return (f"**Model.** {cfg.members} members averaged. Each member's encoder concatenates convolutions "
+            f"of widths {list(cfg.widths)} ({cfg.channels} channels each), max-pooled, over {cfg.dim}-d "
+            f"WordPiece embeddings, and {bag}.")
+
+
 def write_card(out: Path, command: str, val: Report, cfg: ModelConfig, tc: TrainConfig,
                n_train: int, n_val: int, full: bool, seconds: float) -> None:
     coarse_rows = "\n".join(f"| {k} | {v['n']} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} |"
@@ -229,11 +241,7 @@ Given an English question, predicts its expected answer type: 6 coarse classes
 (ABBR, DESC, ENTY, HUM, LOC, NUM) and 50 fine classes (e.g. `NUM:date`,
 `LOC:city`), with probabilities.
 
-**Model.** {cfg.members} members averaged. Each member's encoder concatenates
-(a) convolutions of widths {list(cfg.widths)} ({cfg.channels} channels each), max-pooled, over
-{cfg.dim}-d WordPiece embeddings (the 10k lowercase vocabulary, `tokenizer.json`) and
-(b) the mean of {cfg.dim}-d embeddings of {cfg.n_features} lexical features (`features.json`: words,
-n-grams, first words, wh-word and a guessed head noun). One shared encoder, a coarse and a fine
+{describe(cfg)} One shared encoder, a coarse and a fine
 head trained jointly (label smoothing
 {tc.label_smoothing}, dropout {cfg.dropout}, word dropout {tc.word_dropout},
 feature dropout {tc.feature_dropout}). The coarse answer mixes
@@ -342,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "examples").mkdir(exist_ok=True)
     (args.out / "examples" / "examples.json").write_text(json.dumps(EXAMPLE_QUESTIONS, indent=2) + "\n")
     if report:
-        write_card(args.out, command, report, cfg, tc, len(train), len(val), full, seconds)
+        write_card(args.out, command, report, model.cfg, tc, len(train), len(val), full, seconds)
     print(f"wrote {args.out} in {seconds:.0f} s")
     return 0
 
