@@ -155,3 +155,11 @@ def test_bad_inputs(trained):
     assert time.perf_counter() - started < 2 and r["truncated"] and "only the beginning" in r["notice"]
     gibberish = runtime.predict(trained, {"text": "xqzv blorf wunkle ploo"})
     assert gibberish["confidence"] < 0.9
+
+
+def test_placeholder_folder_is_loadable_and_says_untrained(tmp_path):
+    from demos.questions import runtime
+
+    runtime.placeholder(tmp_path)
+    result = runtime.predict(runtime.load(tmp_path), {"text": "Who wrote Hamlet?"})
+    assert result["trained"] is False and set(result["coarse"]) == {"ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"}

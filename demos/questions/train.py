@@ -297,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channels", type=int, default=64, help="0 = lexical features only")
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
     p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--min-feature-count", type=int, default=TrainConfig.min_feature_count)
     p.add_argument("--max-len", type=int, default=64)
     p.add_argument("--val-frac", type=float, default=0.1)
     p.add_argument("--no-full", action="store_true", help="save the held-out run instead of retraining on all")
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     started = time.time()
-    tc = TrainConfig(epochs=args.epochs, seed=args.seed, lr=args.lr)
+    tc = TrainConfig(epochs=args.epochs, seed=args.seed, lr=args.lr, min_feature_count=args.min_feature_count)
     examples = read_examples(args.data, args.limit)
     labels = LabelSet.from_examples(examples)
     tokenizer = wordpiece.build(args.vocab)
@@ -332,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m demos.questions.train " + " ".join(
         a for a in (f"--out {args.out}", f"--epochs {args.epochs}", f"--seed {args.seed}",
                     f"--members {args.members}", f"--dim {args.dim}", f"--channels {args.channels}",
-                    f"--lr {args.lr}", f"--dropout {args.dropout}", f"--max-len {args.max_len}",
+                    f"--lr {args.lr}", f"--dropout {args.dropout}", f"--min-feature-count {args.min_feature_count}", f"--max-len {args.max_len}",
                     f"--limit {args.limit}" if args.limit else "", "--no-full" if args.no_full else "") if a)
     validation = ({"coarse_accuracy": round(report.coarse_accuracy, 4),
                    "fine_accuracy": round(report.fine_accuracy, 4), "n": report.n,
