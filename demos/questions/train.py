@@ -24,9 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from demos.questions import folder, wordpiece
-from demos.questions.classify import score
-from demos.questions.labels import Example, LabelSet, argmax, coarse_of, read_examples
-from demos.questions.classify import pad
+from demos.questions.classify import pad, score
+from demos.questions.labels import Example, LabelSet, argmax, read_examples
 from demos.questions.features import FeatureVocab, features
 from demos.questions.model import Ensemble, Member, ModelConfig, row_map
 from demos.questions.text import normalize
