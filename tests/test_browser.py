@@ -31,7 +31,7 @@ SCENARIOS = {
     "cassava": ("Cassava leaf disease", ("upload", IMAGE / "cassava_1.jpg"), "Diagnose",
                 re.compile(r"Cassava|Healthy|Uncertain", re.I)),
     "durian": ("Durian breed", ("upload", IMAGE / "durian_1.jpg"), "Identify the breed",
-               re.compile(r"D24|Jin Feng|Mao Shan Wang|Red Prawn", re.I)),
+               re.compile(r"D24|Jin Feng|Mao Shan Wang|Red Prawn|Uncertain", re.I)),
     "questions": ("Question type", ("type", "What is the capital of Nigeria?"), "Classify",
                   re.compile(r"location", re.I)),
 }

@@ -28,7 +28,7 @@ def test_only_public_endpoint_is_questions(client):
 
 def test_obvious_question_is_location(client, server):
     coarse, fine, summary, result = client.predict("What is the capital of France?", api_name="/questions")
-    assert coarse["label"] == "LOC" and "location" in summary
+    assert coarse["label"] == "location (LOC)" and "location" in summary
     assert fine["label"].startswith("LOC:")
     assert result["coarse_name"] == "location" and result["truncated"] is False
     assert abs(sum(result["coarse"].values()) - 1) < 1e-3

@@ -6,6 +6,12 @@ from __future__ import annotations
 import gradio as gr
 
 from demos.questions import EXAMPLES
+from demos.questions.labels import COARSE_NAMES
+
+
+def readable_coarse(probabilities: dict[str, float]) -> dict[str, float]:
+    """`LOC` -> `location (LOC)`, so the coarse label reads as words."""
+    return {f"{COARSE_NAMES.get(code, code)} ({code})": p for code, p in probabilities.items()}
 
 
 def summary(result: dict) -> str:
@@ -34,7 +40,7 @@ def build(ctx) -> None:
         if text is None or not str(text).strip():
             raise ctx.input_error("The question is empty: please type a question, e.g. “Who wrote Hamlet?”.")
         result = ctx.predict({"text": text}, progress)
-        return result["coarse"], result["fine"], summary(result), result
+        return readable_coarse(result["coarse"]), result["fine"], summary(result), result
 
     outputs = [coarse, fine, name, details]
     button.click(classify, question, outputs, api_name=ctx.api_name, concurrency_limit=ctx.concurrency_limit)
