@@ -163,3 +163,64 @@ def test_placeholder_folder_is_loadable_and_says_untrained(tmp_path):
     runtime.placeholder(tmp_path)
     result = runtime.predict(runtime.load(tmp_path), {"text": "Who wrote Hamlet?"})
     assert result["trained"] is False and set(result["coarse"]) == {"ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"}
+
+
+# ---------------------------------------------------------------- distillation path (fake teacher, no package)
+
+def test_augment_keeps_first_word_and_is_seeded():
+    from demos.questions import teacher
+
+    texts = ["What is the capital of France ?", "Who wrote Hamlet ?", "Why ?"]
+    a, b = teacher.augment(texts, 2, 0), teacher.augment(texts, 2, 0)
+    assert a == b and {k for k, _ in a} == {0, 1}
+    assert all(t.split()[0] == texts[k].split()[0] for k, t in a)
+
+
+def test_bert_encoder_loads_bert_names():
+    import torch
+
+    from demos.questions import teacher
+
+    conf = {"hidden_size": 8, "layer_norm_eps": 1e-12, "vocab_size": 20, "max_position_embeddings": 16,
+            "type_vocab_size": 2, "num_attention_heads": 2, "intermediate_size": 16, "num_hidden_layers": 1}
+    net = teacher.Teacher(conf, 6, 50)
+    w = {"embeddings.word_embeddings.weight": torch.randn(20, 8),
+         "embeddings.position_embeddings.weight": torch.randn(16, 8),
+         "embeddings.token_type_embeddings.weight": torch.randn(2, 8),
+         "embeddings.LayerNorm.weight": torch.ones(8), "embeddings.LayerNorm.bias": torch.zeros(8)}
+    for theirs, shape in (("attention.self.query", (8, 8)), ("attention.self.key", (8, 8)),
+                          ("attention.self.value", (8, 8)), ("attention.output.dense", (8, 8)),
+                          ("attention.output.LayerNorm", (8,)), ("intermediate.dense", (16, 8)),
+                          ("output.dense", (8, 16)), ("output.LayerNorm", (8,))):
+        w[f"encoder.layer.0.{theirs}.weight"] = torch.randn(shape)
+        w[f"encoder.layer.0.{theirs}.bias"] = torch.randn(shape[0])
+    net.load_bert(w)
+    net.eval()
+    zc, zf = net(torch.tensor([[2, 5, 3, 0]]), torch.tensor([[True, True, True, False]]))
+    assert zc.shape == (1, 6) and zf.shape == (1, 50)
+
+
+def test_distilled_student_with_fake_teacher(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from demos.questions import runtime, teacher, train
+
+    vocab = [t.strip() for t in VOCAB.read_text(encoding="utf-8").splitlines()[:3000]]
+    monkeypatch.setattr(teacher, "model_dir", lambda: tmp_path)
+    monkeypatch.setattr(teacher, "word_embeddings",
+                        lambda path: (torch.randn(len(vocab), 384), {t: i for i, t in enumerate(vocab)}))
+
+    def fake_soft_labels(train_texts, coarse, fine, n_coarse, n_fine, label_texts, cache, **kw):
+        return {t: (torch.randn(n_coarse), torch.randn(n_fine)) for t in label_texts}
+
+    monkeypatch.setattr(teacher, "soft_labels", fake_soft_labels)
+    out = tmp_path / "student"
+    train.main(["--out", str(out), "--limit", "200", "--epochs", "1", "--members", "1", "--dim", "8",
+                "--channels", "8", "--pretrained-dim", "16", "--distill", "0.5", "--augment", "1"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["pretrained_dim"] == 16 and config["teacher"]["validation"]["n"] > 0
+    assert "--distill 0.5" in config["command"]
+    result = runtime.predict(runtime.load(out), {"texts": ["Who wrote Hamlet?", "Why?"]})
+    assert len(result) == 2 and sum(result[0]["fine"].values()) <= 1.0 + 1e-3

@@ -21,6 +21,8 @@ WEIGHTS = "model.safetensors"
 FEATURES = "features.json"
 TOKENIZER = "tokenizer.json"
 ARCHITECTURE = "wordpiece-cnn-plus-lexical-features-ensemble"
+#: The same, the convolutions reading frozen token vectors taken from MiniLM (see train.py).
+PRETRAINED_ARCHITECTURE = "minilm-token-vectors-cnn-plus-lexical-features-ensemble"
 
 
 @dataclass
@@ -52,7 +54,7 @@ def save(out: str | Path, model: Ensemble, tokenizer: Tokenizer, features: Featu
     (out / FEATURES).write_text(json.dumps(features.names, ensure_ascii=False) + "\n", encoding="utf-8")
     write_config(out, {
         "framework": "pytorch",
-        "architecture": ARCHITECTURE,
+        "architecture": PRETRAINED_ARCHITECTURE if model.cfg.pretrained_dim else ARCHITECTURE,
         "model": model.cfg.to_json(),
         "coarse_labels": list(labels.coarse),
         "fine_labels": list(labels.fine),

@@ -34,6 +34,7 @@ class ModelConfig:
     widths: tuple[int, ...] = (1, 2, 3)
     dropout: float = 0.5
     members: int = 1
+    pretrained_dim: int = 0  # >0: the convolutions read a frozen, shared token table of this width
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -52,20 +53,24 @@ class Member(nn.Module):
         self.bag = nn.EmbeddingBag(cfg.n_features, cfg.dim, mode="mean", padding_idx=0)
         width = cfg.dim
         if cfg.channels:
-            self.tok = nn.Embedding(cfg.n_rows or cfg.vocab_size, cfg.dim, padding_idx=PAD_ID)
-            self.convs = nn.ModuleList(nn.Conv1d(cfg.dim, cfg.channels, w, padding=w - 1) for w in cfg.widths)
+            d_in = cfg.pretrained_dim or cfg.dim
+            if not cfg.pretrained_dim:
+                self.tok = nn.Embedding(cfg.n_rows or cfg.vocab_size, cfg.dim, padding_idx=PAD_ID)
+            self.convs = nn.ModuleList(nn.Conv1d(d_in, cfg.channels, w, padding=w - 1) for w in cfg.widths)
             width += cfg.channels * len(cfg.widths)
         self.drop = nn.Dropout(cfg.dropout)
         self.coarse = nn.Linear(width, cfg.n_coarse)
         self.fine = nn.Linear(width, cfg.n_fine)
 
-    def forward(self, rows: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`rows`: token embedding rows (0 = padding); `feats`: feature ids (0 = padding)."""
+    def forward(self, rows: torch.Tensor, feats: torch.Tensor,
+                vectors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`rows`: token embedding rows (0 = padding); `feats`: feature ids (0 = padding);
+        `vectors`: the rows' pretrained vectors (when `pretrained_dim`)."""
         parts = [self.bag(feats)]
         if self.cfg.channels:
             t = rows.shape[1]
             pad = rows.eq(PAD_ID).unsqueeze(1)
-            x = self.tok(rows).transpose(1, 2)
+            x = (vectors if self.cfg.pretrained_dim else self.tok(rows)).transpose(1, 2)
             for conv in self.convs:
                 h = F.relu(conv(x))[:, :, :t]
                 parts.append(h.masked_fill(pad, 0.0).amax(dim=2))  # relu >= 0, so 0 never wins wrongly
@@ -86,12 +91,15 @@ class Ensemble(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.register_buffer("rows", torch.arange(cfg.vocab_size, dtype=torch.int32))
+        if cfg.pretrained_dim:  # frozen token vectors (from MiniLM, see train.py), one copy for all members
+            self.register_buffer("vectors", torch.zeros(cfg.n_rows or cfg.vocab_size, cfg.pretrained_dim))
         self.members = nn.ModuleList(Member(cfg) for _ in range(cfg.members))
 
     def forward(self, ids: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(coarse_probs, fine_probs) for tokenizer ids, each averaged over members."""
         rows = self.rows[ids].long()
-        coarse, fine = zip(*(m(rows, feats) for m in self.members))
+        vectors = self.vectors[rows] if self.cfg.pretrained_dim else None
+        coarse, fine = zip(*(m(rows, feats, vectors) for m in self.members))
         avg = lambda logits: torch.stack([F.softmax(z, dim=-1) for z in logits]).mean(0)  # noqa: E731
         return avg(coarse), avg(fine)
 
