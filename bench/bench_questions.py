@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
@@ -59,6 +61,12 @@ def main() -> int:
         client.predict(QUESTIONS[0], api_name="/questions")  # load the model
         hub = timed(lambda i: client.predict(QUESTIONS[i % len(QUESTIONS)], api_name="/questions"), args.n)
         print(f"through the hub (gradio_client, one question): {percentiles(hub)}")
+        _, metrics = server.get("/metrics")
+        for line in metrics.splitlines():
+            if line.startswith("demohub_model_memory_bytes") and 'questions' in line:
+                print(f"worker memory after {args.n + 1} questions: {float(line.split()[-1]) / 2**20:.0f} MiB")
+        rss = sum(psutil.Process(pid).memory_info().rss for pid in server.worker_pids())
+        print(f"worker RSS: {rss / 2**20:.0f} MiB (bare `import torch` in this venv: see docs/benchmarks.md)")
 
     import torch
 

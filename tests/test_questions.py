@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from demohub.errors import InputError
-from demos.questions import features as feat
 from demos.questions import labels as L
 from demos.questions import text
 from support import PROJECT_ROOT, SHARED_DATA
@@ -46,14 +45,35 @@ def test_prepare_rejects_empty_and_clips_long_text():
     assert long.clipped and len(long.text) <= 64 * text.CHARS_PER_TOKEN
 
 
-def test_features_find_wh_word_and_head():
-    pieces = ["what", "is", "the", "capital", "of", "france", "?"]
-    assert feat.head_word(pieces)[:2] == ("what", "capital")
-    assert feat.words_of(["play", "##ing", "it"]) == ["playing", "it"]
-    f = feat.features(pieces)
-    assert "f01:what is" in f and "h:capital" in f and "bias" in f
-    vocab = feat.FeatureVocab.build([f, f, ["u:rare"]])
-    assert "u:rare" not in vocab.index and vocab.ids(["bias"]) == [1]
+def test_int8_round_trip_is_close_and_keeps_small_tensors_fp16():
+    import torch
+
+    from demos.questions.quant import SCALE, dequantize, quantize
+
+    gen = torch.Generator().manual_seed(0)
+    state = {"w": torch.randn(40, 30, generator=gen) * torch.linspace(0.01, 3, 40)[:, None],
+             "b": torch.randn(30, generator=gen), "ids": torch.arange(5)}
+    stored = quantize(state)
+    assert stored["w"].dtype == torch.int8 and stored["w" + SCALE].shape == (40, 1)
+    assert stored["b"].dtype == torch.float16 and stored["ids"].dtype == torch.int64
+    back = dequantize(stored)
+    assert set(back) == set(state)
+    row_max = state["w"].abs().amax(1, keepdim=True)
+    assert ((back["w"] - state["w"]).abs() <= row_max / 254 + 1e-3).all()  # half a step per row
+    assert torch.allclose(back["b"], state["b"], atol=1e-2) and back["ids"].equal(state["ids"])
+
+
+def test_vocab_vectors_map_pieces_exactly_or_by_their_parts():
+    import torch
+
+    from demos.questions.teacher import vocab_vectors
+
+    theirs = {"[UNK]": 0, "play": 1, "##ing": 2, "fly": 3, "##er": 4}
+    emb = torch.arange(5, dtype=torch.float32)[:, None].repeat(1, 2)
+    split = {"player": ["play", "##er"], "flying": ["fly", "##ing"], "zz": ["[UNK]"]}.__getitem__
+    table, exact = vocab_vectors(["play", "##ing", "player", "##flying", "zz"], emb, theirs, split)
+    assert exact == 2
+    assert table[:, 0].tolist() == [1.0, 2.0, 2.5, 2.5, 0.0]  # "##flying": ##fly is unknown, so fly + ##ing
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -79,8 +99,8 @@ def tiny_folder(tmp_path_factory):
     from demos.questions import train
 
     out = tmp_path_factory.mktemp("questions-model")
-    train.main(["--out", str(out), "--limit", "300", "--epochs", "2", "--members", "2",
-                "--dim", "8", "--channels", "8"])
+    train.main(["--out", str(out), "--limit", "300", "--epochs", "2", "--init", "scratch", "--layers", "1",
+                "--dim", "16", "--heads", "2", "--inner", "32", "--lr", "1e-3"])
     return out
 
 
@@ -89,7 +109,7 @@ def test_training_writes_a_loadable_folder(tiny_folder):
 
     from demos.questions import runtime
 
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "features.json", "README.md",
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md",
                  "examples/examples.json"):
         assert (tiny_folder / name).is_file(), name
     config = json.loads((tiny_folder / "config.json").read_text())
@@ -99,6 +119,43 @@ def test_training_writes_a_loadable_folder(tiny_folder):
     model = runtime.load(tiny_folder)
     result = runtime.predict(model, {"text": "Who wrote Hamlet?"})
     assert sum(result["coarse"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_training_is_seeded(tmp_path):
+    from demos.questions import train
+
+    args = ["--limit", "120", "--epochs", "1", "--init", "scratch", "--layers", "1", "--dim", "8", "--heads", "2",
+            "--inner", "16", "--no-full"]
+    for name in ("a", "b"):
+        train.main(["--out", str(tmp_path / name), *args])
+    import torch
+
+    from demos.questions import folder
+
+    a, b = (folder.load(tmp_path / name).model.state_dict() for name in ("a", "b"))
+    # Same seed, same numbers: equal up to float summation order in multi-threaded kernels
+    # (one int8 step at most); a different seed moves weights by far more.
+    assert all(torch.allclose(a[k], b[k], atol=0.02) for k in a)
+    train.main(["--out", str(tmp_path / "c"), *args, "--seed", "1"])
+    c = folder.load(tmp_path / "c").model.state_dict()
+    assert not torch.allclose(a["word.weight"], c["word.weight"], atol=0.02)
+
+
+def test_shipped_folder_is_complete_small_and_safe():
+    import json
+
+    from safetensors import safe_open
+
+    files = [f for f in MODEL.rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) <= 10 * 2**20
+    assert not [f for f in files if f.suffix in (".pt", ".pth", ".bin", ".pkl", ".pickle")]
+    config = json.loads((MODEL / "config.json").read_text())
+    assert config["trained"] is True and config["validation"]["n"] >= 500
+    assert "python -m demos.questions.train" in config["command"]
+    with safe_open(str(MODEL / "model.safetensors"), "pt") as f:
+        assert f.metadata().get("quantized") == "int8-rows"
+    card = (MODEL / "README.md").read_text()
+    assert f"{config['validation']['fine_accuracy']:.3f}" in card and config["command"] in card
 
 
 def test_evaluate_prints_both_accuracies(tiny_folder, tmp_path, capsys):
@@ -176,51 +233,75 @@ def test_augment_keeps_first_word_and_is_seeded():
     assert all(t.split()[0] == texts[k].split()[0] for k, t in a)
 
 
-def test_bert_encoder_loads_bert_names():
-    import torch
-
-    from demos.questions import teacher
-
-    conf = {"hidden_size": 8, "layer_norm_eps": 1e-12, "vocab_size": 20, "max_position_embeddings": 16,
-            "type_vocab_size": 2, "num_attention_heads": 2, "intermediate_size": 16, "num_hidden_layers": 1}
-    net = teacher.Teacher(conf, 6, 50)
-    w = {"embeddings.word_embeddings.weight": torch.randn(20, 8),
-         "embeddings.position_embeddings.weight": torch.randn(16, 8),
-         "embeddings.token_type_embeddings.weight": torch.randn(2, 8),
-         "embeddings.LayerNorm.weight": torch.ones(8), "embeddings.LayerNorm.bias": torch.zeros(8)}
-    for theirs, shape in (("attention.self.query", (8, 8)), ("attention.self.key", (8, 8)),
-                          ("attention.self.value", (8, 8)), ("attention.output.dense", (8, 8)),
-                          ("attention.output.LayerNorm", (8,)), ("intermediate.dense", (16, 8)),
-                          ("output.dense", (8, 16)), ("output.LayerNorm", (8,))):
-        w[f"encoder.layer.0.{theirs}.weight"] = torch.randn(shape)
-        w[f"encoder.layer.0.{theirs}.bias"] = torch.randn(shape[0])
-    net.load_bert(w)
-    net.eval()
-    zc, zf = net(torch.tensor([[2, 5, 3, 0]]), torch.tensor([[True, True, True, False]]))
-    assert zc.shape == (1, 6) and zf.shape == (1, 50)
-
-
-def test_distilled_student_with_fake_teacher(tmp_path, monkeypatch):
+def fake_minilm(folder, vocab: list[str], dim: int = 16, layers: int = 2):
+    """A MiniLM-shaped folder (BERT names, config, vocab, tokenizer) with tiny random weights."""
     import json
 
     import torch
+    from safetensors.torch import save_file
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=True)._tokenizer.save(str(folder / "tokenizer.json"))
+    conf = {"hidden_size": dim, "layer_norm_eps": 1e-12, "vocab_size": len(vocab), "max_position_embeddings": 64,
+            "type_vocab_size": 2, "num_attention_heads": 2, "intermediate_size": 2 * dim,
+            "num_hidden_layers": layers}
+    (folder / "config.json").write_text(json.dumps(conf))
+    gen = torch.Generator().manual_seed(1)
+    w = {"embeddings.word_embeddings.weight": (len(vocab), dim), "embeddings.position_embeddings.weight": (64, dim),
+         "embeddings.token_type_embeddings.weight": (2, dim)}
+    w = {k: torch.randn(shape, generator=gen) * 0.1 for k, shape in w.items()}
+    w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"] = torch.ones(dim), torch.zeros(dim)
+    for i in range(layers):
+        for theirs, shape in (("attention.self.query", (dim, dim)), ("attention.self.key", (dim, dim)),
+                              ("attention.self.value", (dim, dim)), ("attention.output.dense", (dim, dim)),
+                              ("attention.output.LayerNorm", (dim,)), ("intermediate.dense", (2 * dim, dim)),
+                              ("output.dense", (dim, 2 * dim)), ("output.LayerNorm", (dim,))):
+            w[f"encoder.layer.{i}.{theirs}.weight"] = torch.randn(shape, generator=gen) * 0.1
+            w[f"encoder.layer.{i}.{theirs}.bias"] = torch.zeros(shape[0])
+    save_file(w, str(folder / "model.safetensors"))
+    return w
+
+
+def test_bert_state_renames_and_folds_token_type_into_positions(tmp_path):
+    import torch
+
+    from demos.questions import teacher
+    from demos.questions.model import Encoder, ModelConfig
+
+    vocab = [t.strip() for t in VOCAB.read_text(encoding="utf-8").splitlines()[:500]]
+    w = fake_minilm(tmp_path, vocab, layers=2)
+    sd = teacher.bert_state(w, [1], max_len=16)
+    assert torch.equal(sd["layers.0.q.weight"], w["encoder.layer.1.attention.self.query.weight"])
+    assert torch.allclose(sd["pos.weight"], w["embeddings.position_embeddings.weight"][:16]
+                          + w["embeddings.token_type_embeddings.weight"][0])
+    cfg = ModelConfig(vocab_size=500, n_coarse=6, n_fine=50, max_len=16, dim=16, heads=2, inner=32, layers=1)
+    net = teacher.load_into(Encoder(cfg), sd).eval()
+    zc, zf = net(torch.tensor([[2, 50, 3, 0]]))
+    again, _ = net(torch.tensor([[2, 50, 3]]))
+    assert zc.shape == (1, 6) and zf.shape == (1, 50)
+    assert torch.allclose(zc, again, atol=1e-5)  # padding changes nothing
+
+
+def test_distilled_student_with_a_tiny_minilm(tmp_path, monkeypatch):
+    """The whole --init minilm path (teacher fine-tuning, soft labels, student
+    init, distillation, int8 save) against a tiny MiniLM-shaped folder."""
+    import json
 
     from demos.questions import runtime, teacher, train
 
     vocab = [t.strip() for t in VOCAB.read_text(encoding="utf-8").splitlines()[:3000]]
-    monkeypatch.setattr(teacher, "model_dir", lambda: tmp_path)
-    monkeypatch.setattr(teacher, "word_embeddings",
-                        lambda path: (torch.randn(len(vocab), 384), {t: i for i, t in enumerate(vocab)}))
-
-    def fake_soft_labels(train_texts, coarse, fine, n_coarse, n_fine, label_texts, cache, **kw):
-        return {t: (torch.randn(n_coarse), torch.randn(n_fine)) for t in label_texts}
-
-    monkeypatch.setattr(teacher, "soft_labels", fake_soft_labels)
+    fake_minilm(tmp_path / "minilm", vocab)
+    monkeypatch.setattr(teacher, "model_dir", lambda: tmp_path / "minilm")
+    monkeypatch.setattr(train, "PROJECT_ROOT", tmp_path)  # the teacher cache goes under tmp
     out = tmp_path / "student"
-    train.main(["--out", str(out), "--limit", "200", "--epochs", "1", "--members", "1", "--dim", "8",
-                "--channels", "8", "--pretrained-dim", "16", "--distill", "0.5", "--augment", "1"])
+    train.main(["--out", str(out), "--limit", "200", "--epochs", "1", "--layers", "1", "--augment", "1",
+                "--teacher-epochs", "1", "--distill", "0.5"])
     config = json.loads((out / "config.json").read_text())
-    assert config["model"]["pretrained_dim"] == 16 and config["teacher"]["validation"]["n"] > 0
-    assert "--distill 0.5" in config["command"]
+    assert config["init"] == "minilm" and config["model"]["dim"] == 16 and config["model"]["layers"] == 1
+    assert config["teacher"]["validation"]["n"] > 0 and "--distill 0.5" in config["command"]
+    assert list((tmp_path / ".cache" / "questions").glob("teacher-*.safetensors"))
+    assert "Distilled from a teacher" in (out / "README.md").read_text()
     result = runtime.predict(runtime.load(out), {"texts": ["Who wrote Hamlet?", "Why?"]})
     assert len(result) == 2 and sum(result[0]["fine"].values()) <= 1.0 + 1e-3

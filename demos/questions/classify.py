@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import torch
 
 from demos.questions import wordpiece
-from demos.questions.features import features
 from demos.questions.folder import Loaded
 from demos.questions.labels import fold_fine, mix
 
@@ -30,8 +29,7 @@ def pad(rows: list[list[int]]) -> torch.Tensor:
 def score(loaded: Loaded, texts: list[str]) -> list[Scores]:
     """One forward pass for the whole batch."""
     batch = wordpiece.encode(loaded.tokenizer, texts, loaded.max_len)
-    feats = pad([loaded.features.ids(features(p)) for p in batch.pieces])
-    coarse, fine = loaded.model(torch.tensor(batch.ids, dtype=torch.long), feats)
+    coarse, fine = loaded.model.probabilities(torch.tensor(batch.ids, dtype=torch.long))
     out = []
     for c, f, cut in zip(coarse.tolist(), fine.tolist(), batch.truncated):
         folded = fold_fine(f, loaded.labels)

