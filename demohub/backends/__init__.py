@@ -1,0 +1,128 @@
+"""How a model is run: the one small interface between the registry's policy
+(what to load, when to evict, what the budget allows) and the mechanisms that
+start, call, measure and end a model.
+
+Each mechanism is one module in this package:
+
+- `spawn`: a fresh `python -m demohub.worker` process per model (the default).
+- `template`: workers forked from a per-framework template process that has
+  already imported the framework (`--start-method template`).
+- `ray_serve`: one Ray Serve deployment per demo (`--backend ray`).
+
+The registry only ever sees `Backend` and `ModelHandle`; it never knows which
+one it is driving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from demohub.spec import DemoSpec
+
+#: Called now and then while a load waits, so the caller can report progress.
+Tick = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    """What a model reported once it was ready."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CallResult:
+    value: Any
+    #: seconds spent inside the runtime's predict (not the hop to and from it)
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SharedProcess:
+    """A process a backend keeps besides the models themselves (a framework
+    template, Ray's own daemons): its memory counts in the budget and on the
+    Status tab."""
+
+    name: str
+    pid: int | None
+    memory_bytes: int
+    #: True when no loaded model needs it, so `Backend.trim` may end it.
+    idle: bool
+
+
+class ModelHandle(Protocol):
+    """One model being served, however it runs (a process, a forked child, a
+    Ray deployment). Every method that waits takes a deadline."""
+
+    @property
+    def pid(self) -> int | None:
+        """The local process serving the model, or None if it is not local."""
+
+    @property
+    def where(self) -> str:
+        """Where it runs, for people: "pid 1234", "ray: 1 replica on node 3f2a"."""
+
+    def wait_ready(self, timeout: float, tick: Tick | None = None) -> LoadInfo:
+        """Block until the model is loaded; raises WorkerFailed / WorkerTimeout."""
+
+    def call(self, request: Any, timeout: float, threads: int | None = None) -> CallResult:
+        """Run one prediction within `timeout` seconds, covering every wait (for
+        the model to be free, sending, computing, receiving). `threads` is the
+        CPU threads the registry grants this call. Raises InputError for bad
+        input, WorkerTimeout / WorkerFailed otherwise."""
+
+    def alive(self) -> bool: ...
+
+    def ended_by_hub(self) -> str | None:
+        """Why the hub ended it (a timeout, an eviction), or None. A handle that
+        died without the hub's doing is a crash; one the hub ended is not."""
+
+    def memory(self, metric: str) -> int:
+        """Bytes it holds, by `metric` (pss, uss, rss); 0 once it has ended."""
+
+    def stop(self, grace: float = 2.0) -> None:
+        """End it politely, then by force after `grace` seconds; never blocks longer."""
+
+    def kill(self, reason: str = "killed") -> None:
+        """End it now; `reason` becomes `ended_by_hub()`."""
+
+
+class Backend(Protocol):
+    """Starts models. One per hub, owned by the registry, closed with it."""
+
+    name: str
+
+    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool) -> ModelHandle:
+        """Begin loading `spec`'s model from `model_dir`; returns at once."""
+
+    def concurrency(self, spec: DemoSpec) -> int:
+        """How many calls one loaded model of `spec` can run at once."""
+
+    def shared(self, metric: str) -> list[SharedProcess]:
+        """Processes kept besides the models (templates, Ray daemons)."""
+
+    def trim(self, keep: set[str] = frozenset()) -> int:
+        """End idle shared processes (not those serving `keep` demos); returns
+        bytes freed. Called when the budget needs room and on the idle sweep."""
+
+    def close(self) -> None:
+        """End everything this backend started."""
+
+
+def make_backend(name: str, **options: Any) -> Backend:
+    """The backend called `name` ("spawn", "template", "ray")."""
+    if name == "spawn":
+        from demohub.backends.spawn import SpawnBackend
+
+        return SpawnBackend(**options)
+    if name == "template":
+        from demohub.backends.template import TemplateBackend
+
+        return TemplateBackend(**options)
+    if name == "ray":
+        from demohub.backends.ray_serve import RayBackend
+
+        return RayBackend(**options)
+    raise ValueError(f"unknown backend {name!r}; choose spawn, template or ray")
