@@ -9,7 +9,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from demohub.process import MEMORY_METRICS, PROJECT_ROOT
+from demohub.backends.spawn import PROJECT_ROOT
+from demohub.memory import MEMORY_METRICS
 from demohub.registry import Limits
 from demohub.spec import ModelSource
 

@@ -34,3 +34,17 @@ class WorkerFailed(HubError):
 
 class WorkerTimeout(WorkerFailed):
     """The worker did not answer within the model's deadline and was killed."""
+
+
+class ModelError(WorkerFailed):
+    """The model raised on one request, or could not load. `str()` is for the
+    visitor; `detail` (the exception and traceback) is for the operator's log
+    and Status tab, never for the client."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
+
+
+class ModelBusy(HubError):
+    """The model stayed busy with other requests past this request's deadline."""

@@ -36,7 +36,9 @@ class TabContext:
 
     @property
     def concurrency_limit(self) -> int:
-        return self.spec.concurrency_limit
+        """What the model can really run at once, so waiting happens in Gradio's
+        queue (where clients see their position), not in a lock."""
+        return self.registry.concurrency(self.spec.name)
 
     def predict(self, request: Any, progress: gr.Progress | None = None) -> Any:
         """Run one request through the worker; errors become `gr.Error`s."""
@@ -60,7 +62,8 @@ def model_line(status: ModelStatus) -> str:
     """The one-line model status shown at the top of a demo's tab."""
     state = status.state
     if state == State.FAILED and status.error:
-        return f"**Model unavailable.** {status.error}"
+        retry = f" Next try in {status.retry_in_s:.0f} s." if status.retry_in_s else ""
+        return f"**Model unavailable.** {status.error}{retry}"
     if state == State.DOWNLOADING:
         pct = f" ({status.download_fraction:.0%})" if status.download_fraction is not None else ""
         return f"Downloading the model{pct}…"

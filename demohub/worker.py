@@ -1,10 +1,11 @@
 """Worker process: loads one demo's model and answers predictions until told
 to stop or until the hub goes away.
 
-Run by the hub as `python -m demohub.worker ...`; never imported by the hub.
-Each model lives in its own process so that evicting it (ending the process)
-really returns its memory to the OS, and so that a crash or hang in one model
-cannot reach the hub or the other models.
+Run by the hub as `python -m demohub.worker ...` (spawn backend), or entered
+through `serve_model` in a child forked from a template (template backend);
+never imported by the hub process itself. Each model lives in its own process
+so that evicting it (ending the process) really returns its memory to the OS,
+and so that a crash or hang in one model cannot reach the hub or the others.
 """
 
 from __future__ import annotations
@@ -12,25 +13,25 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import pickle
 import shutil
 import sys
 import threading
 import time
 import traceback
-from multiprocessing.connection import Connection
 from pathlib import Path
+from types import ModuleType
 
 from demohub import wire
 from demohub.errors import InputError
 
 
-def _die_with_parent(poll_s: float = 1.0) -> None:
+def die_with_parent(parent: int, poll_s: float = 1.0) -> None:
     """Exit if the hub goes away, even mid-prediction.
 
     (PR_SET_PDEATHSIG would fire when the hub *thread* that started us exits,
     which Gradio's thread pool does routinely, so we watch our parent instead.)
     """
-    parent = os.getppid()
 
     def watch() -> None:
         while True:
@@ -41,7 +42,7 @@ def _die_with_parent(poll_s: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-def build_placeholder(runtime, target: Path) -> Path:
+def build_placeholder(runtime: ModuleType, target: Path) -> Path:
     """Write the runtime's untrained placeholder folder, atomically."""
     if (target / "config.json").exists():
         return target
@@ -59,23 +60,84 @@ def build_placeholder(runtime, target: Path) -> Path:
     return target
 
 
-def serve(conn: Connection, runtime, model) -> None:
+def check_runtime(runtime: ModuleType) -> None:
+    """Fail at load, naming the file, rather than on a visitor's first request."""
+    where = getattr(runtime, "__file__", runtime.__name__)
+    for name in ("load", "predict"):
+        if not callable(getattr(runtime, name, None)):
+            raise TypeError(f"{where} must define {name}(); see demohub/spec.py for the runtime contract")
+
+
+class Threads:
+    """Applies the CPU threads the hub grants each call to the framework this
+    worker has imported (torch can change its pool between calls; TensorFlow
+    fixes its pools at start, from the environment the backend set)."""
+
+    def __init__(self) -> None:
+        self.current: int | None = None
+
+    def apply(self, threads: int | None) -> None:
+        if not threads or threads == self.current:
+            return
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(threads)
+        self.current = threads
+
+
+def _reply(runtime: ModuleType, model: object, payload: object) -> bytes:
+    """The pickled reply to one request; never raises for the model's faults."""
+    started = time.perf_counter()
+    try:
+        result = runtime.predict(model, payload)
+    except InputError as exc:
+        return _dumps((wire.INPUT_ERROR, str(exc)))
+    except Exception as exc:  # noqa: BLE001 - reported to the hub, worker keeps serving
+        return _dumps((wire.ERROR, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    seconds = time.perf_counter() - started
+    try:
+        return _dumps((wire.OK, result, seconds))
+    except Exception as exc:  # noqa: BLE001 - an unpicklable result fails this request only
+        return _dumps((wire.ERROR,
+                       f"{runtime.__name__}.predict returned {type(result).__name__}, which cannot be sent "
+                       f"to the hub ({exc}); return plain data: numbers, strings, lists, dicts, numpy "
+                       "arrays or dataclasses", traceback.format_exc()))
+
+
+def _dumps(message: tuple) -> bytes:
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def serve(channel: wire.Channel, runtime: ModuleType, model: object) -> None:
+    threads = Threads()
     while True:
         try:
-            op, payload = wire.recv(conn)
+            message = channel.recv(guarded=False)
+            if message[0] == wire.STOP:
+                return
+            _, payload, options = message
+            threads.apply((options or {}).get("threads"))
+            channel.send_bytes(_reply(runtime, model, payload))
         except (EOFError, OSError):
             return
-        if op == wire.STOP:
-            return
-        started = time.perf_counter()
-        try:
-            result = runtime.predict(model, payload)
-        except InputError as exc:
-            wire.send(conn, (wire.INPUT_ERROR, str(exc)))
-        except Exception as exc:  # noqa: BLE001 - reported to the hub, worker keeps serving
-            wire.send(conn, (wire.ERROR, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-        else:
-            wire.send(conn, (wire.OK, result, time.perf_counter() - started))
+
+
+def serve_model(channel: wire.Channel, runtime_name: str, model_dir: Path, *,
+                placeholder: bool = False) -> int:
+    """Load the model, say READY (or LOAD_FAILED with the traceback), then serve."""
+    started = time.perf_counter()
+    try:
+        runtime = importlib.import_module(runtime_name)
+        check_runtime(runtime)
+        if placeholder:
+            model_dir = build_placeholder(runtime, model_dir)
+        model = runtime.load(model_dir)
+    except BaseException as exc:  # noqa: BLE001 - the hub shows it on the Status tab
+        channel.send((wire.LOAD_FAILED, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        return 1
+    channel.send((wire.READY, {"load_s": time.perf_counter() - started}))
+    serve(channel, runtime, model)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,23 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--import-root", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    _die_with_parent()
-    conn = Connection(args.fd)
+    die_with_parent(os.getppid())
     if args.import_root:
         sys.path.insert(0, str(args.import_root))
-    started = time.perf_counter()
-    try:
-        runtime = importlib.import_module(args.runtime)
-        model_dir = args.model_dir
-        if args.placeholder:
-            model_dir = build_placeholder(runtime, model_dir)
-        model = runtime.load(model_dir)
-    except BaseException as exc:  # noqa: BLE001 - the hub shows it on the tab
-        wire.send(conn, (wire.LOAD_FAILED, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-        return 1
-    wire.send(conn, (wire.READY, {"load_s": time.perf_counter() - started}))
-    serve(conn, runtime, model)
-    return 0
+    return serve_model(wire.Channel.from_fd(args.fd), args.runtime, args.model_dir,
+                       placeholder=args.placeholder)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,10 @@ class Backend(Protocol):
         """End idle shared processes (not those serving `keep` demos); returns
         bytes freed. Called when the budget needs room and on the idle sweep."""
 
+    def sweep(self) -> None:
+        """Periodic upkeep (the registry's sweeper calls it every second): end
+        shared processes idle past their own TTL. Must be cheap at rest."""
+
     def close(self) -> None:
         """End everything this backend started."""
 

@@ -1,0 +1,218 @@
+"""The spawn backend: each model in a fresh `python -m demohub.worker` process.
+
+`LocalWorker` is the hub's handle on any local worker process that speaks
+`demohub.wire` over a socket; the template backend reuses it for the workers
+it forks.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from demohub import wire
+from demohub.backends import CallResult, LoadInfo, SharedProcess, Tick
+from demohub.errors import InputError, ModelBusy, ModelError, WorkerFailed, WorkerTimeout
+from demohub.memory import process_memory
+from demohub.spec import DemoSpec
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class LocalProcess(Protocol):
+    """What LocalWorker needs of a process: `subprocess.Popen` has it."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def kill(self) -> None: ...
+
+
+def worker_env(threads: int | None = None, wait_policy: str | None = None) -> dict[str, str]:
+    """The environment a worker starts with: our code importable, and the
+    framework thread pools sized before any framework is imported."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    if threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+            env[var] = str(threads)
+        env["TF_NUM_INTEROP_THREADS"] = "1"
+    if wait_policy:
+        env["OMP_WAIT_POLICY"] = wait_policy
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+class LocalWorker:
+    """One model in one local process.
+
+    Calls are serialised by `_busy` (owned by this handle, held for exactly one
+    call); a caller waits for it only until its own deadline.
+    """
+
+    def __init__(self, spec: DemoSpec, proc: LocalProcess, channel: wire.Channel):
+        self.spec = spec
+        self._proc = proc
+        self._channel = channel
+        self._busy = threading.Lock()
+        self._ended: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def where(self) -> str:
+        return f"pid {self._proc.pid}"
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def ended_by_hub(self) -> str | None:
+        return self._ended
+
+    def memory(self, metric: str) -> int:
+        return process_memory(self.pid, metric) if self.alive() else 0
+
+    # -- talking to it -------------------------------------------------------------
+
+    def wait_ready(self, timeout: float, tick: Tick | None = None) -> LoadInfo:
+        deadline = time.monotonic() + timeout
+        reply = self._exchange(None, deadline, f"loading within {timeout:.0f} s", tick)
+        if reply[0] == wire.READY:
+            return LoadInfo(seconds=reply[1]["load_s"])
+        self.kill("load failed")
+        name = self.spec.name
+        raise ModelError(f"The {name} model could not be loaded; the operator can see why on the "
+                         "Status tab and in the server log.",
+                         detail=f"{reply[1]}\n{reply[2] if len(reply) > 2 else ''}".strip())
+
+    def call(self, request: Any, timeout: float, threads: int | None = None) -> CallResult:
+        deadline = time.monotonic() + timeout
+        if not self._busy.acquire(timeout=timeout):
+            raise ModelBusy(f"The {self.spec.name} model stayed busy with other requests for "
+                            f"{timeout:.0f} s; try again in a moment.")
+        try:
+            reply = self._exchange((wire.PREDICT, request, {"threads": threads}), deadline,
+                                   f"a prediction within {timeout:.0f} s", None)
+        finally:
+            self._busy.release()
+        kind = reply[0]
+        if kind == wire.OK:
+            return CallResult(value=reply[1], seconds=reply[2])
+        if kind == wire.INPUT_ERROR:
+            raise InputError(reply[1])
+        raise ModelError(f"The {self.spec.name} model failed on this request; the error is logged "
+                         "for the operator. Try another input or try again.",
+                         detail=f"{reply[1]}\n{reply[2]}".strip())
+
+    def _exchange(self, message: tuple | None, deadline: float, what: str, tick: Tick | None) -> tuple:
+        """Send `message` (if any) and receive the reply, all before `deadline`."""
+        name = self.spec.name
+        try:
+            if message is not None:
+                self._channel.send(message, deadline)
+            self._channel.wait_readable(deadline, tick)
+            return self._channel.recv(deadline)
+        except wire.ChannelTimeout:
+            self.kill("timeout")
+            raise WorkerTimeout(f"the {name} model did not finish {what}; its worker was stopped and "
+                                "will restart on the next request") from None
+        except pickle.UnpicklingError as exc:
+            raise ModelError(f"The {name} model returned a result the hub cannot use; the error is "
+                             "logged for the operator.", detail=str(exc)) from None
+        except (EOFError, OSError):
+            self._reap(5.0)
+            raise WorkerFailed(f"the {name} model's worker {self._describe_death()}; it will restart "
+                               "on the next request") from None
+
+    def _describe_death(self) -> str:
+        code = self._proc.poll()
+        if code is None:
+            return "stopped answering"
+        if code < 0:
+            return f"was killed by signal {-code}"
+        return f"exited with code {code}"
+
+    # -- ending it -------------------------------------------------------------------
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Ask politely, then kill; always reap so no zombie is left."""
+        if self._ended is None:
+            self._ended = "stopped"
+        if self.alive():
+            try:
+                self._channel.send((wire.STOP, None), time.monotonic() + min(grace, 1.0))
+            except (OSError, wire.ChannelTimeout):
+                pass
+            self._reap(grace)
+        self.kill(self._ended)
+
+    def kill(self, reason: str = "killed") -> None:
+        if self._ended is None:
+            self._ended = reason
+        if self.alive():
+            try:
+                self._proc.kill()
+            except ProcessLookupError:
+                pass
+        self._reap(5.0)
+        self._channel.close()
+
+    def _reap(self, timeout: float) -> None:
+        try:
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class SpawnBackend:
+    """A fresh interpreter per model: nothing shared, so eviction returns everything."""
+
+    name = "spawn"
+
+    def __init__(self, threads: int | None = None, wait_policy: str | None = None):
+        self._env = worker_env(threads, wait_policy)
+
+    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool) -> LocalWorker:
+        parent_sock, child_sock = socket.socketpair()
+        cmd = [sys.executable, "-m", "demohub.worker", "--fd", str(child_sock.fileno()),
+               "--runtime", spec.runtime, "--model-dir", str(model_dir)]
+        if placeholder:
+            cmd.append("--placeholder")
+        if spec.import_root:
+            cmd += ["--import-root", str(spec.import_root)]
+        try:
+            proc = subprocess.Popen(cmd, pass_fds=(child_sock.fileno(),), env=self._env,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        except BaseException:
+            parent_sock.close()
+            raise
+        finally:
+            child_sock.close()
+        return LocalWorker(spec, proc, wire.Channel(parent_sock))
+
+    def concurrency(self, spec: DemoSpec) -> int:
+        return 1
+
+    def shared(self, metric: str) -> list[SharedProcess]:
+        return []
+
+    def trim(self, keep: set[str] = frozenset()) -> int:
+        return 0
+
+    def sweep(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
