@@ -1,15 +1,20 @@
-"""The model registry: lazy, single-flight loads into worker processes, bounded
-by a model count, a memory budget and an idle TTL, evicting the least recently
-used idle model first.
+"""The model registry: the policy. Lazy, single-flight loads, bounded by a model
+count, a memory budget and an idle TTL, evicting the least recently used idle
+model first; failed loads back off; each call gets a share of the CPU.
+
+How a model actually runs (a spawned process, a forked child, a Ray replica)
+is the backend's business (`demohub.backends`): the registry only starts,
+calls, measures and ends `ModelHandle`s.
 
 Threads, not asyncio: Gradio runs our handlers in its thread pool, and every
-wait here (a worker's reply, a load, room to load) is a blocking wait with a
-deadline. One lock guards all bookkeeping; slow work (starting, calling and
-stopping workers) happens outside it.
+wait here (a reply, a load, room to load) is a blocking wait with a deadline.
+One lock (`_lock`) guards all bookkeeping and is held only for bookkeeping:
+starting, calling, measuring and ending models happen outside it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -18,8 +23,10 @@ from enum import Enum
 from typing import Any, Callable
 
 from demohub import events
-from demohub.errors import HubAtCapacity, HubError, InputError, WorkerFailed, WorkerTimeout
-from demohub.process import WorkerProcess, process_memory
+from demohub.backends import Backend, ModelHandle, SharedProcess
+from demohub.errors import (HubAtCapacity, HubError, InputError, ModelBusy, ModelError,
+                            ModelUnavailable, WorkerFailed, WorkerTimeout)
+from demohub.memory import own_memory
 from demohub.sources import ModelSources, SourceState, SourceStatus
 from demohub.spec import DemoSpec
 
@@ -43,7 +50,11 @@ class Limits:
     idle_ttl_s: float | None = 900.0
     memory_metric: str = "pss"
     capacity_wait_s: float = 30.0
+    #: CPU threads per call; None: the registry shares the cores between running calls.
     worker_threads: int | None = None
+    #: first wait after a failed load, doubled on each failure up to the cap
+    load_retry_s: float = 2.0
+    load_retry_cap_s: float = 300.0
 
 
 @dataclass
@@ -77,6 +88,11 @@ class ModelStatus:
     error: str | None
     download_fraction: float | None
     stats: ModelStats
+    where: str | None = None
+    #: the last failure's exception and traceback: for operators, never for clients
+    traceback: str | None = None
+    #: seconds until a failed load or download is tried again
+    retry_in_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +104,11 @@ class Totals:
     memory_budget: int | None
     memory_metric: str
     idle_ttl_s: float | None
+    shared: tuple[SharedProcess, ...] = ()
+
+    @property
+    def shared_memory_bytes(self) -> int:
+        return sum(p.memory_bytes for p in self.shared)
 
 
 class _Load:
@@ -102,23 +123,33 @@ class _Load:
 class _Slot:
     spec: DemoSpec
     state: State = State.NOT_LOADED
-    worker: WorkerProcess | None = None
+    worker: ModelHandle | None = None
     load: _Load | None = None
     reserved: bool = False
     placeholder: bool = False
     origin: str | None = None  # where the loaded folder came from: hub, hub cache, local, placeholder
-    in_flight: int = 0
+    in_flight: int = 0  # requests inside predict(): waiting for a load or calling
+    calls: int = 0  # of those, the ones inside the model right now
     last_used: float = 0.0
     memory: int = 0
     #: the model's size when last measured, kept after eviction to plan the next load
     last_memory: int = 0
     error: str | None = None
+    traceback: str | None = None
+    failures: int = 0  # consecutive failed loads
+    retry_at: float = 0.0
     stats: ModelStats = field(default_factory=ModelStats)
-    call_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def occupies(self) -> bool:
         return self.worker is not None or self.reserved
+
+    @property
+    def planned_memory(self) -> int:
+        """What it holds, or for a load in progress what it held last time."""
+        if self.worker is not None:
+            return self.memory or self.last_memory
+        return self.last_memory if self.reserved else 0
 
     @property
     def expected_load_s(self) -> float:
@@ -126,8 +157,15 @@ class _Slot:
 
 
 class Registry:
-    def __init__(self, specs: list[DemoSpec], sources: ModelSources, limits: Limits = Limits()):
+    def __init__(self, specs: list[DemoSpec], sources: ModelSources, limits: Limits = Limits(),
+                 backend: Backend | None = None, cores: int | None = None):
+        if backend is None:
+            from demohub.backends.spawn import SpawnBackend
+
+            backend = SpawnBackend(threads=limits.worker_threads)
         self.limits = limits
+        self.backend = backend
+        self.cores = cores or len(os.sched_getaffinity(0))
         self._sources = sources
         self._slots = {spec.name: _Slot(spec) for spec in specs}
         self._lock = threading.Lock()
@@ -141,24 +179,36 @@ class Registry:
     def names(self) -> list[str]:
         return list(self._slots)
 
+    def spec(self, name: str) -> DemoSpec:
+        return self._slots[name].spec
+
+    def concurrency(self, name: str) -> int:
+        """Requests one loaded model can really run at once (the tab's limit)."""
+        spec = self._slots[name].spec
+        return max(1, min(spec.concurrency_limit, self.backend.concurrency(spec)))
+
     def predict(self, name: str, request: Any, progress: Progress | None = None) -> Any:
         """Run `request` through `name`'s model, loading it first if needed."""
         slot = self._slots[name]
+        started = time.monotonic()
         with self._lock:
             slot.in_flight += 1
-            slot.last_used = time.monotonic()
+            slot.last_used = started
+        ok = False
         try:
             while True:
                 worker = self._ensure_loaded(slot, progress)
-                with slot.call_lock:
-                    if worker is not slot.worker or not worker.alive():
-                        continue  # it crashed or was replaced while we queued
-                    return self._call(slot, worker, request)
+                if worker.alive() and slot.worker is worker:
+                    result = self._call(slot, worker, request)
+                    ok = True
+                    return result
+                # it died or was replaced between the load and the call: the next pass reloads
         finally:
             with self._lock:
                 slot.in_flight -= 1
                 slot.last_used = time.monotonic()
                 self._room.notify_all()
+            events.event("predict", name, quiet=True, seconds=time.monotonic() - started, ok=ok)
 
     def evict(self, name: str, reason: str = "manual") -> bool:
         """Evict `name` if it is loaded and idle; returns whether it was."""
@@ -173,27 +223,35 @@ class Registry:
     def sweep(self) -> None:
         """Evict models idle past the TTL, notice dead workers, refresh memory."""
         now = time.monotonic()
-        victims = []
+        to_stop, to_kill = [], []
         with self._lock:
             for slot in self._slots.values():
-                if slot.worker is None or slot.state != State.READY:
-                    continue
-                if not slot.worker.alive():
-                    self._record_crash(slot, slot.worker, "its worker died while idle")
+                worker = slot.worker
+                if worker is None or slot.state != State.READY or slot.calls:
+                    continue  # a request inside the model owns what happens to it
+                if not worker.alive():
+                    to_kill.extend(self._record_death(slot, worker, "its worker died while idle"))
                     continue
                 ttl = self.limits.idle_ttl_s
                 if ttl is not None and not slot.in_flight and now - slot.last_used > ttl:
-                    victims.append(self._detach(slot, "idle"))
-        for worker in victims:
+                    to_stop.append(self._detach(slot, "idle"))
+            loaded = [(slot, slot.worker) for slot in self._slots.values() if slot.worker is not None]
+        for worker in to_kill:
+            worker.kill()
+        for worker in to_stop:
             worker.stop()
-        for slot in list(self._slots.values()):
-            worker = slot.worker
-            if worker is not None:
-                slot.memory = slot.last_memory = worker.memory(self.limits.memory_metric)
+        measured = [(slot, worker, worker.memory(self.limits.memory_metric)) for slot, worker in loaded]
+        with self._lock:
+            for slot, worker, memory in measured:
+                if slot.worker is worker and memory:
+                    slot.memory = slot.last_memory = memory
+        self.backend.sweep()
         self._enforce_budget(keep=None)
 
     def start(self, interval_s: float = 1.0) -> None:
-        """Start the background sweeper (idle TTL, crash detection, memory)."""
+        """Start the background sweeper (idle TTL, crash detection, memory).
+
+        The sweeper thread is owned by the registry and lives until `close()`."""
 
         def run() -> None:
             while not self._closed.wait(interval_s):
@@ -206,12 +264,15 @@ class Registry:
         self._janitor.start()
 
     def close(self) -> None:
-        """Stop every worker (on shutdown)."""
+        """Stop every worker and the backend's shared processes (on shutdown)."""
         self._closed.set()
         with self._lock:
             workers = [self._detach(s, "shutdown") for s in self._slots.values() if s.worker]
         for worker in workers:
             worker.stop(grace=1.0)
+        self.backend.close()
+        if self._janitor is not None:
+            self._janitor.join(timeout=5)
 
     def status(self) -> list[ModelStatus]:
         now = time.monotonic()
@@ -220,10 +281,12 @@ class Registry:
             for slot in self._slots.values():
                 source: SourceStatus = self._sources.status(slot.spec.name)
                 state = slot.state
+                retry_in = slot.retry_at - now if slot.retry_at > now else None
                 if state == State.NOT_LOADED and source.state == SourceState.DOWNLOADING:
                     state = State.DOWNLOADING
                 if state == State.NOT_LOADED and source.state == SourceState.FAILED:
                     state = State.FAILED
+                    retry_in = source.retry_in_s
                 out.append(
                     ModelStatus(
                         name=slot.spec.name,
@@ -237,13 +300,16 @@ class Registry:
                         error=slot.error or source.error,
                         download_fraction=source.fraction,
                         stats=slot.stats,
+                        where=slot.worker.where if slot.worker else None,
+                        traceback=slot.traceback,
+                        retry_in_s=retry_in,
                     )
                 )
         return out
 
     def totals(self) -> Totals:
-        import os
-
+        metric = self.limits.memory_metric
+        shared = tuple(self.backend.shared(metric))
         with self._lock:
             loaded = [s for s in self._slots.values() if s.worker is not None]
             workers_memory = sum(s.memory for s in loaded)
@@ -251,21 +317,27 @@ class Registry:
             loaded=len(loaded),
             max_models=self.limits.max_models,
             workers_memory_bytes=workers_memory,
-            hub_memory_bytes=process_memory(os.getpid(), self.limits.memory_metric),
+            hub_memory_bytes=own_memory(metric),
             memory_budget=self.limits.memory_budget,
-            memory_metric=self.limits.memory_metric,
+            memory_metric=metric,
             idle_ttl_s=self.limits.idle_ttl_s,
+            shared=shared,
         )
 
     def worker_pids(self) -> dict[str, int]:
         with self._lock:
-            return {n: s.worker.pid for n, s in self._slots.items() if s.worker is not None}
+            return {n: s.worker.pid for n, s in self._slots.items()
+                    if s.worker is not None and s.worker.pid is not None}
 
     # -- loading --------------------------------------------------------------------
 
-    def _ensure_loaded(self, slot: _Slot, progress: Progress | None) -> WorkerProcess:
+    def _ensure_loaded(self, slot: _Slot, progress: Progress | None) -> ModelHandle:
+        """The slot's ready worker, loading it first if needed. Followers wait on
+        the leader's load, which is bounded by the download, capacity and load
+        deadlines."""
         missed = False  # a request counts once: a hit, or a miss that waited for a load
         while True:
+            to_kill = []
             with self._lock:
                 worker = slot.worker
                 if worker is not None and worker.alive() and slot.state == State.READY:
@@ -273,14 +345,21 @@ class Registry:
                         slot.stats.hits += 1
                     return worker
                 if worker is not None and not worker.alive():
-                    self._record_crash(slot, worker, "its worker died")
-                if not missed:
-                    slot.stats.misses += 1
-                    missed = True
+                    to_kill = self._record_death(slot, worker, "its worker died")
                 load = slot.load
                 leader = load is None
                 if leader:
+                    wait = slot.retry_at - time.monotonic()
+                    if wait > 0:
+                        raise ModelUnavailable(
+                            f"The {slot.spec.name} model failed to load {slot.failures} time(s); the next "
+                            f"try is in {wait:.0f} s. The operator can see why on the Status tab.")
                     load = slot.load = _Load()
+                if not missed:
+                    slot.stats.misses += 1
+                    missed = True
+            for dead in to_kill:
+                dead.kill()
             if leader:
                 try:
                     self._load(slot, progress)
@@ -303,7 +382,7 @@ class Registry:
         if isinstance(error, HubError):
             raise type(error)(str(error))
         if error is not None:
-            raise WorkerFailed(f"loading the {slot.spec.name} model failed: {error}")
+            raise WorkerFailed(f"loading the {slot.spec.name} model failed; try again in a moment")
 
     def _report_progress(self, slot: _Slot, progress: Progress, started: float) -> None:
         name = slot.spec.name
@@ -328,32 +407,31 @@ class Registry:
                 self._report_progress(slot, progress, started)
 
         with self._lock:
+            before = slot.state
             slot.state = State.DOWNLOADING
-            slot.error = None
         try:
             resolved = self._sources.resolve(name, tick=tick)
             self._make_room(slot)
+        except HubAtCapacity:
+            with self._lock:  # capacity is not the model's failure
+                slot.state = before
+            raise
+        except BaseException as exc:
+            self._load_failed(slot, exc)
+            raise
+        try:
             with self._lock:
                 slot.state = State.LOADING
             started = time.monotonic()
             tick()
-            worker = WorkerProcess.start(
-                slot.spec, resolved.path, placeholder=resolved.placeholder,
-                threads=self.limits.worker_threads,
-            )
+            worker = self.backend.start(slot.spec, resolved.path, placeholder=resolved.placeholder)
             try:
                 info = worker.wait_ready(slot.spec.load_timeout_s, tick=tick)
             except BaseException:
-                worker.kill()
+                worker.kill("load failed")
                 raise
         except BaseException as exc:
-            with self._lock:
-                slot.reserved = False
-                slot.state = State.FAILED
-                slot.error = str(exc)
-                slot.stats.load_failures += 1
-                self._room.notify_all()
-            events.event("load_failed", name, error=str(exc)[:500])
+            self._load_failed(slot, exc)
             raise
         memory = worker.memory(self.limits.memory_metric)
         with self._lock:
@@ -362,6 +440,9 @@ class Registry:
             slot.placeholder = resolved.placeholder
             slot.origin = resolved.origin
             slot.state = State.READY
+            slot.error = slot.traceback = None
+            slot.failures = 0
+            slot.retry_at = 0.0
             slot.memory = slot.last_memory = memory
             slot.stats.loads += 1
             slot.stats.last_load_s = info.seconds
@@ -369,31 +450,54 @@ class Registry:
             slot.last_used = time.monotonic()
         events.event(
             "load", name, seconds=info.seconds, memory_mb=round(memory / 2**20, 1),
-            pid=worker.pid, origin=resolved.origin,
+            pid=worker.pid, where=worker.where, origin=resolved.origin,
         )
         self._enforce_budget(keep=slot)
 
+    def _load_failed(self, slot: _Slot, exc: BaseException) -> None:
+        detail = getattr(exc, "detail", "") or str(exc)
+        with self._lock:
+            slot.reserved = False
+            slot.state = State.FAILED
+            slot.error = detail.strip().splitlines()[0][:300] if detail.strip() else type(exc).__name__
+            slot.traceback = detail
+            slot.failures += 1
+            wait = min(self.limits.load_retry_cap_s,
+                       self.limits.load_retry_s * 2 ** (slot.failures - 1))
+            slot.retry_at = time.monotonic() + wait
+            slot.stats.load_failures += 1
+            self._room.notify_all()
+        events.event("load_failed", slot.spec.name, error=detail[:4000], retry_in_s=wait)
+
     def _make_room(self, slot: _Slot) -> None:
-        """Reserve a place for `slot`, evicting LRU idle models or waiting."""
+        """Reserve a place for `slot`, evicting LRU idle models or waiting.
+
+        A reserved load counts at its last measured size, so two concurrent
+        first loads cannot both fit under a budget meant for one."""
         deadline = time.monotonic() + self.limits.capacity_wait_s
+        trimmed = False
         while True:
+            shared = self._shared_bytes()
             with self._lock:
                 others = [s for s in self._slots.values() if s is not slot and s.occupies]
                 over_count = len(others) + 1 > self.limits.max_models
                 budget = self.limits.memory_budget
-                estimate = slot.last_memory  # 0 before the first load
-                over_memory = budget is not None and sum(s.memory for s in others) + estimate > budget
+                planned = shared + sum(s.planned_memory for s in others) + slot.last_memory
+                over_memory = budget is not None and planned > budget
                 if not over_count and not over_memory:
                     slot.reserved = True
                     return
                 victim = self._lru_idle(others)
+                worker = None
+                trim = victim is None and over_memory and not over_count and not trimmed
                 if victim is not None:
                     worker = self._detach(victim, "capacity" if over_count else "memory")
+                elif trim:
+                    keep = {s.spec.name for s in others} | {slot.spec.name}
                 else:
-                    worker = None
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        busy = ", ".join(s.spec.name for s in others)
+                        busy = ", ".join(s.spec.name for s in others) or "none"
                         raise HubAtCapacity(
                             f"The hub is at capacity: every loaded model ({busy}) is busy "
                             "serving requests. Try again in a moment."
@@ -401,46 +505,78 @@ class Registry:
                     self._room.wait(min(remaining, 0.5))
             if worker is not None:
                 worker.stop()
+            elif trim:  # idle templates and the like go before anyone waits
+                trimmed = True
+                self.backend.trim(keep)
+
+    def _shared_bytes(self) -> int:
+        if self.limits.memory_budget is None:
+            return 0
+        return sum(p.memory_bytes for p in self.backend.shared(self.limits.memory_metric))
 
     def _enforce_budget(self, keep: _Slot | None) -> None:
         budget = self.limits.memory_budget
         if budget is None:
             return
         while True:
+            shared = self._shared_bytes()
             with self._lock:
                 loaded = [s for s in self._slots.values() if s.worker is not None]
-                if sum(s.memory for s in loaded) <= budget:
+                total = shared + sum(s.memory for s in loaded)
+                if total <= budget:
                     return
                 victim = self._lru_idle([s for s in loaded if s is not keep])
                 if victim is None:
                     if keep is not None:  # report once per load, not on every sweep
-                        events.event("over_budget", keep.spec.name,
-                                     memory_mb=round(sum(s.memory for s in loaded) / 2**20, 1))
+                        events.event("over_budget", keep.spec.name, memory_mb=round(total / 2**20, 1))
                     return
                 worker = self._detach(victim, "memory")
             worker.stop()
 
     # -- calling --------------------------------------------------------------------
 
-    def _call(self, slot: _Slot, worker: WorkerProcess, request: Any) -> Any:
+    def _grant_threads(self) -> int | None:
+        """CPU threads for a call about to start (call with the lock held): a call
+        running alone may use every core; calls running together split them, so
+        their thread pools do not spin against each other."""
+        if self.limits.worker_threads:
+            return self.limits.worker_threads
+        running = sum(s.calls for s in self._slots.values())
+        return max(1, self.cores // max(1, running))
+
+    def _call(self, slot: _Slot, worker: ModelHandle, request: Any) -> Any:
+        """One call, bounded by the demo's predict deadline from the moment its
+        model is ready (waiting for the model to be free counts against it)."""
+        with self._lock:
+            slot.calls += 1
+            threads = self._grant_threads()
+        to_kill: list[ModelHandle] = []
         try:
-            result, seconds = worker.call(request, slot.spec.predict_timeout_s)
-        except InputError:
+            result = worker.call(request, slot.spec.predict_timeout_s, threads=threads)
+        except (InputError, ModelBusy):
+            raise
+        except ModelError as exc:
+            with self._lock:
+                slot.stats.errors += 1
+                slot.error = (exc.detail or str(exc)).strip().splitlines()[0][:300]
+                slot.traceback = exc.detail
+            events.event("predict_error", slot.spec.name, error=exc.detail[:4000])
             raise
         except WorkerFailed as exc:
             with self._lock:
-                if worker.alive():
-                    slot.stats.errors += 1
-                else:
-                    timed_out = isinstance(exc, WorkerTimeout)
-                    if timed_out:
-                        slot.stats.timeouts += 1
-                    self._record_crash(slot, worker, str(exc), count=not timed_out)
+                if isinstance(exc, WorkerTimeout):
+                    slot.stats.timeouts += 1
+                to_kill = self._record_death(slot, worker, str(exc))
             raise
+        finally:
+            with self._lock:
+                slot.calls -= 1
+            for dead in to_kill:
+                dead.kill()
         with self._lock:
             slot.stats.predictions += 1
-            slot.stats.predict_seconds_total += seconds
-        return result
+            slot.stats.predict_seconds_total += result.seconds
+        return result.value
 
     # -- bookkeeping (call with the lock held) -----------------------------------------
 
@@ -449,7 +585,7 @@ class Registry:
                 and s.state == State.READY]
         return min(idle, key=lambda s: s.last_used, default=None)
 
-    def _detach(self, slot: _Slot, reason: str) -> WorkerProcess:
+    def _detach(self, slot: _Slot, reason: str) -> ModelHandle:
         worker = slot.worker
         assert worker is not None
         slot.worker = None
@@ -461,14 +597,19 @@ class Registry:
         self._room.notify_all()
         return worker
 
-    def _record_crash(self, slot: _Slot, worker: WorkerProcess, why: str, count: bool = True) -> None:
-        if slot.worker is worker:
-            slot.worker = None
-            slot.memory = 0
-            slot.state = State.FAILED
-            slot.error = why
-            if count:
-                slot.stats.crashes += 1
+    def _record_death(self, slot: _Slot, worker: ModelHandle, why: str) -> list[ModelHandle]:
+        """Forget a worker that died or was killed; returns it for the caller to
+        end outside the lock. Only a death the hub did not cause is a crash, and
+        only the first to notice records it."""
+        if slot.worker is not worker:
+            return [worker]
+        slot.worker = None
+        slot.memory = 0
+        slot.state = State.FAILED
+        slot.error = why
+        ended = worker.ended_by_hub()
+        if ended is None:
+            slot.stats.crashes += 1
             events.event("crash", slot.spec.name, pid=worker.pid, error=why[:300])
-            self._room.notify_all()
-        worker.kill()
+        self._room.notify_all()
+        return [worker]

@@ -14,7 +14,8 @@ import psutil
 import pytest
 
 from demohub.discovery import discover
-from demohub.errors import HubAtCapacity, InputError, WorkerFailed, WorkerTimeout
+from demohub.errors import (HubAtCapacity, InputError, ModelBusy, ModelError, ModelUnavailable,
+                            WorkerFailed, WorkerTimeout)
 from demohub.registry import Limits, Registry, State
 from demohub.sources import ModelSources
 from demohub.spec import ModelSource
@@ -188,25 +189,44 @@ def test_input_errors_and_model_errors_keep_the_worker(build):
     pid = registry.predict("alpha", {})["pid"]
     with pytest.raises(InputError, match="makes no sense: 7"):
         registry.predict("alpha", {"op": "input_error", "value": 7})
-    with pytest.raises(WorkerFailed, match="RuntimeError: the model broke"):
+    with pytest.raises(ModelError, match="failed on this request") as caught:
         registry.predict("alpha", {"op": "error"})
+    assert "RuntimeError" not in str(caught.value)  # for the visitor: no exception names
     assert registry.predict("alpha", {})["pid"] == pid
-    assert state(registry, "alpha").stats.errors == 1
+    alpha = state(registry, "alpha")
+    assert alpha.stats.errors == 1
+    # for the operator: the exception and the traceback, pointing into the runtime
+    assert "RuntimeError: the model broke" in alpha.error
+    assert "Traceback" in alpha.traceback and "echo_runtime.py" in alpha.traceback
+
+
+def test_unpicklable_result_fails_only_that_request(build):
+    registry = build(alpha={})
+    pid = registry.predict("alpha", {})["pid"]
+    with pytest.raises(ModelError, match="failed on this request"):
+        registry.predict("alpha", {"op": "unpicklable"})
+    assert registry.predict("alpha", {"value": 3}) ["pid"] == pid  # same worker, still serving
+    alpha = state(registry, "alpha")
+    assert "cannot be sent to the hub" in alpha.error and "plain data" in alpha.error
+    assert alpha.stats.crashes == 0
 
 
 def test_failed_load_is_reported_and_others_keep_serving(build):
     registry = build(alpha={"fail_load": True}, beta={})
-    with pytest.raises(WorkerFailed, match="configured to fail at load"):
+    with pytest.raises(WorkerFailed, match="could not be loaded") as caught:
         registry.predict("alpha", {})
+    assert "RuntimeError" not in str(caught.value)
     alpha = state(registry, "alpha")
     assert alpha.state == State.FAILED and "fail at load" in alpha.error
+    assert "Traceback" in alpha.traceback and "echo_runtime.py" in alpha.traceback
     assert registry.predict("beta", {"value": 1})["echo"] == 1
 
 
 def test_framework_objects_are_refused_not_imported(build):
     registry = build(alpha={}, predict_timeout_s=120)  # the worker imports torch: slow on a busy machine
-    with pytest.raises(WorkerFailed, match="torch.*plain data"):
+    with pytest.raises(ModelError, match="cannot use"):
         registry.predict("alpha", {"op": "torch"})
+    assert "torch" in state(registry, "alpha").error and "plain data" in state(registry, "alpha").error
     assert registry.predict("alpha", {"value": 1})["echo"] == 1
 
 
@@ -224,3 +244,142 @@ def test_missing_local_override_is_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="has no config.json"):
         registry.predict("alpha", {})
     registry.close()
+
+
+# -- issue 10: registry correctness --------------------------------------------------
+
+
+def live_workers() -> int:
+    """Worker processes this test process started that are still running."""
+    count = 0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "demohub.worker" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                count += 1
+        except psutil.NoSuchProcess:
+            pass
+    return count
+
+
+def test_budget_counts_loads_in_progress_at_their_measured_size(build):
+    """Two measured models and a budget for one: two concurrent first requests
+    must never have both models in memory (a reserved load used to count 0)."""
+    registry = build(Limits(max_models=3, memory_budget=None), alpha={"alloc_mb": 120, "load_sleep": 1.0},
+                     beta={"alloc_mb": 120, "load_sleep": 1.0})
+    for name in ("alpha", "beta"):  # measure both, then start from nothing
+        registry.predict(name, {})
+        registry.evict(name)
+    one_model = max(registry._slots[n].last_memory for n in ("alpha", "beta"))
+    assert one_model > 120 * 2**20
+    registry.limits = dataclasses.replace(registry.limits, memory_budget=int(one_model * 1.5))
+    peak, stop = [0], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak[0] = max(peak[0], live_workers())
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    callers = [threading.Thread(target=registry.predict, args=(n, {})) for n in ("alpha", "beta")]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(timeout=60)
+    stop.set()
+    watcher.join()
+    assert peak[0] == 1, f"{peak[0]} workers were alive at once under a budget for one"
+    assert sum(state(registry, n).stats.evictions["memory"] for n in ("alpha", "beta")) == 1
+
+
+def test_failed_load_backs_off_and_says_when_it_retries(build):
+    registry = build(Limits(load_retry_s=1.0), alpha={"fail_load": True})
+    with pytest.raises(WorkerFailed, match="could not be loaded"):
+        registry.predict("alpha", {})
+    started = time.monotonic()
+    with pytest.raises(ModelUnavailable, match=r"next try is in \d+ s"):
+        registry.predict("alpha", {})
+    assert time.monotonic() - started < 0.5  # answered at once: no worker was started
+    alpha = state(registry, "alpha")
+    assert alpha.stats.load_failures == 1 and 0 < alpha.retry_in_s <= 1.0
+    time.sleep(1.1)
+    with pytest.raises(WorkerFailed, match="could not be loaded"):
+        registry.predict("alpha", {})  # tried again after the wait...
+    alpha = state(registry, "alpha")
+    assert alpha.stats.load_failures == 2 and 1.0 < alpha.retry_in_s <= 2.0  # ...and the wait doubled
+
+
+def test_capacity_is_not_a_load_failure(build):
+    registry = build(Limits(max_models=1, capacity_wait_s=0.3), alpha={}, beta={})
+    registry.predict("alpha", {})
+    busy = threading.Thread(target=registry.predict, args=("alpha", {"op": "sleep", "seconds": 1.5}))
+    busy.start()
+    time.sleep(0.3)
+    with pytest.raises(HubAtCapacity):
+        registry.predict("beta", {})
+    beta = state(registry, "beta")
+    assert beta.state != State.FAILED and beta.stats.load_failures == 0 and beta.error is None
+    busy.join()
+    assert registry.predict("beta", {"value": 1})["echo"] == 1  # no back-off either
+
+
+def test_a_timeout_is_a_timeout_not_a_crash(build):
+    """The sweeper must not also record the worker a timed-out call killed."""
+    registry = build(alpha={}, predict_timeout_s=1.0)
+    registry.start(interval_s=0.01)
+    registry.predict("alpha", {})
+    for _ in range(3):
+        with pytest.raises(WorkerTimeout):
+            registry.predict("alpha", {"op": "sleep", "seconds": 30})
+        time.sleep(0.1)
+        registry.predict("alpha", {})
+    alpha = state(registry, "alpha")
+    assert alpha.stats.timeouts == 3 and alpha.stats.crashes == 0
+
+
+def test_deadline_covers_sending_to_a_stopped_worker(build):
+    """A 5 MB request to a SIGSTOPped worker, and a small one behind it, both
+    answer within their deadline (the send used to block forever)."""
+    registry = build(alpha={}, predict_timeout_s=2.0)
+    pid = registry.predict("alpha", {})["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    outcomes = {}
+
+    def call(tag, request):
+        started = time.monotonic()
+        try:
+            registry.predict("alpha", request)
+            outcomes[tag] = ("ok", time.monotonic() - started)
+        except Exception as exc:  # noqa: BLE001 - recorded for the asserts
+            outcomes[tag] = (type(exc).__name__, time.monotonic() - started)
+
+    big = threading.Thread(target=call, args=("big", {"value": "x" * 5_000_000}))
+    small = threading.Thread(target=call, args=("small", {"value": 1}))
+    big.start()
+    time.sleep(0.2)
+    small.start()
+    big.join(timeout=15)
+    small.join(timeout=15)
+    assert not big.is_alive() and not small.is_alive(), "a request hung past its deadline"
+    assert outcomes["big"][0] == "WorkerTimeout" and outcomes["big"][1] < 5
+    assert outcomes["small"][1] < 8
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert registry.predict("alpha", {"value": 2})["echo"] == 2  # and it came back
+
+
+def test_concurrency_is_what_a_model_can_really_run(build):
+    registry = build(alpha={})
+    assert registry.spec("alpha").concurrency_limit == 4
+    assert registry.concurrency("alpha") == 1  # one process answers one call at a time
+
+
+def test_cpu_threads_are_shared_between_running_calls(build):
+    registry = build(alpha={}, beta={})
+    registry.cores = 4
+    assert registry._grant_threads() == 4  # nothing else running: every core
+    registry._slots["alpha"].calls = 1
+    assert registry._grant_threads() == 4  # counted as the caller itself
+    registry._slots["beta"].calls = 1
+    assert registry._grant_threads() == 2
+    registry._slots["beta"].calls = 3
+    assert registry._grant_threads() == 1
