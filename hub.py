@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
     finally:
+        sources.close()
         registry.close()
     return 0
 

@@ -45,6 +45,14 @@ class SourceStatus:
     done: threading.Event = field(default_factory=threading.Event)
     #: byte-counting progress bars that huggingface_hub opened for this download
     bars: list = field(default_factory=list)
+    failures: int = 0  # consecutive failed attempts
+    retry_at: float | None = None  # monotonic time of the next attempt after a failure
+
+    @property
+    def retry_in_s(self) -> float | None:
+        if self.retry_at is None or self.resolved is not None:
+            return None
+        return max(0.0, self.retry_at - time.monotonic())
 
     @property
     def downloaded_bytes(self) -> int:
@@ -83,22 +91,37 @@ class ModelSources:
     """Resolves each demo's model folder; Hub downloads start at `start()`."""
 
     def __init__(self, specs: list[DemoSpec], models_dir: Path, placeholder_dir: Path,
-                 overrides: dict[str, ModelSource] | None = None, hub_cache_dir: Path | None = None):
+                 overrides: dict[str, ModelSource] | None = None, hub_cache_dir: Path | None = None,
+                 retry_s: float = 5.0, retry_cap_s: float = 300.0):
         self._models_dir = models_dir
         self._hub_cache_dir = hub_cache_dir  # None: huggingface_hub's own (HF_HOME, HF_HUB_CACHE)
         self._placeholder_dir = placeholder_dir
+        self._retry_s, self._retry_cap_s = retry_s, retry_cap_s
+        self._closed = threading.Event()
+        self._background: set[str] = set()
+        self._files = {spec.name: spec.model_files or None for spec in specs}
         overrides = overrides or {}
         self._status = {
             spec.name: SourceStatus(source=overrides.get(spec.name, spec.model)) for spec in specs
         }
 
     def start(self) -> None:
-        """Begin every Hub download in the background; the page does not wait."""
+        """Begin every Hub download in the background; the page does not wait.
+
+        Each download thread is owned by this object and lives until its model
+        is downloaded (or found in the cache) or `close()`; after a failure it
+        tries again with exponential back-off, so a few seconds without network
+        at boot do not disable a tab for good."""
         for name, status in self._status.items():
             if status.source.is_hub:
+                self._background.add(name)
                 threading.Thread(
-                    target=self._download, args=(name, status), daemon=True, name=f"download-{name}"
+                    target=self._download_until_done, args=(name, status), daemon=True,
+                    name=f"download-{name}",
                 ).start()
+
+    def close(self) -> None:
+        self._closed.set()
 
     def status(self, name: str) -> SourceStatus:
         return self._status[name]
@@ -110,9 +133,12 @@ class ModelSources:
         source = status.source
         if not source.is_hub:
             return self._resolve_local(name, source)
-        if status.state == SourceState.WAITING and not status.done.is_set():
-            # start() was not called (tests, scripts): download in this thread.
-            self._download(name, status)
+        if name not in self._background:
+            # no background thread (tests, scripts): download in this thread when due.
+            due = status.state == SourceState.WAITING or (
+                status.state == SourceState.FAILED and status.retry_in_s == 0.0)
+            if due:
+                self._attempt(name, status)
         deadline = time.monotonic() + timeout
         while not status.done.wait(0.25):
             if tick:
@@ -120,7 +146,9 @@ class ModelSources:
             if time.monotonic() > deadline:
                 raise ModelUnavailable(f"downloading the {name} model took longer than {timeout:.0f} s")
         if status.resolved is None:
-            raise ModelUnavailable(status.error or f"the {name} model is unavailable")
+            error = status.error or f"the {name} model is unavailable"
+            retry = status.retry_in_s
+            raise ModelUnavailable(error + (f" The hub tries again in {retry:.0f} s." if retry is not None else ""))
         return status.resolved
 
     def _resolve_local(self, name: str, source: ModelSource) -> ResolvedModel:
@@ -134,31 +162,43 @@ class ModelSources:
             )
         return ResolvedModel(path=self._placeholder_dir / name, origin="placeholder", placeholder=True)
 
-    def _download(self, name: str, status: SourceStatus) -> None:
+    def _download_until_done(self, name: str, status: SourceStatus) -> None:
+        while not self._closed.is_set():
+            self._attempt(name, status)
+            if status.resolved is not None or self._closed.wait(status.retry_in_s or 0.0):
+                return
+
+    def _attempt(self, name: str, status: SourceStatus) -> None:
+        """One download (or, failing that, the cached copy), bounded by the
+        client's own timeouts; schedules the next attempt after a failure."""
         from huggingface_hub import snapshot_download
 
         source = status.source
+        status.done.clear()
         status.state = SourceState.DOWNLOADING
         started = time.perf_counter()
-        events.event("download_start", name, repo=source.repo_id, revision=source.revision)
+        events.event("download_start", name, repo=source.repo_id, revision=source.revision,
+                     attempt=status.failures + 1)
+        common = dict(repo_id=source.repo_id, revision=source.revision, cache_dir=self._hub_cache_dir,
+                      allow_patterns=self._files.get(name))
         try:
-            path = snapshot_download(
-                repo_id=source.repo_id, revision=source.revision, cache_dir=self._hub_cache_dir,
-                endpoint=os.environ.get("HF_ENDPOINT"), tqdm_class=_progress_class(status),
-            )
+            path = snapshot_download(**common, endpoint=os.environ.get("HF_ENDPOINT"),
+                                     tqdm_class=_progress_class(status))
             status.resolved = ResolvedModel(path=Path(path), origin="hub")
             events.event("download", name, seconds=time.perf_counter() - started, path=path)
         except Exception as exc:  # noqa: BLE001 - any failure falls back to the cache
             try:
-                path = snapshot_download(
-                    repo_id=source.repo_id, revision=source.revision, cache_dir=self._hub_cache_dir,
-                    local_files_only=True,
-                )
+                path = snapshot_download(**common, local_files_only=True)
                 status.resolved = ResolvedModel(path=Path(path), origin="hub cache")
                 events.event("download_failed_using_cache", name, error=str(exc)[:300], path=path)
             except Exception:  # noqa: BLE001
+                status.failures += 1
+                wait = min(self._retry_cap_s, self._retry_s * 2 ** (status.failures - 1))
+                status.retry_at = time.monotonic() + wait
                 status.error = self._explain(name, source, exc)
-                events.event("download_failed", name, error=str(exc)[:300])
+                events.event("download_failed", name, error=str(exc)[:300], retry_in_s=wait)
+        if status.resolved is not None:
+            status.error, status.retry_at, status.failures = None, None, 0
         status.state = SourceState.READY if status.resolved else SourceState.FAILED
         status.done.set()
 

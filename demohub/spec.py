@@ -77,6 +77,10 @@ class DemoSpec:
     load_timeout_s: float = 300.0
     expected_load_s: float = 5.0
     concurrency_limit: int = 1
+    #: glob patterns of the files the runtime needs from a Hub repo (passed to
+    #: `snapshot_download(allow_patterns=...)`); empty: the whole repo. A repo that
+    #: ships several weight formats then downloads only the one the demo reads.
+    model_files: tuple[str, ...] = ()
     #: sys.path entry the worker needs to import `runtime` (set by discovery).
     import_root: Path | None = None
 

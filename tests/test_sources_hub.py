@@ -3,7 +3,9 @@ client talking to a local stand-in server (HF_ENDPOINT)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 
 import pytest
 from gradio_client.exceptions import AppError
@@ -109,3 +111,53 @@ def test_running_hub_downloads_in_background_and_isolates_a_failed_source(tmp_pa
             assert hub.client().predict("{}", api_name="/alpha")["marker"] == "from the hub"
     finally:
         fake.stop()
+
+
+def test_failed_download_is_tried_again_with_backoff(tmp_path, fake_hub):
+    """A few seconds without the repo (or the network) no longer disables the
+    tab until a restart: the next attempt comes after a growing wait."""
+    specs = discover(TEST_DEMOS)
+    sources = ModelSources(specs, tmp_path / "models", tmp_path / "placeholders",
+                           {"alpha": ModelSource("org/late", "main")}, hub_cache_dir=tmp_path / "hf-cache",
+                           retry_s=0.5)
+    with pytest.raises(ModelUnavailable, match=r"tries again in \d+ s"):
+        sources.resolve("alpha")
+    status = sources.status("alpha")
+    assert status.state == SourceState.FAILED and 0 < status.retry_in_s <= 0.5
+    with pytest.raises(ModelUnavailable):
+        sources.resolve("alpha")  # not due yet: no new request to the server
+    assert status.failures == 1
+    fake_hub.add_commit("org/late", config("late"))
+    time.sleep(0.6)
+    assert sources.resolve("alpha").origin == "hub"
+    assert status.state == SourceState.READY and status.error is None and status.retry_in_s is None
+
+
+def test_background_download_recovers_without_a_restart(tmp_path, fake_hub):
+    specs = discover(TEST_DEMOS)
+    sources = ModelSources(specs, tmp_path / "models", tmp_path / "placeholders",
+                           {"alpha": ModelSource("org/late", "main")}, hub_cache_dir=tmp_path / "hf-cache",
+                           retry_s=0.3)
+    sources.start()
+    try:
+        deadline = time.monotonic() + 10
+        while sources.status("alpha").failures < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sources.status("alpha").failures >= 2  # tried, waited, tried again
+        fake_hub.add_commit("org/late", config("late"))
+        while sources.status("alpha").state != SourceState.READY and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sources.status("alpha").state == SourceState.READY
+    finally:
+        sources.close()
+
+
+def test_spec_model_files_limit_what_is_downloaded(tmp_path, fake_hub):
+    pinned = fake_hub.add_commit("org/alpha", {**config("only config"), "model.onnx": b"o" * 1000,
+                                               "model.safetensors": b"s" * 1000})
+    specs = [dataclasses.replace(s, model_files=("config.json", "*.safetensors")) for s in discover(TEST_DEMOS)]
+    sources = ModelSources(specs, tmp_path / "models", tmp_path / "placeholders",
+                           {"alpha": ModelSource("org/alpha", pinned)}, hub_cache_dir=tmp_path / "hf-cache")
+    folder = sources.resolve("alpha").path
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert ("GET", f"/org/alpha/resolve/{pinned}/model.onnx") not in fake_hub.requests
