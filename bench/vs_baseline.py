@@ -1,0 +1,575 @@
+"""The hub against the one-process app (bench/baseline_app.py), side by side in
+one run, and the hub/baseline ratio of every figure with its min-max over rounds.
+
+    .venv/bin/python bench/vs_baseline.py                    # 3 rounds, ~35-45 min on 2 cores
+    .venv/bin/python bench/vs_baseline.py --quick            # 1 short round, ~6 min: a smoke run
+    .venv/bin/python bench/vs_baseline.py --hub-args "--max-models 3 --idle-ttl 0 --start-method template"
+    .venv/bin/python bench/vs_baseline.py --json /tmp/vs.json  # every raw sample as well
+
+A round starts each app fresh once per demo and alternates them (baseline, hub,
+baseline, hub, ...; the next round starts with the hub), so slow drifts in the
+machine's load fall on both. Each fresh start gives the page-ready time, the
+tree's memory at rest, and the first answer of one demo. The last start of each
+app in a round then loads every model and measures warm latency (plain HTTP API
+and gradio_client, one request at a time), the memory of the whole process tree
+with everything loaded, idle CPU, and a fixed-length mixed stream from 8
+clients (60 % questions, 20 % cassava, 20 % durian) with the server's
+CPU-seconds per answered request. Only one app runs at a time.
+
+Both apps bind 127.0.0.1 on free ports, get their own Gradio temp folder (removed
+at the end), and are ended by PID, with any child process still alive after its
+parent exits. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+IMAGES = ROOT.parent / "shared" / "data" / "images"
+DEFAULT_HUB_ARGS = "--max-models 3 --idle-ttl 0"
+DEMOS = ("cassava", "durian", "questions")
+MIX = {"questions": 0.6, "cassava": 0.2, "durian": 0.2}
+CLIENTS = 8
+QUESTIONS = (
+    "Who wrote Hamlet?", "What is the capital of France?", "How many moons does Jupiter have?",
+    "When did the Berlin Wall fall?", "What does NASA stand for?", "Why is the sky blue?",
+    "How far is the Moon from the Earth?", "Which river is the longest in Africa?",
+)
+PHOTOS = {"cassava": ("cassava_1.jpg", "cassava_2.jpg", "cassava_3.jpg"), "durian": ("durian_1.jpg",)}
+START_TIMEOUT_S = 600.0
+REQUEST_TIMEOUT_S = 180.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
+
+
+# ---------------------------------------------------------------- one process tree
+
+def tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def tree_memory(pid: int) -> dict[str, int]:
+    """PSS, RSS and USS summed over the process and all its descendants (bytes)."""
+    total = {"pss": 0, "rss": 0, "uss": 0, "processes": 0}
+    for proc in tree(pid):
+        try:
+            info = proc.memory_full_info()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        total["pss"] += info.pss
+        total["rss"] += info.rss
+        total["uss"] += info.uss
+        total["processes"] += 1
+    return total
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU-seconds of the tree, including descendants already reaped by a member."""
+    seconds = 0.0
+    for proc in tree(pid):
+        try:
+            t = proc.cpu_times()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        seconds += t.user + t.system + t.children_user + t.children_system
+    return seconds
+
+
+class Server:
+    """One app under test, started by this script and ended by PID."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path, port: int):
+        self.name = name
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.started = time.perf_counter()
+        with open(log_path, "ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT)
+        self._known: dict[int, psutil.Process] = {}
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(line for line in text[-lines:])
+
+    def wait_page(self, timeout: float = START_TIMEOUT_S) -> float:
+        """Seconds from the start to `GET /` answering 200 with the page."""
+        deadline = self.started + timeout
+        with httpx.Client(timeout=5) as http:
+            while time.perf_counter() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+                try:
+                    resp = http.get(self.url + "/")
+                    if resp.status_code == 200 and "<html" in resp.text.lower():
+                        return time.perf_counter() - self.started
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not serve its page within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def remember_children(self) -> None:
+        """Note the live descendants, so `stop` can end them if they outlive the parent."""
+        try:
+            for child in psutil.Process(self.pid).children(recursive=True):
+                self._known[child.pid] = child
+        except psutil.NoSuchProcess:
+            pass
+
+    def stop(self) -> None:
+        self.remember_children()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        # Hub workers watch their parent and exit within about a second; wait, then end stragglers.
+        _, alive = psutil.wait_procs(list(self._known.values()), timeout=10)
+        for proc in alive:
+            try:
+                proc.kill()  # psutil checks the creation time: never a recycled PID
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+
+
+# ---------------------------------------------------------------- calling the apps
+
+@dataclass
+class Inputs:
+    """Round-robin inputs per demo."""
+
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def next(self, demo: str) -> str:
+        n = self.counters.get(demo, 0)
+        self.counters[demo] = n + 1
+        if demo == "questions":
+            return QUESTIONS[n % len(QUESTIONS)]
+        photos = PHOTOS[demo]
+        return str(IMAGES / photos[n % len(photos)])
+
+
+class CallFailed(Exception):
+    pass
+
+
+def http_predict(http: httpx.Client, url: str, demo: str, value: str) -> None:
+    """One request as a browser-less caller makes it: upload the photo (if any),
+    POST /gradio_api/call/<demo>, read the result stream to its end."""
+    if demo == "questions":
+        data: list[Any] = [value]
+    else:
+        with open(value, "rb") as photo:
+            resp = http.post(f"{url}/gradio_api/upload",
+                             files=[("files", (Path(value).name, photo, "image/jpeg"))])
+        resp.raise_for_status()
+        data = [{"path": resp.json()[0], "meta": {"_type": "gradio.FileData"}, "orig_name": Path(value).name}]
+    resp = http.post(f"{url}/gradio_api/call/{demo}", json={"data": data})
+    resp.raise_for_status()
+    event_id = resp.json()["event_id"]
+    resp = http.get(f"{url}/gradio_api/call/{demo}/{event_id}")
+    resp.raise_for_status()
+    if "event: complete" not in resp.text:
+        raise CallFailed(resp.text.strip()[:300])
+
+
+def timed(fn: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def mixed_stream(url: str, pid: int, seconds: float, seed: int) -> dict[str, Any]:
+    """CLIENTS threads, each sending one request after another for `seconds`."""
+    demos, weights = list(MIX), list(MIX.values())
+    deadline = time.perf_counter() + seconds
+    lock = threading.Lock()
+    answered: list[tuple[str, float]] = []
+    late: list[str] = []
+    errors: list[str] = []
+
+    def client(index: int) -> None:
+        rng = random.Random(seed * 100 + index)
+        inputs = Inputs({d: rng.randrange(8) for d in demos})
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
+            while time.perf_counter() < deadline:
+                demo = rng.choices(demos, weights)[0]
+                started = time.perf_counter()
+                try:
+                    http_predict(http, url, demo, inputs.next(demo))
+                except (httpx.HTTPError, CallFailed, OSError, ValueError, KeyError) as exc:
+                    with lock:
+                        errors.append(f"{demo}: {type(exc).__name__}: {str(exc)[:160]}")
+                    continue
+                finished = time.perf_counter()
+                with lock:
+                    if finished <= deadline:
+                        answered.append((demo, finished - started))
+                    else:
+                        late.append(demo)
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True, name=f"client-{i}")
+               for i in range(CLIENTS)]
+    cpu_before = tree_cpu(pid)
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    # The window closes at the deadline; requests still in flight finish after it and are not counted.
+    time.sleep(max(0.0, deadline - time.perf_counter()))
+    cpu = tree_cpu(pid) - cpu_before
+    wall = time.perf_counter() - started
+    join_deadline = time.perf_counter() + REQUEST_TIMEOUT_S + 10
+    for t in threads:
+        t.join(timeout=max(0.0, join_deadline - time.perf_counter()))
+    per_demo = {d: sorted(s for name, s in answered if name == d) for d in demos}
+    return {
+        "seconds": wall, "answered": len(answered), "late": len(late), "errors": errors,
+        "answers_per_s": len(answered) / wall, "server_cpu_s": cpu,
+        "cpu_s_per_answer": cpu / len(answered) if answered else float("nan"),
+        "per_demo": {d: {"n": len(v), "p50": statistics.median(v) if v else None,
+                         "p95": percentile(v, 0.95) if v else None} for d, v in per_demo.items()},
+    }
+
+
+# ---------------------------------------------------------------- one round
+
+@dataclass
+class Settings:
+    rounds: int
+    warm_calls: int
+    idle_s: float
+    throughput_s: float
+    hub_args: list[str]
+    cache_dir: Path
+    workdir: Path
+
+
+def app_command(app: str, port: int, settings: Settings) -> list[str]:
+    if app == "hub":
+        return [PYTHON, str(ROOT / "hub.py"), "--host", "127.0.0.1", "--port", str(port),
+                "--cache-dir", str(settings.cache_dir), *settings.hub_args]
+    return [PYTHON, str(ROOT / "bench" / "baseline_app.py"), "--port", str(port),
+            "--cache-dir", str(settings.cache_dir)]
+
+
+def app_env(app: str, settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env["GRADIO_ANALYTICS_ENABLED"] = "False"
+    env["GRADIO_TEMP_DIR"] = str(settings.workdir / f"gradio-{app}")
+    return env
+
+
+def start(app: str, settings: Settings) -> Server:
+    port = free_port()
+    return Server(app, app_command(app, port, settings), app_env(app, settings),
+                  settings.workdir / f"{app}.log", port)
+
+
+def fresh_start(app: str, demo: str, settings: Settings, inputs: Inputs, keep: bool) -> tuple[dict, Server | None]:
+    """Start `app`, wait for its page, measure memory at rest, ask `demo` first."""
+    server = start(app, settings)
+    try:
+        page_s = server.wait_page()
+        rest = tree_memory(server.pid)
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
+            latency = timed(lambda: http_predict(http, server.url, demo, inputs.next(demo)))
+        # The memory read between page and request is left out of the first answer.
+        sample = {"page_s": page_s, "rest_memory": rest, "first_demo": demo,
+                  "first_answer_s": page_s + latency, "first_request_s": latency,
+                  "loadavg": os.getloadavg()[0]}
+        log(f"{app}: page {page_s:.1f} s, first {demo} answer {page_s + latency:.1f} s after start, "
+            f"rest PSS {rest['pss'] / 2**20:.0f} MiB")
+    except BaseException:
+        server.stop()
+        raise
+    if keep:
+        return sample, server
+    server.stop()
+    return sample, None
+
+
+def loaded_stage(server: Server, settings: Settings, inputs: Inputs, seed: int) -> dict[str, Any]:
+    from gradio_client import Client, handle_file
+
+    out: dict[str, Any] = {"warm": {}}
+    with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
+        for _ in range(2):  # first pass loads what is not loaded yet, second warms it
+            for demo in DEMOS:
+                http_predict(http, server.url, demo, inputs.next(demo))
+        client = Client(server.url + "/", verbose=False)
+        try:
+            for demo in DEMOS:
+                via_http = [timed(lambda: http_predict(http, server.url, demo, inputs.next(demo)))
+                            for _ in range(settings.warm_calls)]
+
+                def call_client() -> None:
+                    value = inputs.next(demo)
+                    client.predict(value if demo == "questions" else handle_file(value), api_name=f"/{demo}")
+
+                via_client = [timed(call_client) for _ in range(settings.warm_calls)]
+                out["warm"][demo] = {"http": via_http, "client": via_client}
+                log(f"{server.name}: warm {demo}: HTTP p50 {statistics.median(via_http) * 1000:.0f} ms, "
+                    f"gradio_client p50 {statistics.median(via_client) * 1000:.0f} ms")
+        finally:
+            client.close()
+    server.remember_children()
+    time.sleep(3)
+    out["loaded_memory"] = tree_memory(server.pid)
+    cpu_before = tree_cpu(server.pid)
+    idle_started = time.perf_counter()
+    time.sleep(settings.idle_s)
+    out["idle_cpu"] = (tree_cpu(server.pid) - cpu_before) / (time.perf_counter() - idle_started)
+    mem = out["loaded_memory"]
+    log(f"{server.name}: all loaded: PSS {mem['pss'] / 2**20:.0f} MiB, RSS {mem['rss'] / 2**20:.0f} MiB, "
+        f"USS {mem['uss'] / 2**20:.0f} MiB in {mem['processes']} processes; idle CPU "
+        f"{out['idle_cpu'] * 100:.1f} % of a core")
+    out["throughput"] = mixed_stream(server.url, server.pid, settings.throughput_s, seed)
+    tp = out["throughput"]
+    log(f"{server.name}: mixed stream: {tp['answered']} answers in {tp['seconds']:.0f} s "
+        f"({tp['answers_per_s']:.2f}/s), {tp['cpu_s_per_answer']:.2f} CPU-s each, {len(tp['errors'])} errors")
+    out["loadavg"] = os.getloadavg()[0]
+    return out
+
+
+def run_round(index: int, settings: Settings) -> dict[str, Any]:
+    order = ("baseline", "hub") if index % 2 == 0 else ("hub", "baseline")
+    result: dict[str, Any] = {"order": order, "baseline": {"starts": []}, "hub": {"starts": []}}
+    inputs = {app: Inputs() for app in order}
+    for i, demo in enumerate(DEMOS):
+        last = i == len(DEMOS) - 1
+        for app in order:
+            sample, server = fresh_start(app, demo, settings, inputs[app], keep=last)
+            result[app]["starts"].append(sample)
+            if server is not None:
+                try:
+                    result[app].update(loaded_stage(server, settings, inputs[app], seed=index))
+                finally:
+                    server.stop()
+    return result
+
+
+# ---------------------------------------------------------------- the table
+
+@dataclass(frozen=True)
+class Figure:
+    label: str
+    unit: str
+    get: Callable[[dict], float | None]  # one app's value in one round
+    higher_is_better: bool = False
+
+
+def _start_value(key: str, demo: str | None = None) -> Callable[[dict], float | None]:
+    def get(app: dict) -> float | None:
+        values = [s[key] for s in app.get("starts", []) if demo is None or s["first_demo"] == demo]
+        return statistics.median(values) if values else None
+    return get
+
+
+def _warm(demo: str, via: str, q: float) -> Callable[[dict], float | None]:
+    def get(app: dict) -> float | None:
+        values = app.get("warm", {}).get(demo, {}).get(via)
+        return percentile(values, q) * 1000 if values else None
+    return get
+
+
+def _path(*keys: str, scale: float = 1.0) -> Callable[[dict], float | None]:
+    def get(app: dict) -> float | None:
+        value: Any = app
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                return None
+            value = value[key]
+        return value * scale
+    return get
+
+
+def _rest_pss(app: dict) -> float | None:
+    values = [s["rest_memory"]["pss"] for s in app.get("starts", [])]
+    return statistics.median(values) / 2**20 if values else None
+
+
+FIGURES = [
+    Figure("page ready after start (GET / 200)", "s", _start_value("page_s")),
+    *[Figure(f"first answer from a fresh process, {d} (start → answer, HTTP)", "s",
+             _start_value("first_answer_s", d)) for d in DEMOS],
+    *[Figure(f"warm {d}, {name} {q_name}", "ms", _warm(d, via, q))
+      for d in DEMOS for via, name in (("http", "HTTP API"), ("client", "gradio_client"))
+      for q_name, q in (("p50", 0.5), ("p95", 0.95))],
+    Figure("memory at rest (page served, no request), PSS of the tree", "MiB", _rest_pss),
+    *[Figure(f"memory, all three loaded, {m.upper()} of the tree", "MiB", _path("loaded_memory", m, scale=2**-20))
+      for m in ("pss", "rss", "uss")],
+    Figure("idle CPU, all three loaded", "% of a core", _path("idle_cpu", scale=100)),
+    Figure(f"mixed stream, {CLIENTS} clients, answers per second (higher is better)", "/s",
+           _path("throughput", "answers_per_s"), higher_is_better=True),
+    Figure("server CPU-seconds per answered request (mixed stream)", "s", _path("throughput", "cpu_s_per_answer")),
+]
+
+
+def fmt(value: float | None) -> str:
+    if value is None or value != value:
+        return "–"
+    if value == float("inf"):
+        return "∞"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def table(rounds: list[dict]) -> str:
+    n = len(rounds)
+    lines = [f"| figure | hub | one-process app | hub / app, median (min–max over {n} round{'s' * (n != 1)}) |",
+             "|---|---|---|---|"]
+    for fig in FIGURES:
+        hub = [fig.get(r["hub"]) for r in rounds]
+        base = [fig.get(r["baseline"]) for r in rounds]
+        ratios = []
+        for h, b in zip(hub, base):
+            if h is None or b is None:
+                continue
+            ratios.append(h / b if b else (float("inf") if h else 1.0))
+        hub_v = [v for v in hub if v is not None]
+        base_v = [v for v in base if v is not None]
+        ratio = (f"**{fmt(statistics.median(ratios))}** ({fmt(min(ratios))}–{fmt(max(ratios))})"
+                 if ratios else "–")
+        lines.append(f"| {fig.label} | {fmt(statistics.median(hub_v)) if hub_v else '–'} {fig.unit} | "
+                     f"{fmt(statistics.median(base_v)) if base_v else '–'} {fig.unit} | {ratio} |")
+    errors = {app: sum(len(r[app].get("throughput", {}).get("errors", [])) for r in rounds)
+              for app in ("hub", "baseline")}
+    lines.append(f"| errors during the mixed streams (all rounds) | {errors['hub']} | {errors['baseline']} | |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+def prepare(settings: Settings) -> None:
+    """Write any missing placeholder folder once, before the clock starts (both apps read them)."""
+    cmd = [PYTHON, str(ROOT / "bench" / "baseline_app.py"), "--prepare", "--cache-dir", str(settings.cache_dir)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=app_env("baseline", settings), capture_output=True, text=True,
+                          timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"preparing the model folders failed:\n{proc.stderr[-3000:]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--throughput-seconds", type=float, default=60.0)
+    parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument("--warm-calls", type=int, default=20, help="per demo, per client kind")
+    parser.add_argument("--hub-args", default=DEFAULT_HUB_ARGS,
+                        help=f"flags passed to hub.py (default: {DEFAULT_HUB_ARGS!r})")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache",
+                        help="both apps read placeholder folders from <cache-dir>/placeholders")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 round, 5 warm calls, 10 s idle, 20 s stream (~6 min)")
+    parser.add_argument("--json", type=Path, help="also write every raw sample here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.warm_calls, args.idle_seconds, args.throughput_seconds = 1, 5, 10.0, 20.0
+    if args.rounds < 1 or args.warm_calls < 1 or args.throughput_seconds <= 0 or args.idle_seconds <= 0:
+        parser.error("--rounds and --warm-calls must be at least 1, the durations positive")
+    missing = [p for photos in PHOTOS.values() for p in photos if not (IMAGES / p).is_file()]
+    if missing:
+        parser.error(f"missing photos under {IMAGES}: {', '.join(missing)}")
+
+    workdir = Path(tempfile.mkdtemp(prefix="vs-baseline-"))
+    os.environ["GRADIO_TEMP_DIR"] = str(workdir / "gradio-client")  # gradio_client downloads go here
+    settings = Settings(rounds=args.rounds, warm_calls=args.warm_calls, idle_s=args.idle_seconds,
+                        throughput_s=args.throughput_seconds, hub_args=shlex.split(args.hub_args),
+                        cache_dir=args.cache_dir.resolve(), workdir=workdir)
+    # A SIGTERM ends the run through the same `finally` blocks as an error: no server is left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/vs_baseline.py", *sys.argv[1:]])
+    started_at = dt.datetime.now(dt.timezone.utc)
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    rounds: list[dict] = []
+    failures: list[str] = []
+    try:
+        log("preparing placeholder model folders (once)")
+        prepare(settings)
+        for index in range(settings.rounds):
+            log(f"round {index + 1} of {settings.rounds}")
+            try:
+                rounds.append(run_round(index, settings))
+            except (RuntimeError, httpx.HTTPError, CallFailed, OSError) as exc:
+                failures.append(f"round {index + 1}: {type(exc).__name__}: {exc}")
+                log(f"round {index + 1} failed: {exc}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    load_after = os.getloadavg()
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+    print(f"Command: `{command}`  ")
+    print(f"Hub: `hub.py {' '.join(settings.hub_args)}`; baseline: `bench/baseline_app.py` "
+          f"(one process, torch + torchvision + TensorFlow, all models loaded at startup).  ")
+    print(f"Date: {started_at:%Y-%m-%d %H:%M} UTC; {os.cpu_count()} CPUs; "
+          f"load average at start {load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f}, "
+          f"at end {load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f} (`uptime`: {uptime}).  ")
+    print(f"Rounds: {len(rounds)} of {settings.rounds}; warm calls {settings.warm_calls} per demo and client; "
+          f"idle {settings.idle_s:.0f} s; mixed stream {settings.throughput_s:.0f} s; run took {elapsed / 60:.1f} min.")
+    print()
+    if rounds:
+        print(table(rounds))
+    for failure in failures:
+        print(f"\nFAILED {failure}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "command": command, "date": started_at.isoformat(), "hub_args": settings.hub_args,
+            "loadavg_start": load_before, "loadavg_end": load_after, "elapsed_s": elapsed,
+            "rounds": rounds, "failures": failures,
+        }, indent=1, default=str))
+    return 0 if rounds and not failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
