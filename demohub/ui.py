@@ -11,6 +11,7 @@ import gradio as gr
 
 from demohub import events
 from demohub.errors import HubError, InputError
+from demohub.refusals import HubBlocks, refusal
 from demohub.registry import ModelStatus, Registry, State
 from demohub.sources import ModelSources
 from demohub.spec import DemoSpec
@@ -49,13 +50,15 @@ class TabContext:
 
         try:
             return self.registry.predict(self.spec.name, request, progress=report)
+        except InputError as exc:
+            raise refusal(str(exc), self.spec.name) from None
         except HubError as exc:
-            raise gr.Error(str(exc), title=f"{self.spec.title}") from None
+            # Written for the visitor and logged by the registry: no hub traceback adds anything.
+            raise gr.Error(str(exc), title=f"{self.spec.title}", print_exception=False) from None
 
-    @staticmethod
-    def input_error(message: str) -> gr.Error:
-        """For tabs that validate before calling the worker."""
-        return gr.Error(str(InputError(message)), title="Input error")
+    def input_error(self, message: str) -> gr.Error:
+        """For tabs that validate before calling the worker: one log line, no traceback."""
+        return refusal(message, self.spec.name)
 
 
 def model_line(status: ModelStatus) -> str:
@@ -122,7 +125,7 @@ def _name_endpoints(blocks: gr.Blocks, specs: list[DemoSpec]) -> None:
 
 
 def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSources) -> gr.Blocks:
-    with gr.Blocks(title="Demo hub") as blocks:
+    with HubBlocks(title="Demo hub") as blocks:
         gr.Markdown("# Demo hub\nSeveral trained models side by side. Each model loads on first use "
                     "in its own process.")
         model_lines: list[gr.Markdown] = []

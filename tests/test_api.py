@@ -49,7 +49,7 @@ def test_image_demos_explain_bad_input(client, demo, tmp_path):
         (handle_file(str(notes)), "not an image we can read"),
         (handle_file(str(truncated)), "corrupt or truncated"),
         ({"path": "/etc/hostname"}, "paths on the server are not accepted"),
-        ("hello", "valid dictionary or instance of ImageData"),
+        ("hello", r"Send an image file: gradio_client\.handle_file"),
     ]
     for value, message in cases:
         with pytest.raises(AppError, match=message):

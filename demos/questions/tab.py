@@ -1,12 +1,15 @@
 """The questions tab (hub process: gradio only). One public event,
-`/questions`: a question string in, coarse and fine predictions out."""
+`/questions`: a question string in, coarse and fine predictions out. The
+question is checked here with the worker's own pure rules (`text.check`)."""
 
 from __future__ import annotations
 
 import gradio as gr
 
+from demohub.errors import InputError
 from demos.questions import EXAMPLES
 from demos.questions.labels import COARSE_NAMES
+from demos.questions.text import check
 
 
 def readable_coarse(probabilities: dict[str, float]) -> dict[str, float]:
@@ -37,8 +40,10 @@ def build(ctx) -> None:
     details = gr.JSON(label="Full result (the /questions API answer)", visible=False)
 
     def classify(text: str, progress=gr.Progress()):
-        if text is None or not str(text).strip():
-            raise ctx.input_error("The question is empty: please type a question, e.g. “Who wrote Hamlet?”.")
+        try:
+            text = check(text)  # here, so a bad question never needs the model loaded
+        except InputError as exc:
+            raise ctx.input_error(str(exc)) from None
         result = ctx.predict({"text": text}, progress)
         return readable_coarse(result["coarse"]), result["fine"], summary(result), result
 
