@@ -216,3 +216,29 @@ def test_a_60000x1_png_is_answered(client, tmp_path):
     assert abs(sum(summary["probabilities"].values()) - 1) < 1e-3
     with Image.open(heatmap) as im:
         assert min(im.size) > 1
+
+
+def test_a_real_fault_keeps_its_traceback_in_the_log_and_its_text_from_the_client(tmp_path):
+    """A bug in a tab is not an input error: the log gets the full traceback,
+    the client gets no exception name, text or path."""
+    from support import running_hub
+
+    demo = tmp_path / "faultydemos" / "faulty"
+    demo.mkdir(parents=True)
+    (demo / "__init__.py").write_text(
+        "from demohub.spec import DemoSpec\n"
+        "SPEC = DemoSpec(name='faulty', title='Faulty', description='', "
+        "runtime='faultydemos.faulty.runtime', tab='faultydemos.faulty.tab')\n")
+    (demo / "tab.py").write_text(
+        "import gradio as gr\n"
+        "def build(ctx):\n"
+        "    box = gr.Textbox(label='Anything')\n"
+        "    def run(value):\n"
+        "        raise KeyError(f'secret detail in {__file__}')\n"
+        "    gr.Button().click(run, box, gr.Textbox(), api_name=ctx.api_name)\n")
+    with running_hub("--demos-dir", str(demo.parent)) as hub:
+        message = refusal_message(hub.client(), "hello", "/faulty")
+        logs = hub.logs()
+    assert "secret" not in message and "KeyError" not in message and ".py" not in message
+    assert "Traceback" in logs and "KeyError: 'secret detail in" in logs
+    assert '"event": "input_error"' not in logs
