@@ -43,7 +43,8 @@ def build(ctx) -> None:
 
     def diagnose(path: str | None, progress=gr.Progress()):
         if not path:
-            raise ctx.input_error("Upload a photo first")
+            raise ctx.input_error("Upload a photo first: a JPEG, PNG or WebP of a cassava leaf "
+                                  "(from Python: gradio_client.handle_file('leaf.jpg')).")
         result = ctx.predict({"image": path}, progress)
         return result, result.heatmap, verdict_markdown(result), result.to_json()
 

@@ -42,7 +42,8 @@ def build(ctx) -> None:
 
     def identify(path: str | None, progress=gr.Progress()):
         if not path:
-            raise ctx.input_error("upload a durian photo first")
+            raise ctx.input_error("Upload a durian photo first: a JPEG, PNG or WebP "
+                                  "(from Python: gradio_client.handle_file('durian.jpg')).")
         result = ctx.predict({"image": path}, progress)
         return result, result.heatmap, verdict_markdown(result), result.to_json()
 
