@@ -3,6 +3,7 @@ process that imports every framework and loads every model at startup.
 
     .venv/bin/python bench/baseline_app.py --port 7870     # serve on 127.0.0.1:7870
     .venv/bin/python bench/baseline_app.py --prepare       # build missing placeholder folders, exit
+    .venv/bin/python bench/baseline_app.py --root /tmp/old-checkout --port 7870   # another commit's demos
 
 It serves the hub's demos from the same code: each demo's `runtime` (load /
 predict) runs in this process, and each demo's `tab.build(ctx)` lays out the
@@ -29,25 +30,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 # torchvision must be in the process before TensorFlow, or importing it segfaults.
-import torch  # noqa: E402,F401
-import torchvision  # noqa: E402,F401
+import torch  # noqa: F401
+import torchvision  # noqa: F401
 
-import gradio as gr  # noqa: E402
+import gradio as gr
 
-from demohub.discovery import discover  # noqa: E402
-from demohub.errors import InputError  # noqa: E402
-from demohub.spec import DemoSpec  # noqa: E402
+#: The project this file belongs to; `--root` serves another checkout's demos instead.
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def log(event: str, **fields: Any) -> None:
     print(json.dumps({"ts": round(time.time(), 3), "event": event, **fields}), file=sys.stderr, flush=True)
 
 
-def model_folder(spec: DemoSpec, models_dir: Path, placeholder_dir: Path) -> tuple[Path, bool]:
+def model_folder(spec: Any, models_dir: Path, placeholder_dir: Path) -> tuple[Path, bool]:
     """(folder, is_placeholder) by the hub's rule for a demo without a Hub source."""
     local = spec.model.local_dir or models_dir / spec.name
     if (local / "config.json").is_file():
@@ -74,9 +71,10 @@ def ensure_placeholder(runtime: ModuleType, target: Path) -> None:
 class LocalContext:
     """The interface of `demohub.ui.TabContext`, answered by the model in this process."""
 
-    spec: DemoSpec
+    spec: Any  # the checkout's demohub.spec.DemoSpec
     runtime: ModuleType
     model: Any
+    input_error_type: type[Exception]  # the checkout's demohub.errors.InputError
 
     @property
     def api_name(self) -> str:
@@ -89,18 +87,18 @@ class LocalContext:
     def predict(self, request: Any, progress: gr.Progress | None = None) -> Any:
         try:
             return self.runtime.predict(self.model, request)
-        except InputError as exc:
+        except self.input_error_type as exc:
             raise gr.Error(str(exc), title=self.spec.title) from None
         except Exception as exc:  # noqa: BLE001 - the hub shows a model failure the same way
             raise gr.Error(f"the {self.spec.name} model failed on this request: "
                            f"{type(exc).__name__}: {exc}", title=self.spec.title) from None
 
-    @staticmethod
-    def input_error(message: str) -> gr.Error:
-        return gr.Error(str(InputError(message)), title="Input error")
+    def input_error(self, message: str) -> gr.Error:
+        return gr.Error(str(self.input_error_type(message)), title="Input error")
 
 
-def load_all(specs: list[DemoSpec], models_dir: Path, placeholder_dir: Path) -> list[LocalContext]:
+def load_all(specs: list, models_dir: Path, placeholder_dir: Path,
+             input_error_type: type[Exception]) -> list[LocalContext]:
     contexts = []
     for spec in specs:
         started = time.perf_counter()
@@ -111,8 +109,9 @@ def load_all(specs: list[DemoSpec], models_dir: Path, placeholder_dir: Path) -> 
             ensure_placeholder(runtime, folder)
         model = runtime.load(folder)
         log("load", model=spec.name, import_s=round(imported - started, 2),
-            load_s=round(time.perf_counter() - imported, 2), folder=str(folder), placeholder=placeholder)
-        contexts.append(LocalContext(spec=spec, runtime=runtime, model=model))
+            load_s=round(time.perf_counter() - imported, 2), folder=str(folder), placeholder=placeholder,
+            runtime_file=getattr(runtime, "__file__", None))
+        contexts.append(LocalContext(spec=spec, runtime=runtime, model=model, input_error_type=input_error_type))
     return contexts
 
 
@@ -130,27 +129,34 @@ def build_blocks(contexts: list[LocalContext]) -> gr.Blocks:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=7870)
-    parser.add_argument("--demos-dir", type=Path, default=ROOT / "demos")
-    parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
-    parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache",
-                        help="placeholders live in <cache-dir>/placeholders/<name>, as in the hub")
+    parser.add_argument("--root", type=Path, default=ROOT,
+                        help="the checkout whose demohub, demos/ and models/ are served (default: this one)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="placeholders live in <cache-dir>/placeholders/<name>, as in the hub "
+                             "(default: <root>/.cache)")
     parser.add_argument("--queue-size", type=int, default=32)
     parser.add_argument("--only", default="", help="comma-separated demo names (default: all)")
     parser.add_argument("--prepare", action="store_true", help="build missing placeholder folders and exit")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
+    root = args.root.resolve()
+    sys.path.insert(0, str(root))
+    from demohub.discovery import discover
+    from demohub.errors import InputError
+
     only = tuple(n.strip() for n in args.only.split(",") if n.strip())
-    specs = discover(args.demos_dir.resolve(), only)
-    placeholder_dir = args.cache_dir.resolve() / "placeholders"
+    specs = discover(root / "demos", only)
+    models_dir = root / "models"
+    placeholder_dir = (args.cache_dir or root / ".cache").resolve() / "placeholders"
     if args.prepare:
         for spec in specs:
-            folder, placeholder = model_folder(spec, args.models_dir.resolve(), placeholder_dir)
+            folder, placeholder = model_folder(spec, models_dir, placeholder_dir)
             if placeholder:
                 ensure_placeholder(importlib.import_module(spec.runtime), folder)
             log("prepared", model=spec.name, folder=str(folder), placeholder=placeholder)
         return 0
-    contexts = load_all(specs, args.models_dir.resolve(), placeholder_dir)
+    contexts = load_all(specs, models_dir, placeholder_dir, InputError)
     blocks = build_blocks(contexts)
     blocks.queue(max_size=args.queue_size, default_concurrency_limit=1)
     log("serving", port=args.port, startup_s=round(time.perf_counter() - started, 2))

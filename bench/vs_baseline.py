@@ -5,6 +5,7 @@ one run, and the hub/baseline ratio of every figure with its min-max over rounds
     .venv/bin/python bench/vs_baseline.py --quick            # 1 short round, ~6 min: a smoke run
     .venv/bin/python bench/vs_baseline.py --hub-args "--max-models 3 --idle-ttl 0 --start-method template"
     .venv/bin/python bench/vs_baseline.py --json /tmp/vs.json  # every raw sample as well
+    .venv/bin/python bench/vs_baseline.py --root /tmp/old-checkout --cache-dir .cache  # another commit's code
 
 A round starts each app fresh once per demo and alternates them (baseline, hub,
 baseline, hub, ...; the next round starts with the hub), so slow drifts in the
@@ -115,14 +116,14 @@ def tree_cpu(pid: int) -> float:
 class Server:
     """One app under test, started by this script and ended by PID."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path, port: int):
+    def __init__(self, name: str, cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, port: int):
         self.name = name
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         self.started = time.perf_counter()
         with open(log_path, "ab") as out:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                          stdout=out, stderr=subprocess.STDOUT)
         self._known: dict[int, psutil.Process] = {}
 
@@ -285,15 +286,16 @@ class Settings:
     idle_s: float
     throughput_s: float
     hub_args: list[str]
+    root: Path
     cache_dir: Path
     workdir: Path
 
 
 def app_command(app: str, port: int, settings: Settings) -> list[str]:
     if app == "hub":
-        return [PYTHON, str(ROOT / "hub.py"), "--host", "127.0.0.1", "--port", str(port),
+        return [PYTHON, str(settings.root / "hub.py"), "--host", "127.0.0.1", "--port", str(port),
                 "--cache-dir", str(settings.cache_dir), *settings.hub_args]
-    return [PYTHON, str(ROOT / "bench" / "baseline_app.py"), "--port", str(port),
+    return [PYTHON, str(ROOT / "bench" / "baseline_app.py"), "--port", str(port), "--root", str(settings.root),
             "--cache-dir", str(settings.cache_dir)]
 
 
@@ -306,7 +308,7 @@ def app_env(app: str, settings: Settings) -> dict[str, str]:
 
 def start(app: str, settings: Settings) -> Server:
     port = free_port()
-    return Server(app, app_command(app, port, settings), app_env(app, settings),
+    return Server(app, app_command(app, port, settings), settings.root, app_env(app, settings),
                   settings.workdir / f"{app}.log", port)
 
 
@@ -488,10 +490,24 @@ def table(rounds: list[dict]) -> str:
 
 # ---------------------------------------------------------------- main
 
+def describe_code(root: Path) -> str:
+    """Which code both apps ran: the checkout, its commit and whether it had local edits."""
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return f"{root} (not a git checkout)"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return f"{root} at {commit}" + (" plus uncommitted changes" if dirty else "")
+
+
 def prepare(settings: Settings) -> None:
     """Write any missing placeholder folder once, before the clock starts (both apps read them)."""
-    cmd = [PYTHON, str(ROOT / "bench" / "baseline_app.py"), "--prepare", "--cache-dir", str(settings.cache_dir)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=app_env("baseline", settings), capture_output=True, text=True,
+    cmd = [PYTHON, str(ROOT / "bench" / "baseline_app.py"), "--prepare", "--root", str(settings.root),
+           "--cache-dir", str(settings.cache_dir)]
+    proc = subprocess.run(cmd, cwd=settings.root, env=app_env("baseline", settings), capture_output=True, text=True,
                           timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"preparing the model folders failed:\n{proc.stderr[-3000:]}")
@@ -505,8 +521,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-calls", type=int, default=20, help="per demo, per client kind")
     parser.add_argument("--hub-args", default=DEFAULT_HUB_ARGS,
                         help=f"flags passed to hub.py (default: {DEFAULT_HUB_ARGS!r})")
-    parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache",
-                        help="both apps read placeholder folders from <cache-dir>/placeholders")
+    parser.add_argument("--root", type=Path, default=ROOT,
+                        help="the checkout whose hub.py, demos/ and models/ both apps serve (default: this one)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="both apps read placeholder folders from <cache-dir>/placeholders "
+                             "(default: <root>/.cache, the hub's own default)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 round, 5 warm calls, 10 s idle, 20 s stream (~6 min)")
     parser.add_argument("--json", type=Path, help="also write every raw sample here")
@@ -515,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.warm_calls, args.idle_seconds, args.throughput_seconds = 1, 5, 10.0, 20.0
     if args.rounds < 1 or args.warm_calls < 1 or args.throughput_seconds <= 0 or args.idle_seconds <= 0:
         parser.error("--rounds and --warm-calls must be at least 1, the durations positive")
+    if not (args.root / "hub.py").is_file():
+        parser.error(f"--root {args.root} has no hub.py")
     missing = [p for photos in PHOTOS.values() for p in photos if not (IMAGES / p).is_file()]
     if missing:
         parser.error(f"missing photos under {IMAGES}: {', '.join(missing)}")
@@ -523,11 +544,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "gradio-client")  # gradio_client downloads go here
     settings = Settings(rounds=args.rounds, warm_calls=args.warm_calls, idle_s=args.idle_seconds,
                         throughput_s=args.throughput_seconds, hub_args=shlex.split(args.hub_args),
-                        cache_dir=args.cache_dir.resolve(), workdir=workdir)
+                        root=args.root.resolve(), cache_dir=(args.cache_dir or args.root / ".cache").resolve(),
+                        workdir=workdir)
     # A SIGTERM ends the run through the same `finally` blocks as an error: no server is left behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/vs_baseline.py", *sys.argv[1:]])
+    code = describe_code(args.root.resolve())
     started_at = dt.datetime.now(dt.timezone.utc)
     load_before = os.getloadavg()
     started = time.perf_counter()
@@ -550,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
     print(f"Command: `{command}`  ")
+    print(f"Code: {code}.  ")
     print(f"Hub: `hub.py {' '.join(settings.hub_args)}`; baseline: `bench/baseline_app.py` "
           f"(one process, torch + torchvision + TensorFlow, all models loaded at startup).  ")
     print(f"Date: {started_at:%Y-%m-%d %H:%M} UTC; {os.cpu_count()} CPUs; "
@@ -564,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nFAILED {failure}")
     if args.json:
         args.json.write_text(json.dumps({
-            "command": command, "date": started_at.isoformat(), "hub_args": settings.hub_args,
+            "command": command, "code": code, "date": started_at.isoformat(), "hub_args": settings.hub_args,
             "loadavg_start": load_before, "loadavg_end": load_after, "elapsed_s": elapsed,
             "rounds": rounds, "failures": failures,
         }, indent=1, default=str))
