@@ -12,6 +12,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from demohub.contract import ContractError, check_tab
 from demohub.spec import DemoSpec
 
 
@@ -39,8 +40,24 @@ def discover(demos_dir: Path, only: tuple[str, ...] = ()) -> list[DemoSpec]:
             raise DemoError(f"{folder} has no SPEC = DemoSpec(...) in its __init__.py")
         if spec.name in specs:
             raise DemoError(f"two demos are named {spec.name!r}; names must be unique")
+        _check_tab(folder, spec)
+        if spec.max_batch < 1:
+            raise DemoError(f"{folder / '__init__.py'}: max_batch must be at least 1, got {spec.max_batch}")
         specs[spec.name] = dataclasses.replace(spec, import_root=root)
     missing = set(only) - set(specs)
     if missing:
         raise DemoError(f"no demo named {', '.join(sorted(missing))} under {demos_dir}")
     return sorted(specs.values(), key=lambda s: s.name)
+
+
+def _check_tab(folder: Path, spec: DemoSpec) -> None:
+    """Import the tab now (it runs in the hub anyway) so a broken one stops the
+    hub at start with its file named, not when the page is built."""
+    try:
+        module = importlib.import_module(spec.tab)
+    except ImportError as exc:
+        raise DemoError(f"{folder / '__init__.py'}: SPEC.tab = {spec.tab!r} cannot be imported ({exc})") from None
+    try:
+        check_tab(module)
+    except ContractError as exc:
+        raise DemoError(str(exc)) from None

@@ -5,7 +5,9 @@ revision to pin.
 
 The folder is checked before anything is uploaded: a Hub-layout folder with a
 valid config.json, weights in a format the hub loads without unpickling, and a
-model card. A pinned revision (the commit sha printed at the end) is what goes
+model card. A stock Hugging Face config.json (no "framework" key) is accepted:
+the framework is inferred from the weight files, or left open when there are
+none to judge by. A pinned revision (the commit sha printed at the end) is what goes
 into a demo's `ModelSource` or `--model NAME=REPO@SHA`.
 """
 
@@ -24,6 +26,8 @@ WEIGHTS = {
     "numpy": (),
 }
 PICKLE_SUFFIXES = {".pth", ".pt", ".pkl", ".pickle", ".bin", ".ckpt", ".joblib"}
+#: weight-file suffix -> framework, for configs that do not say (stock Hugging Face ones).
+INFER = {".safetensors": "pytorch", ".keras": "keras", ".h5": "keras"}
 
 
 class FolderError(ValueError):
@@ -33,9 +37,18 @@ class FolderError(ValueError):
 @dataclass(frozen=True)
 class CheckedFolder:
     path: Path
-    framework: str
+    framework: str | None  # None: a stock config with no weights to judge by
     files: tuple[str, ...]
     size_bytes: int
+    #: True when config.json did not name the framework and it was read off the weights
+    inferred: bool = False
+
+
+def infer_framework(files: list[str]) -> str | None:
+    """The framework the weight files imply (safetensors -> pytorch, .keras/.h5 ->
+    keras), or None when there are none or they disagree."""
+    found = {INFER[Path(f).suffix.lower()] for f in files if Path(f).suffix.lower() in INFER}
+    return found.pop() if len(found) == 1 else None
 
 
 def check_folder(folder: Path) -> CheckedFolder:
@@ -49,17 +62,23 @@ def check_folder(folder: Path) -> CheckedFolder:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise FolderError(f"{config_path} is not valid JSON ({exc})") from None
-    framework = config.get("framework")
-    if framework not in WEIGHTS:
-        raise FolderError(f"config.json 'framework' must be one of {sorted(WEIGHTS)}, got {framework!r}")
+    if not isinstance(config, dict):
+        raise FolderError(f"{config_path} must hold a JSON object, not {type(config).__name__}")
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    framework = config.get("framework")
+    inferred = "framework" not in config
+    if inferred:
+        framework = infer_framework(files)
+    elif framework not in WEIGHTS:
+        raise FolderError(f"config.json 'framework' must be one of {sorted(WEIGHTS)}, got {framework!r} "
+                          "(or leave it out, as stock Hugging Face configs do, to infer it from the weights)")
     pickles = [f for f in files if Path(f).suffix.lower() in PICKLE_SUFFIXES]
     if pickles:
         raise FolderError(
             f"refusing to publish pickle-based files {pickles}: convert weights to safetensors "
             "(torch) or .keras (Keras) first"
         )
-    wanted = WEIGHTS[framework]
+    wanted = WEIGHTS[framework] if framework and not inferred else ()
     if wanted and not any(w in files for w in wanted):
         raise FolderError(f"a {framework} model folder needs one of {list(wanted)}")
     if "README.md" not in files:
@@ -67,7 +86,8 @@ def check_folder(folder: Path) -> CheckedFolder:
     if config.get("trained") is False:
         raise FolderError("config.json says trained: false; publish trained weights, not a placeholder")
     size = sum((folder / f).stat().st_size for f in files)
-    return CheckedFolder(path=folder, framework=framework, files=tuple(files), size_bytes=size)
+    return CheckedFolder(path=folder, framework=framework, files=tuple(files), size_bytes=size,
+                         inferred=inferred)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     except FolderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{checked.path}: {checked.framework}, {len(checked.files)} files, "
+    framework = checked.framework or "framework not stated"
+    if checked.inferred and checked.framework:
+        framework += " (inferred from the weights)"
+    print(f"{checked.path}: {framework}, {len(checked.files)} files, "
           f"{checked.size_bytes / 2**20:.1f} MB")
     if args.dry_run:
         print("dry run: nothing uploaded")

@@ -6,10 +6,13 @@ the main process never imports them by accident:
 - `SPEC.runtime` (e.g. "demos.cassava.runtime") runs only inside the demo's
   worker process. It defines `load(model_dir) -> model` and
   `predict(model, request) -> result`, and optionally `placeholder(model_dir)`,
-  which writes an untrained model folder when no weights exist.
+  which writes an untrained model folder when no weights exist, and
+  `predict_batch(model, requests) -> results` (used when `max_batch` > 1).
+  The typed form is `demohub.contract.Runtime`.
 - `SPEC.tab` (e.g. "demos.cassava.tab") runs in the main process. It defines
   `build(ctx: TabContext)`, which lays out the demo's inputs and outputs inside
-  its tab and wires one event with `api_name=ctx.api_name`.
+  its tab and wires one event with `api_name=ctx.api_name`
+  (`demohub.contract.Tab`; checked when the hub discovers the demo).
 
 Requests and results cross the process boundary pickled, so they must be plain
 data: builtins, numpy arrays, or dataclasses from light modules (never torch or
@@ -81,6 +84,12 @@ class DemoSpec:
     #: `snapshot_download(allow_patterns=...)`); empty: the whole repo. A repo that
     #: ships several weight formats then downloads only the one the demo reads.
     model_files: tuple[str, ...] = ()
+    #: most concurrent requests coalesced into one worker call; > 1 only for a
+    #: runtime with `predict_batch` (see demohub/batching.py). 1: one call each.
+    max_batch: int = 1
+    #: "auto" (CUDA when the machine has it, else CPU), "cpu", "cuda" or "cuda:N";
+    #: HUB_DEVICE / --device and HUB_DEVICE_<NAME> override it (demohub/device.py).
+    device: str = "auto"
     #: sys.path entry the worker needs to import `runtime` (set by discovery).
     import_root: Path | None = None
 

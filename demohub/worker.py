@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from demohub import wire
+from demohub import batching, contract, wire
 from demohub.errors import InputError
 
 
@@ -60,12 +60,11 @@ def build_placeholder(runtime: ModuleType, target: Path) -> Path:
     return target
 
 
-def check_runtime(runtime: ModuleType) -> None:
-    """Fail at load, naming the file, rather than on a visitor's first request."""
-    where = getattr(runtime, "__file__", runtime.__name__)
-    for name in ("load", "predict"):
-        if not callable(getattr(runtime, name, None)):
-            raise TypeError(f"{where} must define {name}(); see demohub/spec.py for the runtime contract")
+def check_runtime(runtime: ModuleType) -> contract.Runtime:
+    """Fail at load, naming the file, rather than on a visitor's first request
+    (required load/predict, and the signatures of the optional placeholder and
+    predict_batch)."""
+    return contract.check_runtime(runtime)
 
 
 class Threads:
@@ -89,7 +88,10 @@ def _reply(runtime: ModuleType, model: object, payload: object) -> bytes:
     """The pickled reply to one request; never raises for the model's faults."""
     started = time.perf_counter()
     try:
-        result = runtime.predict(model, payload)
+        if isinstance(payload, batching.Batch):
+            result = batching.run_batch(runtime, model, payload)
+        else:
+            result = runtime.predict(model, payload)
     except InputError as exc:
         return _dumps((wire.INPUT_ERROR, str(exc)))
     except Exception as exc:  # noqa: BLE001 - reported to the hub, worker keeps serving

@@ -9,10 +9,12 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from support import SHARED_DATA, mapped_framework_libs
+from demohub.discovery import discover
+from support import PROJECT_ROOT, SHARED_DATA, mapped_framework_libs
 
 IMAGES = SHARED_DATA / "images"
-PUBLIC_ENDPOINTS = {"/cassava", "/durian", "/questions"}
+#: one per demo folder, whatever folders there are (a new demo needs no edit here)
+PUBLIC_ENDPOINTS = {f"/{spec.api_name}" for spec in discover(PROJECT_ROOT / "demos")}
 
 
 @pytest.fixture(scope="module")

@@ -92,6 +92,29 @@ def test_publish_checks_the_folder(tmp_path):
             check_folder(folder)
 
 
+
+STOCK_CONFIG = {"architectures": ["BertForSequenceClassification"], "model_type": "bert",
+                "id2label": {"0": "neg", "1": "pos"}, "transformers_version": "4.57.0"}
+
+
+def test_publish_accepts_a_stock_hugging_face_config_without_framework(tmp_path):
+    torch_like = check_folder(write_folder(tmp_path / "t", STOCK_CONFIG))
+    assert (torch_like.framework, torch_like.inferred) == ("pytorch", True)
+    keras_like = check_folder(write_folder(tmp_path / "k", STOCK_CONFIG, files=("tf_model.h5", "README.md")))
+    assert keras_like.framework == "keras"
+    sharded = check_folder(write_folder(tmp_path / "s", STOCK_CONFIG, files=(
+        "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "README.md")))
+    assert sharded.framework == "pytorch"
+    no_weights = check_folder(write_folder(tmp_path / "n", STOCK_CONFIG, files=("tokenizer.json", "README.md")))
+    assert no_weights.framework is None
+    # a stock repo's pickled weights are still refused, and the card is still required
+    with pytest.raises(FolderError, match="pickle"):
+        check_folder(write_folder(tmp_path / "b", STOCK_CONFIG, files=("pytorch_model.bin", "README.md")))
+    with pytest.raises(FolderError, match="README.md"):
+        check_folder(write_folder(tmp_path / "r", STOCK_CONFIG, files=("model.safetensors",)))
+    with pytest.raises(FolderError, match="JSON object"):
+        check_folder(write_folder(tmp_path / "l", ["not", "an", "object"]))
+
 def test_publish_command_arguments(tmp_path, capsys):
     good = write_folder(tmp_path / "good", {"framework": "keras", "trained": True}, files=("model.keras", "README.md"))
     assert publish_main([str(good), "org/model", "--dry-run"]) == 0
