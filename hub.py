@@ -24,7 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     specs = discover(config.demos_dir, config.only)
     sources = ModelSources(specs, config.models_dir, config.placeholder_dir, config.models)
-    registry = Registry(specs, sources, config.limits)
+    backend = None  # the registry's default: a process per model
+    if config.backend != "spawn":
+        from demohub.backends import make_backend
+
+        backend = make_backend(config.backend, **config.backend_options)
+    registry = Registry(specs, sources, config.limits, backend=backend)
     app = create_app(specs, registry, sources, queue_size=config.queue_size, mcp=config.mcp)
     sources.start()
     registry.start()

@@ -39,6 +39,9 @@ class HubConfig:
     only: tuple[str, ...] = ()
     queue_size: int = 32
     mcp: bool = False
+    #: how models run: "spawn" (a process each), "template" or "ray" (Ray Serve)
+    backend: str = "spawn"
+    backend_options: dict = field(default_factory=dict)
 
     @property
     def placeholder_dir(self) -> Path:
@@ -81,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests waiting per hub before 'busy, try again' (HUB_QUEUE_SIZE)")
     p.add_argument("--mcp", action="store_true", default=_env("MCP", "") == "1",
                    help="also serve every demo as an MCP tool (needs gradio[mcp])")
+    p.add_argument("--backend", choices=("spawn", "template", "ray"), default=_env("BACKEND", "spawn"),
+                   help="how models run: a process each (spawn), or Ray Serve deployments (ray) "
+                        "(HUB_BACKEND)")
+    p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS") or None,
+                   help="Ray cluster to deploy to, e.g. ray://head:10001 (RAY_ADDRESS; default: "
+                        "start a one-node Ray on 127.0.0.1)")
+    p.add_argument("--ray-max-replicas", type=int, default=int(_env("RAY_MAX_REPLICAS", "1")),
+                   help="most Ray Serve replicas per demo (HUB_RAY_MAX_REPLICAS)")
     return p
 
 
@@ -95,6 +106,15 @@ def parse_model_overrides(pairs: list[str], environ: dict[str, str]) -> dict[str
             raise ValueError(f"--model expects NAME=SOURCE, got {pair!r}")
         overrides[name.strip()] = ModelSource.parse(source)
     return overrides
+
+
+def _backend_options(args: argparse.Namespace, limits: Limits) -> dict:
+    if args.backend != "ray":
+        return {}
+    return {"address": args.ray_address, "max_replicas": max(1, args.ray_max_replicas),
+            "idle_ttl_s": limits.idle_ttl_s, "threads": limits.worker_threads,
+            # a Ray this hub starts itself offers the memory budget as its `memory` resource
+            "local_memory_bytes": limits.memory_budget}
 
 
 def load_config(argv: list[str] | None = None) -> HubConfig:
@@ -119,4 +139,6 @@ def load_config(argv: list[str] | None = None) -> HubConfig:
         only=tuple(n.strip() for n in args.only.split(",") if n.strip()),
         queue_size=args.queue_size,
         mcp=args.mcp,
+        backend=args.backend,
+        backend_options=_backend_options(args, limits),
     )

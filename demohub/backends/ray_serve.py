@@ -1,0 +1,835 @@
+"""The Ray Serve backend: each demo is one Serve application whose replicas
+load the demo's own runtime (`load`/`predict`), placed by Ray on whichever node
+has the CPU and memory the model needs.
+
+The registry keeps its policy (lazy loads, idle TTL, LRU, budget): `start`
+deploys the application and `stop` deletes it, so a demo has no replica until
+its first request and none after its idle TTL. Serve does the rest: replicas
+(1..max_replicas, autoscaled on queued requests), placement by `num_cpus` and
+`memory`, restarts of a replica that died, and scaling to zero on its own
+(`min_replicas=0`) if the hub that deployed it goes away.
+
+What crosses between the hub and a replica is bytes we pickle ourselves:
+Ray would otherwise cloudpickle return values and exceptions into the hub,
+and unpickling a torch tensor imports torch. Results are unpickled with
+`wire.loads_guarded`, and every replica-side exception becomes a message.
+
+Ray is imported only here, and only after the environment it reads at import
+time is set (loopback-only node IP, auth token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import os
+import pickle
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from demohub import wire
+from demohub.backends import CallResult, LoadInfo, SharedProcess, Tick
+from demohub.errors import InputError, ModelError, WorkerFailed, WorkerTimeout
+from demohub.memory import process_memory
+from demohub.spec import DemoSpec
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+#: Serve application names are `<prefix><demo name>`; the deployment inside is "model".
+APP_PREFIX = "demohub-"
+DEPLOYMENT = "model"
+
+#: Environment a process needs *before* `import ray` to talk to a loopback-only
+#: node: Ray otherwise replaces 127.0.0.1 by the machine's routable address.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+#: Never start a Ray implicitly: after `ray.shutdown()` a Serve background thread
+#: calling into Ray would otherwise start a fresh local cluster with default settings.
+DRIVER_ENV = {"RAY_ENABLE_AUTO_CONNECT": "0"}
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def is_loopback(address: str) -> bool:
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in _LOOPBACK_HOSTS
+
+
+# -- a local single-node Ray --------------------------------------------------------
+
+
+@dataclass
+class LocalRay:
+    """A one-node Ray head on 127.0.0.1, started and owned (by PID) by this process.
+
+    It runs `ray start --head --block` under a small watcher (`python -m
+    demohub.backends.ray_serve head`) that ends it if its parent dies, so a
+    hub killed with SIGKILL leaves no Ray behind. Every port is loopback-only,
+    the dashboard is off, the object store is bounded, and access needs a
+    token written for this instance only (not `~/.ray/auth_token`).
+    """
+
+    proc: subprocess.Popen
+    address: str
+    temp_dir: Path
+    #: what a driver process must have in its environment before `import ray`
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, num_cpus: float | None = None, memory_bytes: int | None = None,
+              object_store_bytes: int = 100 * 2**20, timeout: float = 120.0) -> "LocalRay":
+        temp_dir = Path(tempfile.mkdtemp(prefix="dh-ray-", dir="/tmp"))  # unix socket paths stay short
+        token = temp_dir / "auth_token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        env = dict(LOOPBACK_ENV, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+        head_env = {**os.environ, **env,
+                    # nothing to drain (no HTTP proxies): SIGTERM ends it at once, not after 30 s
+                    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+        args = ["--head", "--block", "--port", "0", "--node-ip-address", "127.0.0.1",
+                "--include-dashboard", "false", "--disable-usage-stats",
+                "--temp-dir", str(temp_dir), "--object-store-memory", str(object_store_bytes),
+                # ports Ray would otherwise take at fixed numbers (a second Ray on the machine clashes)
+                "--ray-client-server-port", str(_free_port()),
+                "--dashboard-agent-listen-port", str(_free_port())]
+        if num_cpus is not None:
+            args += ["--num-cpus", str(num_cpus)]
+        if memory_bytes:
+            args += ["--memory", str(int(memory_bytes))]
+        log = open(temp_dir / "head.log", "wb")  # noqa: SIM115 - the child holds it
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "demohub.backends.ray_serve", "head", "--parent", str(os.getpid()),
+                 "--", *args],
+                env=head_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        finally:
+            log.close()
+        address_file = temp_dir / "ray_current_cluster"
+        deadline = time.monotonic() + timeout
+        head = cls(proc, "", temp_dir, env)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                text = (temp_dir / "head.log").read_text(errors="replace")[-3000:]
+                head.stop()
+                raise RuntimeError(f"the local Ray head exited with code {proc.returncode}:\n{text}")
+            if address_file.exists() and address_file.read_text().strip():
+                head.address = address_file.read_text().strip()
+                return head
+            time.sleep(0.2)
+        head.stop()
+        raise RuntimeError(f"the local Ray head did not start within {timeout:.0f} s")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the head (Ray ends every process it started); then SIGKILL
+        it and any of its descendants still there, by PID."""
+        import psutil
+
+        try:
+            descendants = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            descendants = []
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        _gone, alive = psutil.wait_procs(descendants, timeout=5)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _head_main(argv: list[str]) -> int:
+    """`python -m demohub.backends.ray_serve head --parent PID -- <ray start args>`."""
+    parser = argparse.ArgumentParser(prog="ray_serve head")
+    parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("ray_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    def watch() -> None:
+        while os.getppid() == args.parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)  # Ray's handler ends the processes it started
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+    ray_args = [a for a in args.ray_args if a != "--"]
+    from ray.scripts.scripts import main as ray_main
+
+    sys.argv = ["ray", "start", *ray_args]
+    return ray_main() or 0
+
+
+# -- the replica (runs on a Ray worker, never in the hub) ---------------------------
+
+
+def node_model_dir(model_dir: str) -> Path:
+    """The model folder on the node running this replica.
+
+    A path that exists here is used as is (one machine, or a shared volume).
+    A Hugging Face cache snapshot path (`.../models--org--name/snapshots/<sha>`)
+    that does not is downloaded again on this node, into this node's own cache.
+    Anything else is left for the placeholder builder or `load` to report.
+    """
+    path = Path(model_dir)
+    if path.exists():
+        return path
+    parts = path.parts
+    if "snapshots" in parts:
+        i = parts.index("snapshots")
+        repo = parts[i - 1] if i > 0 else ""
+        if repo.startswith("models--") and i + 1 < len(parts):
+            from huggingface_hub import snapshot_download
+
+            repo_id = repo[len("models--"):].replace("--", "/", 1)
+            return Path(snapshot_download(repo_id, revision=parts[i + 1]))
+    return path
+
+
+class DemoReplica:
+    """One copy of a demo's model inside a Serve replica.
+
+    A load failure is kept and reported (rather than raised) so the hub gets
+    the demo's own message at once instead of Serve retrying the constructor.
+    """
+
+    def __init__(self, runtime: str, import_root: str | None, model_dir: str, placeholder: bool):
+        started = time.perf_counter()
+        self._runtime: Any = None
+        self._model: Any = None
+        self._load_error: str | None = None
+        try:
+            if import_root and import_root not in sys.path:
+                sys.path.insert(0, import_root)
+            module = importlib.import_module(runtime)
+            path = node_model_dir(model_dir)
+            if placeholder:
+                from demohub.worker import build_placeholder
+
+                path = build_placeholder(module, path)
+            self._model = module.load(path)
+            self._runtime = module
+        except BaseException as exc:  # noqa: BLE001 - reported to the hub by info()/predict()
+            self._load_error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+        self._load_s = time.perf_counter() - started
+
+    def info(self) -> bytes:
+        import ray
+
+        return pickle.dumps({"load_s": self._load_s, "pid": os.getpid(), "error": self._load_error,
+                             "node_id": ray.get_runtime_context().get_node_id()})
+
+    def predict(self, payload: bytes) -> bytes:
+        if self._load_error is not None:
+            return pickle.dumps((wire.LOAD_FAILED, self._load_error.splitlines()[0], self._load_error))
+        request = pickle.loads(payload)  # from our own hub
+        started = time.perf_counter()
+        try:
+            result = self._runtime.predict(self._model, request)
+        except InputError as exc:
+            return pickle.dumps((wire.INPUT_ERROR, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - reported, the replica keeps serving
+            return pickle.dumps((wire.ERROR, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        try:
+            return pickle.dumps((wire.OK, result, time.perf_counter() - started),
+                                protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - an unpicklable result is the demo's bug
+            return pickle.dumps((wire.ERROR, f"the result could not be sent: {exc}", ""))
+
+
+# -- the hub side -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One replica as Serve reports it."""
+
+    state: str
+    pid: int | None
+    node_id: str
+    node_ip: str
+    actor_name: str
+
+
+@dataclass(frozen=True)
+class AppView:
+    """One of our applications as Serve reports it."""
+
+    status: str
+    message: str
+    target: int
+    replicas: tuple[Replica, ...]
+    dead: tuple[Replica, ...]
+
+    @property
+    def running(self) -> tuple[Replica, ...]:
+        return tuple(r for r in self.replicas if r.state == "RUNNING")
+
+
+def _text(value: Any) -> str:
+    """Serve's details carry enums (ReplicaState.RUNNING); we keep their values."""
+    return str(getattr(value, "value", value))
+
+
+def _app_views(details: dict) -> dict[str, AppView]:
+    views = {}
+    for app_name, app in (details.get("applications") or {}).items():
+        dep = (app.get("deployments") or {}).get(DEPLOYMENT)
+        if dep is None:
+            continue
+
+        def replicas(items):
+            return tuple(Replica(state=_text(r.get("state")), pid=r.get("pid"), node_id=r.get("node_id") or "",
+                                 node_ip=r.get("node_ip") or "", actor_name=r.get("actor_name") or "")
+                         for r in items or ())
+
+        message = app.get("message") or dep.get("message") or ""
+        views[app_name] = AppView(status=_text(app.get("status")), message=message,
+                                  target=int(dep.get("target_num_replicas") or 0),
+                                  replicas=replicas(dep.get("replicas")),
+                                  dead=replicas(dep.get("recent_dead_replicas")))
+    return views
+
+
+class RayModel:
+    """The hub's handle on one demo's Serve application."""
+
+    def __init__(self, backend: "RayBackend", spec: DemoSpec, app_name: str, deploy: threading.Thread | None):
+        self.spec = spec
+        self.app_name = app_name
+        self._backend = backend
+        self._deploy = deploy
+        self._deploy_error: BaseException | None = None
+        self._ended: str | None = None
+        self._replica_died = False
+        self._handle: Any = None
+        self._started = time.monotonic()
+
+    # -- what it is ----------------------------------------------------------------
+
+    def _view(self) -> AppView | None:
+        return self._backend.apps().get(self.app_name)
+
+    def _local(self, view: AppView | None) -> list[Replica]:
+        """Its replicas with a process on this machine (any state but stopped)."""
+        node = self._backend.node_id
+        return [r for r in (view.replicas if view else ()) if r.pid and r.node_id == node
+                and r.state not in ("STOPPING", "STOPPED")]
+
+    @property
+    def pid(self) -> int | None:
+        local = self._local(self._view())
+        return local[0].pid if local else None
+
+    @property
+    def where(self) -> str:
+        view = self._view()
+        if view is None:
+            return "ray: not deployed"
+        states: dict[str, int] = {}
+        for r in view.replicas:
+            states[r.state] = states.get(r.state, 0) + 1
+        counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())) or "0 replicas"
+        nodes = sorted({f"{r.node_id[:6]} ({r.node_ip})" for r in view.replicas if r.node_id})
+        pids = [str(r.pid) for r in self._local(view)]
+        text = f"ray: {counts}"
+        if nodes:
+            text += " on node " + ", ".join(nodes)
+        if pids:
+            text += f", pid {', '.join(pids)}"
+        return text
+
+    def alive(self) -> bool:
+        if self._ended is not None or self._replica_died or self._deploy_error is not None:
+            return False
+        if self._deploy is not None and self._deploy.is_alive():
+            return True
+        view = self._view()
+        return view is not None and view.status not in ("DEPLOY_FAILED", "DELETING")
+
+    def ended_by_hub(self) -> str | None:
+        return self._ended
+
+    def memory(self, metric: str) -> int:
+        """PSS/USS/RSS of its replicas on this machine (replicas on other nodes
+        are not measured from here)."""
+        if self._ended is not None:
+            return 0
+        total = sum(process_memory(r.pid, metric) for r in self._local(self._view()))
+        if total:
+            self._backend.remember_memory(self.spec.name, total)
+        return total
+
+    # -- talking to it ---------------------------------------------------------------
+
+    def _wait_deployed(self, deadline: float, tick: Tick | None) -> Any:
+        while self._deploy is not None and self._deploy.is_alive():
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            self._deploy.join(0.25)
+            if tick:
+                tick()
+        if self._deploy_error is not None:
+            raise ModelError(f"The {self.spec.name} model could not be deployed on Ray; the operator "
+                             "can see why on the Status tab and in the server log.",
+                             detail=f"{type(self._deploy_error).__name__}: {self._deploy_error}")
+        return self._handle
+
+    def wait_ready(self, timeout: float, tick: Tick | None = None) -> LoadInfo:
+        name = self.spec.name
+        deadline = time.monotonic() + timeout
+        try:
+            handle = self._wait_deployed(deadline, tick)
+            response = handle.options(method_name="info").remote()
+            info = self._wait(response, deadline, tick, watch_deploy=True)
+        except TimeoutError:
+            view = self._view()
+            self.kill("timeout")
+            hint = f" Serve says: {view.message}" if view and view.message else ""
+            raise WorkerTimeout(f"the {name} model did not start on Ray within {timeout:.0f} s (no node "
+                                f"had room for it, or it loads slowly); it was stopped and will be "
+                                f"tried again on the next request.{hint}") from None
+        except WorkerFailed:
+            self.kill("load failed")
+            raise
+        self._backend._invalidate()
+        if info.get("error"):
+            self.kill("load failed")
+            raise ModelError(f"The {name} model could not be loaded; the operator can see why on the "
+                             "Status tab and in the server log.", detail=info["error"])
+        # what a visitor waits for: deploying, placing and starting the replica, and load()
+        return LoadInfo(seconds=time.monotonic() - self._started)
+
+    def _wait(self, response: Any, deadline: float, tick: Tick | None, watch_deploy: bool = False) -> Any:
+        """The reply to `response`, unpickled with the hub's guard, by `deadline`."""
+        from ray.exceptions import RayActorError, RayError
+
+        name = self.spec.name
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                response.cancel()
+                raise TimeoutError
+            try:
+                data = response.result(timeout_s=min(remaining, 0.25))
+                break
+            except TimeoutError:
+                pass
+            except RayActorError as exc:
+                self._replica_died = True
+                raise WorkerFailed(
+                    f"the {name} model's Ray replica died while serving this request "
+                    f"({_first_line(exc)}); Ray Serve is restarting it and the next request will "
+                    "wait for it") from None
+            except RayError as exc:
+                raise WorkerFailed(f"the {name} model's Ray call failed: {_first_line(exc)}") from None
+            if watch_deploy:
+                view = self._view()
+                if view is not None and view.status == "DEPLOY_FAILED":
+                    response.cancel()
+                    raise ModelError(f"The {name} model could not be started on Ray; the operator can "
+                                     "see why on the Status tab and in the server log.",
+                                     detail=view.message)
+            if tick:
+                tick()
+        try:
+            return wire.loads_guarded(data)
+        except pickle.UnpicklingError as exc:
+            raise ModelError(f"The {name} model returned a result the hub cannot use; the error is "
+                             "logged for the operator.", detail=str(exc)) from None
+
+    def call(self, request: Any, timeout: float, threads: int | None = None) -> CallResult:
+        name = self.spec.name
+        deadline = time.monotonic() + timeout
+        try:
+            handle = self._wait_deployed(deadline, None)
+            payload = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
+            reply = self._wait(handle.options(method_name="predict").remote(payload), deadline, None)
+        except TimeoutError:
+            self.kill("timeout")
+            raise WorkerTimeout(f"the {name} model did not finish a prediction within {timeout:.0f} s; "
+                                "its Ray application was stopped and will restart on the next "
+                                "request") from None
+        kind = reply[0]
+        if kind == wire.OK:
+            return CallResult(value=reply[1], seconds=reply[2])
+        if kind == wire.INPUT_ERROR:
+            raise InputError(reply[1])
+        if kind == wire.LOAD_FAILED:
+            raise ModelError(f"The {name} model could not be loaded on its Ray replica; the operator can "
+                             "see why on the Status tab and in the server log.", detail=reply[2])
+        raise ModelError(f"The {name} model failed on this request; the error is logged for the "
+                         "operator. Try another input or try again.",
+                         detail=f"{reply[1]}\n{reply[2]}".strip())
+
+    # -- ending it -------------------------------------------------------------------
+
+    def stop(self, grace: float = 2.0) -> None:
+        if self._ended is None:
+            self._ended = "stopped"
+        self._backend.delete(self.app_name, wait=grace)
+
+    def kill(self, reason: str = "killed") -> None:
+        first = self._ended is None
+        if first:
+            self._ended = reason
+        if self._replica_died and first and reason == "killed":
+            # The registry forgets a handle whose replica died; Serve is already
+            # restarting that replica, and the next start() reuses the application.
+            return
+        self._backend.delete(self.app_name, wait=0.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _process_kind(name: str, cmd: str) -> str:
+    """A stable name for one of Ray's processes (many are just "python")."""
+    for marker, kind in (("demohub.backends.ray_serve", "head launcher"), ("log_monitor.py", "log monitor"),
+                         ("monitor.py", "autoscaler monitor"), ("dashboard.py", "dashboard head")):
+        if marker in cmd:
+            return kind
+    if name.startswith("ray::"):
+        name = name[len("ray::"):]
+        if name == "IDLE":
+            return "idle workers"
+    return name
+
+
+class RayBackend:
+    """Demos as Ray Serve applications, on a cluster at `address` or on a
+    local one-node Ray this backend starts (and ends) itself."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, max_replicas: int = 1, idle_ttl_s: float | None = 900.0,
+                 num_cpus: float = 1.0, memory_headroom: float = 1.25, local_num_cpus: float | None = None,
+                 local_memory_bytes: int | None = None, threads: int | None = None,
+                 app_prefix: str = APP_PREFIX, **_ignored: Any):
+        self.max_replicas = max(1, int(max_replicas))
+        self.idle_ttl_s = idle_ttl_s
+        self.num_cpus = num_cpus
+        self.memory_headroom = memory_headroom
+        self.threads = threads
+        self.app_prefix = app_prefix
+        self._lock = threading.Lock()  # guards the caches below; never held over a Ray call
+        self._apps_cache: tuple[float, dict[str, AppView]] = (0.0, {})
+        self._apps_refresh = threading.Lock()
+        self._measured: dict[str, int] = {}
+        self._deployed: dict[str, str] = {}  # app name -> fingerprint of what we deployed
+        self._handles: dict[str, RayModel] = {}
+        self._shared_cache: tuple[float, list[SharedProcess]] = (0.0, [])
+        self.local: LocalRay | None = None
+        os.environ.update(DRIVER_ENV)
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if address is None:
+            self.local = LocalRay.start(num_cpus=local_num_cpus, memory_bytes=local_memory_bytes)
+            address = self.local.address
+            os.environ.update(self.local.env)
+        elif is_loopback(address):
+            for key, value in LOOPBACK_ENV.items():
+                os.environ.setdefault(key, value)
+        self.address = address
+        try:
+            self._connect(address)
+        except BaseException:
+            if self.local is not None:
+                self.local.stop()
+            raise
+
+    def _connect(self, address: str) -> None:
+        import logging
+
+        import ray
+        from ray import serve
+
+        logging.getLogger("ray").setLevel(logging.WARNING)
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        # RAY_ADDRESS would override `address` inside ray.init; ours is explicit.
+        os.environ.pop("RAY_ADDRESS", None)
+        ray.init(address=address, namespace="demohub", log_to_driver=False, logging_level="WARNING",
+                 configure_logging=False)
+        self.node_id = ray.get_runtime_context().get_node_id()
+        # No HTTP proxies: the hub calls replicas through handles, and a proxy would bind a port.
+        serve.start(proxy_location="Disabled")
+
+    # -- Serve's view, cached for a second so every handle can ask often -------------
+
+    def apps(self, max_age: float = 1.0) -> dict[str, AppView]:
+        now = time.monotonic()
+        with self._lock:
+            at, views = self._apps_cache
+        if now - at <= max_age:
+            return views
+        with self._apps_refresh:  # one refresh at a time; the others use its result
+            with self._lock:
+                at, views = self._apps_cache
+            if time.monotonic() - at <= max_age:
+                return views
+            try:
+                views = {k: v for k, v in _app_views(self._serve_details()).items()
+                         if k.startswith(self.app_prefix)}
+            except Exception:  # noqa: BLE001 - keep the last view; alive() must not raise
+                pass
+            with self._lock:
+                self._apps_cache = (time.monotonic(), views)
+        return views
+
+    def _serve_details(self, timeout: float = 10.0) -> dict:
+        import ray
+        from ray.serve.context import _get_global_client
+
+        # serve.status() drops per-replica pid/node; the controller's details have them.
+        controller = _get_global_client()._controller
+        return ray.get(controller.get_serve_instance_details.remote(), timeout=timeout)
+
+    def _invalidate(self) -> None:
+        with self._lock:
+            self._apps_cache = (0.0, self._apps_cache[1])
+
+    def remember_memory(self, name: str, memory: int) -> None:
+        with self._lock:
+            self._measured[name] = memory
+
+    # -- Backend -------------------------------------------------------------------
+
+    def _options(self, spec: DemoSpec, memory_hint: int | None) -> dict:
+        with self._lock:
+            measured = self._measured.get(spec.name, 0)
+        memory = int(max(measured, memory_hint or 0) * self.memory_headroom)
+        actor: dict[str, Any] = {"num_cpus": self.num_cpus}
+        if memory:
+            actor["memory"] = memory
+        pythonpath = [str(PROJECT_ROOT)] + ([str(spec.import_root)] if spec.import_root else [])
+        env = {"PYTHONPATH": os.pathsep.join(pythonpath), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        if self.threads:
+            env.update(OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads),
+                       TF_NUM_INTRAOP_THREADS=str(self.threads), TF_NUM_INTEROP_THREADS="1")
+        actor["runtime_env"] = {"env_vars": env}
+        autoscaling: dict[str, Any] = {
+            "min_replicas": 0 if self.idle_ttl_s else 1, "initial_replicas": 1,
+            "max_replicas": self.max_replicas,
+            "target_ongoing_requests": max(1, spec.concurrency_limit),
+            "upscale_delay_s": 0.0,
+            "downscale_delay_s": 30.0,
+        }
+        if self.idle_ttl_s:
+            # The hub deletes an idle application after its TTL; this only matters
+            # if the hub went away first: Serve then scales the demo to zero itself.
+            autoscaling["downscale_to_zero_delay_s"] = 2 * self.idle_ttl_s + 60.0
+        return {
+            "name": DEPLOYMENT,
+            "ray_actor_options": actor,
+            "autoscaling_config": autoscaling,
+            "max_ongoing_requests": max(1, spec.concurrency_limit),
+            "graceful_shutdown_timeout_s": 2.0,
+            "graceful_shutdown_wait_loop_s": 0.5,
+            "health_check_period_s": 2.0,
+            "health_check_timeout_s": max(30.0, spec.predict_timeout_s),
+            # a replica that cannot load reports why (DemoReplica); Serve need not retry it
+            "max_constructor_retry_count": 1,
+        }
+
+    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool,
+              memory_hint: int | None = None) -> RayModel:
+        from ray import serve
+
+        app_name = f"{self.app_prefix}{spec.name}"
+        options = self._options(spec, memory_hint)
+        args = (spec.runtime, str(spec.import_root) if spec.import_root else None, str(model_dir), placeholder)
+        # what the replica would load; a changed memory ask alone does not redeploy
+        same = {k: v for k, v in options.items() if k != "ray_actor_options"}
+        fingerprint = hashlib.sha256(repr((args, same, options["ray_actor_options"].get("runtime_env"),
+                                           options["ray_actor_options"]["num_cpus"])).encode()).hexdigest()
+        view = self.apps(max_age=0.0).get(app_name)
+        with self._lock:
+            reuse = (self._deployed.get(app_name) == fingerprint and view is not None
+                     and view.status not in ("DEPLOY_FAILED", "DELETING"))
+            if not reuse:
+                self._deployed[app_name] = fingerprint
+        if reuse:  # e.g. after a replica died: Serve restarted it; no redeploy
+            model = RayModel(self, spec, app_name, None)
+            model._handle = serve.get_app_handle(app_name)
+        else:
+            app = serve.deployment(DemoReplica).options(**options).bind(*args)
+            model = RayModel(self, spec, app_name, None)
+
+            def deploy() -> None:
+                try:
+                    model._handle = serve._run(app, _blocking=False, name=app_name, route_prefix=None)
+                except BaseException as exc:  # noqa: BLE001 - reported by wait_ready
+                    model._deploy_error = exc
+
+            model._deploy = threading.Thread(target=deploy, daemon=True, name=f"ray-deploy-{spec.name}")
+            model._deploy.start()
+        with self._lock:
+            self._handles[app_name] = model
+        self._invalidate()
+        return model
+
+    def concurrency(self, spec: DemoSpec) -> int:
+        return max(1, spec.concurrency_limit) * self.max_replicas
+
+    def delete(self, app_name: str, wait: float = 0.0) -> None:
+        """Delete one of our applications; wait up to `wait` seconds for it to go."""
+        from ray import serve
+
+        with self._lock:
+            self._deployed.pop(app_name, None)
+        try:
+            serve.delete(app_name, _blocking=False)
+        except Exception:  # noqa: BLE001 - already gone, or the cluster is; nothing to end
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            self._invalidate()
+            if app_name not in self.apps():
+                break
+            time.sleep(0.2)
+        self._invalidate()
+
+    def _ray_processes(self) -> list[tuple[int, str]]:
+        """Processes of this Ray instance on this machine: (pid, kind)."""
+        import psutil
+        import ray
+
+        try:
+            session = Path(ray._private.worker.global_worker.node.get_session_dir_path()).name
+        except Exception:  # noqa: BLE001 - not connected to a local node
+            return []
+        out = []
+        for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+            cmd = " ".join(proc.info.get("cmdline") or ())
+            if session in cmd and proc.info["pid"] != os.getpid():
+                out.append((proc.info["pid"], _process_kind(proc.info.get("name") or "?", cmd)))
+        # workers are not in the session dir's command line; they are the raylet's children
+        pids = {pid for pid, _ in out}
+        for pid, name in list(out):
+            if name == "raylet":
+                try:
+                    for child in psutil.Process(pid).children():
+                        if child.pid not in pids:
+                            out.append((child.pid, _process_kind(child.name(), "")))
+                except psutil.Error:
+                    pass
+        return out
+
+    def shared(self, metric: str) -> list[SharedProcess]:
+        """Ray's own processes on this machine (head, GCS, raylet, agents, the
+        Serve controller, idle workers), plus replicas of applications the
+        registry no longer holds (idle: `trim` deletes them)."""
+        now = time.monotonic()
+        with self._lock:
+            at, cached = self._shared_cache
+        if now - at < 2.0:
+            return cached
+        views = self.apps()
+        with self._lock:
+            held = {n for n, h in self._handles.items() if h._ended is None and not h._replica_died}
+        replica_pids: dict[int, str] = {}
+        for app_name, view in views.items():
+            for r in view.replicas:
+                if r.pid and r.node_id == self.node_id:
+                    replica_pids[r.pid] = app_name
+        kinds: dict[str, list[int]] = {}
+        orphans: dict[str, list[int]] = {}
+        for pid, kind in self._ray_processes():
+            app_name = replica_pids.get(pid)
+            if app_name in held:
+                continue  # counted as that model's memory
+            if app_name is not None:
+                orphans.setdefault(app_name, []).append(pid)
+            else:
+                kinds.setdefault(kind, []).append(pid)
+        out = []
+        # one entry per kind (a stable name for /metrics), summed over its processes
+        for kind, pids in sorted(kinds.items()):
+            out.append(SharedProcess(name=f"ray: {kind}", pid=pids[0] if len(pids) == 1 else None,
+                                     memory_bytes=sum(process_memory(p, metric) for p in pids), idle=False))
+        for app_name, pids in sorted(orphans.items()):
+            out.append(SharedProcess(name=f"ray: {app_name} replica not in use", pid=pids[0],
+                                     memory_bytes=sum(process_memory(p, metric) for p in pids), idle=True))
+        with self._lock:
+            self._shared_cache = (time.monotonic(), out)
+        return out
+
+    def trim(self, keep: set[str] = frozenset()) -> int:
+        """Delete applications the registry no longer holds (their replica
+        outlived a crash), except those serving `keep`."""
+        views = self.apps(max_age=0.0)
+        with self._lock:
+            held = {n for n, h in self._handles.items() if h._ended is None and not h._replica_died}
+            ours = set(self._deployed) | set(self._handles)
+            self._shared_cache = (0.0, [])
+        keep_apps = {f"{self.app_prefix}{n}" for n in keep}
+        freed = 0
+        for app_name in sorted(ours - held - keep_apps):
+            if app_name in views:
+                freed += sum(process_memory(r.pid, "pss") for r in views[app_name].replicas
+                             if r.pid and r.node_id == self.node_id)
+                self.delete(app_name, wait=0.0)
+        return freed
+
+    def sweep(self) -> None:
+        pass
+
+    def close(self) -> None:
+        """Delete our applications; end the local Ray if we started it."""
+        import ray
+
+        with self._lock:
+            names = set(self._deployed) | set(self._handles)
+        for app_name in sorted(names):
+            self.delete(app_name, wait=0.0)
+        if names:
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline and names & set(self.apps(max_age=0.0)):
+                time.sleep(0.25)
+        with self._lock:
+            handles = [h._handle for h in self._handles.values() if h._handle is not None]
+        for handle in handles:
+            try:
+                handle.shutdown()  # stops its router's background tasks before Ray goes
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            ray.shutdown()
+        finally:
+            if self.local is not None:
+                self.local.stop()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "head":
+        sys.exit(_head_main(sys.argv[2:]))
+    sys.exit("usage: python -m demohub.backends.ray_serve head --parent PID -- <ray start args>")
