@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from demohub.backends.spawn import PROJECT_ROOT
+from demohub.device import validate as validate_device
 from demohub.memory import MEMORY_METRICS
 from demohub.registry import Limits
 from demohub.spec import ModelSource
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests waiting per hub before 'busy, try again' (HUB_QUEUE_SIZE)")
     p.add_argument("--mcp", action="store_true", default=_env("MCP", "") == "1",
                    help="also serve every demo as an MCP tool (needs gradio[mcp])")
+    p.add_argument("--device", default=_env("DEVICE"),
+                   help="auto, cpu, cuda or cuda:N for every demo's worker (HUB_DEVICE; default: each "
+                        "demo's SPEC.device, normally auto); HUB_DEVICE_<NAME>=cpu overrides one demo")
     p.add_argument("--backend", choices=("spawn", "template", "ray"), default=_env("BACKEND", "spawn"),
                    help="how models run: a process each (spawn), or Ray Serve deployments (ray) "
                         "(HUB_BACKEND)")
@@ -119,6 +123,8 @@ def _backend_options(args: argparse.Namespace, limits: Limits) -> dict:
 
 def load_config(argv: list[str] | None = None) -> HubConfig:
     args = build_parser().parse_args(argv)
+    if args.device:  # workers inherit it; demohub.device reads it (one setting, every backend)
+        os.environ["HUB_DEVICE"] = validate_device(args.device, "--device")
     ttl = args.idle_ttl if args.idle_ttl > 0 else None
     limits = Limits(
         max_models=args.max_models,

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from demohub import wire
+from demohub import device, wire
 from demohub.backends import CallResult, LoadInfo, SharedProcess, Tick
 from demohub.errors import InputError, ModelBusy, ModelError, WorkerFailed, WorkerTimeout
-from demohub.memory import process_memory
+from demohub.memory import worker_memory
 from demohub.spec import DemoSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ class LocalWorker:
         return self._ended
 
     def memory(self, metric: str) -> int:
-        return process_memory(self.pid, metric) if self.alive() else 0
+        return worker_memory(self.pid, metric) if self.alive() else 0
 
     # -- talking to it -------------------------------------------------------------
 
@@ -193,7 +193,8 @@ class SpawnBackend:
         if spec.import_root:
             cmd += ["--import-root", str(spec.import_root)]
         try:
-            proc = subprocess.Popen(cmd, pass_fds=(child_sock.fileno(),), env=self._env,
+            env = device.worker_env(self._env, spec.name, spec.device)
+            proc = subprocess.Popen(cmd, pass_fds=(child_sock.fileno(),), env=env,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         except BaseException:
             parent_sock.close()

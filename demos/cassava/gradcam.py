@@ -45,5 +45,5 @@ def grad_cam(net: nn.Module, layer: nn.Module, x: torch.Tensor, class_index: int
     acts = captured[-1].detach()[0]
     weights = grads[0].mean(dim=(1, 2), keepdim=True)
     cam = torch.relu((weights * acts).sum(dim=0))
-    return Explanation(logits=logits.detach().numpy().astype(np.float64), class_index=index,
-                       cam=cam.numpy().astype(np.float32))
+    return Explanation(logits=logits.detach().cpu().numpy().astype(np.float64), class_index=index,
+                       cam=cam.cpu().numpy().astype(np.float32))

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from demohub.device import torch_device
 from demohub.errors import InputError
 from demohub.kit import classify, images
 from demos.cassava import card, folder, labels, reports
@@ -31,6 +32,7 @@ class CassavaModel:
     threshold: float
     trained: bool
     architecture: str
+    device: torch.device = torch.device("cpu")
 
 
 def _set_threads() -> None:
@@ -42,13 +44,15 @@ def _set_threads() -> None:
 def load(model_dir: Path) -> CassavaModel:
     _set_threads()
     net, config = folder.load(Path(model_dir))
+    device = torch_device()
     return CassavaModel(
-        net=net,
+        net=net.to(device),
         prep=Preprocessing.from_config(config),
         diseases=labels.from_config(config["labels"]),
         threshold=float(config.get("uncertain_threshold", card.DEFAULT_THRESHOLD)),
         trained=bool(config.get("trained", False)),
         architecture=config.get("architecture", card.DEFAULT_ARCHITECTURE),
+        device=device,
     )
 
 
@@ -62,7 +66,7 @@ def predict(model: CassavaModel, request: dict) -> classify.ImageClassification:
     if not path:
         raise InputError("no image was received; upload a photo of a cassava leaf")
     image = images.load_image(path)
-    x = torch.from_numpy(prepare(image, model.prep))[None]
+    x = torch.from_numpy(prepare(image, model.prep))[None].to(model.device)
     explanation = grad_cam(model.net, target_layer(model.net), x)
     probs = classify.softmax(explanation.logits)
     names = [d.display for d in model.diseases]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from demohub.device import device_name
 from demohub.kit import classify, heatmap, images, modelcard
 from demohub.errors import InputError
 
@@ -32,8 +33,24 @@ class DurianModel:
     explain: Explainer
 
 
+def use_device() -> None:
+    """Only the device the hub chose; on a GPU, memory grows as needed instead of
+    TensorFlow taking the whole card, so workers can share it."""
+    chosen = device_name()
+    gpus = tfenv.tf.config.list_physical_devices("GPU")
+    index = int(chosen.partition(":")[2] or 0)
+    mine = gpus[index:index + 1] if chosen.startswith("cuda") else []
+    try:
+        tfenv.tf.config.set_visible_devices(mine, "GPU")
+        for gpu in mine:
+            tfenv.tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:
+        pass  # TensorFlow already ran an op in this process (tests)
+
+
 def load(model_dir: Path) -> DurianModel:
     tfenv.configure()
+    use_device()
     config = modelcard.read_config(model_dir)
     if config.get("framework", "keras") != "keras":
         raise ValueError(f"config.json framework is {config.get('framework')!r}; this demo runs Keras models")
