@@ -4,6 +4,10 @@
 so a corrupt file or a decompression bomb fails there with Gradio's generic
 message. This input passes the path on; the worker decodes it with
 `demohub.kit.images.load_image`, which explains what is wrong.
+
+An image sent inline as a `data:` URL is refused: gr.Image would decode it with
+PIL in the hub process (a 0.4 MB PNG can hold 430 MB of pixels). Uploads go
+through Gradio's upload route, which writes them to a file under its size limit.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ from pathlib import Path
 
 import gradio as gr
 from gradio.utils import get_upload_folder
+
+
+INLINE_REFUSED = ("Images sent inline (data: URLs) are not accepted; send the image as a file upload: "
+                  "gradio_client.handle_file('photo.jpg').")
 
 
 class PhotoUpload(gr.Image):
@@ -28,8 +36,10 @@ class PhotoUpload(gr.Image):
         return "image"  # render with Gradio's own Image frontend
 
     def preprocess(self, payload):
-        if payload is None or (payload.url and payload.url.startswith("data:")):
-            return super().preprocess(payload)
+        if payload is None:
+            return None
+        if payload.url and payload.url.strip()[:5].lower() == "data:":
+            raise gr.Error(INLINE_REFUSED)
         if payload.path is None:
             raise gr.Error("No image was received; upload a photo.")
         path = Path(payload.path).resolve()
