@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import signal
 import sys
+from pathlib import Path
 
 import uvicorn
 
-from demohub.app import create_app
-from demohub.config import load_config
+from demohub import tempdir
+from demohub.config import HubConfig, load_config
 from demohub.discovery import discover
 from demohub.registry import Registry
 from demohub.sources import ModelSources
+
+
+def _exit_on_signal(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +28,17 @@ def main(argv: list[str] | None = None) -> int:
         print('error: --mcp needs the MCP extra: .venv/bin/pip install "gradio[mcp]==6.31.0" '
               "(kept out of requirements.txt: it pins an older pydantic)", file=sys.stderr)
         return 2
+    # This run's GRADIO_TEMP_DIR, set before anything imports Gradio (parts of it read it then).
+    temp_folder = tempdir.claim()
+    try:
+        return serve(config, temp_folder)
+    finally:
+        tempdir.release(temp_folder)
+
+
+def serve(config: HubConfig, temp_folder: Path) -> int:
+    from demohub.app import create_app
+
     specs = discover(config.demos_dir, config.only)
     sources = ModelSources(specs, config.models_dir, config.placeholder_dir, config.models)
     backend = None  # the registry's default: a process per model
@@ -30,11 +47,15 @@ def main(argv: list[str] | None = None) -> int:
 
         backend = make_backend(config.backend, **config.backend_options)
     registry = Registry(specs, sources, config.limits, backend=backend)
-    app = create_app(specs, registry, sources, queue_size=config.queue_size, mcp=config.mcp)
+    app = create_app(specs, registry, sources, queue_size=config.queue_size, mcp=config.mcp,
+                     door=config.door, temp_folder=temp_folder)
     sources.start()
     registry.start()
     print(f"demo hub: {len(specs)} demos ({', '.join(s.name for s in specs)}) on "
           f"http://{config.host}:{config.port}", file=sys.stderr, flush=True)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the previous handler:
+    # make that an exit, so the cleanup below runs (the default handler would end the process).
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
     finally:

@@ -1,12 +1,20 @@
-"""The web server: /healthz and /metrics beside the Gradio app at /."""
+"""The web server: /healthz and /metrics beside the Gradio app at /, behind the
+door (`demohub.gate`): size limits, every prediction through the bounded queue."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from pathlib import Path
+
+import anyio
 import gradio as gr
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from demohub import metrics
+from demohub import metrics, tempdir
+from demohub.config import DoorSettings
+from demohub.gate import UPLOAD_OVERHEAD, BodyLimits, Door, Event, Gate
 from demohub.registry import Registry
 from demohub.sources import ModelSources
 from demohub.spec import DemoSpec
@@ -21,11 +29,51 @@ def _queue_length(blocks: gr.Blocks) -> int | None:
         return None
 
 
+def door_events(blocks: gr.Blocks) -> dict[int, Event]:
+    """What the door needs from each Gradio event: its name, its route, its visibility."""
+    return {
+        index: Event(fn_index=index, api_name=fn.api_name, queued=bool(fn.queue),
+                     public=fn.fn is not None and fn.api_visibility == "public")
+        for index, fn in blocks.fns.items()
+    }
+
+
+def _sweeper(folder: Path, ttl_s: float):
+    """A lifespan that sweeps the run's temp folder (see `demohub.tempdir`) every ttl/2."""
+
+    async def sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(max(1.0, ttl_s / 2))
+            await anyio.to_thread.run_sync(tempdir.sweep, folder, ttl_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        task = asyncio.create_task(sweep_forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return lifespan
+
+
 def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
-               queue_size: int = 32, mcp: bool = False) -> FastAPI:
+               queue_size: int = 32, mcp: bool = False, door: DoorSettings = DoorSettings(),
+               temp_folder: Path | None = None) -> FastAPI:
     blocks = build_blocks(specs, registry, sources)
-    blocks.queue(max_size=queue_size, default_concurrency_limit=1)
-    app = FastAPI(title="Demo hub")
+    # api_open=False: Gradio's own refusal of direct calls to queued events (the gate refuses first).
+    blocks.queue(max_size=queue_size, default_concurrency_limit=1, api_open=False)
+    # Gradio keeps each session's last inputs in its state (for deep links, which the hub
+    # does not use); an LRU of `door.sessions` bounds that to sessions x --max-body.
+    blocks.state_session_capacity = door.sessions
+    ttl = max(1, round(door.temp_ttl_s))
+    blocks.delete_cache = (max(1, ttl // 2), ttl)  # Gradio deletes the uploads/outputs it tracks
+    docs = door.api_docs
+    app = FastAPI(title="Demo hub", docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None,
+                  lifespan=_sweeper(temp_folder, ttl) if temp_folder else None)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -38,8 +86,12 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
             media_type="text/plain; version=0.0.4; charset=utf-8",
         )
 
-    app = gr.mount_gradio_app(app, blocks, path="/", mcp_server=mcp or None, footer_links=["api"])
+    app = gr.mount_gradio_app(app, blocks, path="/", mcp_server=mcp or None, footer_links=["api"],
+                              max_file_size=door.max_file_size, run_history=docs)
     # Gradio only checks that input files were uploaded (not arbitrary server paths) once
     # `launch()` has run; mounting never sets the flag, so set it to keep that check on.
     blocks.has_launched = True
+    app.add_middleware(Gate, door=Door(door_events(blocks), api_docs=docs, mcp=mcp),
+                       limits=BodyLimits(max_body=door.max_body,
+                                         max_upload=door.max_file_size + UPLOAD_OVERHEAD))
     return app

@@ -29,6 +29,18 @@ def parse_size(text: str) -> int:
 
 
 @dataclass(frozen=True)
+class DoorSettings:
+    """What the HTTP door accepts and how long the hub keeps temp files."""
+
+    max_file_size: int = 20 * 2**20
+    max_body: int = 2**20
+    api_docs: bool = False
+    temp_ttl_s: float = 300.0
+    #: sessions whose Gradio state is kept; each holds at most one request's inputs
+    sessions: int = 16
+
+
+@dataclass(frozen=True)
 class HubConfig:
     host: str = "127.0.0.1"
     port: int = 7860
@@ -40,6 +52,7 @@ class HubConfig:
     only: tuple[str, ...] = ()
     queue_size: int = 32
     mcp: bool = False
+    door: DoorSettings = field(default_factory=DoorSettings)
     #: how models run: "spawn" (a process each), "template" or "ray" (Ray Serve)
     backend: str = "spawn"
     backend_options: dict = field(default_factory=dict)
@@ -96,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "start a one-node Ray on 127.0.0.1)")
     p.add_argument("--ray-max-replicas", type=int, default=int(_env("RAY_MAX_REPLICAS", "1")),
                    help="most Ray Serve replicas per demo (HUB_RAY_MAX_REPLICAS)")
+    p.add_argument("--max-file-size", default=_env("MAX_FILE_SIZE", "20M"),
+                   help="largest upload accepted, e.g. 20M (HUB_MAX_FILE_SIZE)")
+    p.add_argument("--max-body", default=_env("MAX_BODY", "1M"),
+                   help="largest request body on every route except uploads (HUB_MAX_BODY)")
+    p.add_argument("--api-docs", action="store_true", default=_env("API_DOCS", "") == "1",
+                   help="serve /docs, /redoc, /openapi.json and the run history (HUB_API_DOCS=1)")
+    p.add_argument("--temp-ttl", type=float, default=float(_env("TEMP_TTL", "300")),
+                   help="seconds uploads and generated images stay in the temp folder (HUB_TEMP_TTL)")
+    p.add_argument("--sessions", type=int, default=int(_env("SESSIONS", "16")),
+                   help="browser/client sessions whose Gradio state is kept in memory (HUB_SESSIONS)")
     return p
 
 
@@ -145,6 +168,13 @@ def load_config(argv: list[str] | None = None) -> HubConfig:
         only=tuple(n.strip() for n in args.only.split(",") if n.strip()),
         queue_size=args.queue_size,
         mcp=args.mcp,
+        door=DoorSettings(
+            max_file_size=parse_size(args.max_file_size),
+            max_body=parse_size(args.max_body),
+            api_docs=args.api_docs,
+            temp_ttl_s=max(1.0, args.temp_ttl),
+            sessions=max(1, args.sessions),
+        ),
         backend=args.backend,
         backend_options=_backend_options(args, limits),
     )
