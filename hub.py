@@ -45,7 +45,10 @@ def serve(config: HubConfig, temp_folder: Path) -> int:
     if config.backend != "spawn":
         from demohub.backends import make_backend
 
-        backend = make_backend(config.backend, **config.backend_options)
+        options = dict(config.backend_options)
+        if config.backend == "template":
+            options["specs"] = specs  # each family's template imports its demos' runtimes
+        backend = make_backend(config.backend, **options)
     registry = Registry(specs, sources, config.limits, backend=backend)
     app = create_app(specs, registry, sources, queue_size=config.queue_size, mcp=config.mcp,
                      door=config.door, temp_folder=temp_folder)

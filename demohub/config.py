@@ -52,10 +52,10 @@ class HubConfig:
     only: tuple[str, ...] = ()
     queue_size: int = 32
     mcp: bool = False
-    door: DoorSettings = field(default_factory=DoorSettings)
     #: how models run: "spawn" (a process each), "template" or "ray" (Ray Serve)
     backend: str = "spawn"
     backend_options: dict = field(default_factory=dict)
+    door: DoorSettings = field(default_factory=DoorSettings)
 
     @property
     def placeholder_dir(self) -> Path:
@@ -98,17 +98,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests waiting per hub before 'busy, try again' (HUB_QUEUE_SIZE)")
     p.add_argument("--mcp", action="store_true", default=_env("MCP", "") == "1",
                    help="also serve every demo as an MCP tool (needs gradio[mcp])")
-    p.add_argument("--device", default=_env("DEVICE"),
-                   help="auto, cpu, cuda or cuda:N for every demo's worker (HUB_DEVICE; default: each "
-                        "demo's SPEC.device, normally auto); HUB_DEVICE_<NAME>=cpu overrides one demo")
     p.add_argument("--backend", choices=("spawn", "template", "ray"), default=_env("BACKEND", "spawn"),
                    help="how models run: a process each (spawn), or Ray Serve deployments (ray) "
                         "(HUB_BACKEND)")
+    p.add_argument("--start-method", choices=("spawn", "template"), default=_env("START_METHOD", "spawn"),
+                   help="how a local worker starts: a fresh interpreter (spawn), or forked from a "
+                        "per-framework template that has imported the framework (template) "
+                        "(HUB_START_METHOD)")
+    p.add_argument("--template-ttl", type=float, default=float(_env("TEMPLATE_TTL", "-1")),
+                   help="seconds a template with no model stays up; 0 keeps it (HUB_TEMPLATE_TTL; "
+                        "default: --idle-ttl)")
+    p.add_argument("--prewarm", action="store_true", default=_env("PREWARM", "") == "1",
+                   help="start the framework templates at startup, not on first use (HUB_PREWARM=1)")
     p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS") or None,
                    help="Ray cluster to deploy to, e.g. ray://head:10001 (RAY_ADDRESS; default: "
                         "start a one-node Ray on 127.0.0.1)")
     p.add_argument("--ray-max-replicas", type=int, default=int(_env("RAY_MAX_REPLICAS", "1")),
                    help="most Ray Serve replicas per demo (HUB_RAY_MAX_REPLICAS)")
+    p.add_argument("--device", default=_env("DEVICE"),
+                   help="auto, cpu, cuda or cuda:N for every demo's worker (HUB_DEVICE; default: each "
+                        "demo's SPEC.device, normally auto); HUB_DEVICE_<NAME>=cpu overrides one demo")
     p.add_argument("--max-file-size", default=_env("MAX_FILE_SIZE", "20M"),
                    help="largest upload accepted, e.g. 20M (HUB_MAX_FILE_SIZE)")
     p.add_argument("--max-body", default=_env("MAX_BODY", "1M"),
@@ -135,7 +144,17 @@ def parse_model_overrides(pairs: list[str], environ: dict[str, str]) -> dict[str
     return overrides
 
 
+def _backend_name(args: argparse.Namespace) -> str:
+    """--backend ray, or the local start method (--start-method, or --backend template)."""
+    if args.backend == "spawn" and args.start_method == "template":
+        return "template"
+    return args.backend
+
+
 def _backend_options(args: argparse.Namespace, limits: Limits) -> dict:
+    if _backend_name(args) == "template":
+        ttl = limits.idle_ttl_s if args.template_ttl < 0 else (args.template_ttl or None)
+        return {"threads": limits.worker_threads, "template_ttl_s": ttl, "prewarm": args.prewarm}
     if args.backend != "ray":
         return {}
     return {"address": args.ray_address, "max_replicas": max(1, args.ray_max_replicas),
@@ -168,6 +187,8 @@ def load_config(argv: list[str] | None = None) -> HubConfig:
         only=tuple(n.strip() for n in args.only.split(",") if n.strip()),
         queue_size=args.queue_size,
         mcp=args.mcp,
+        backend=_backend_name(args),
+        backend_options=_backend_options(args, limits),
         door=DoorSettings(
             max_file_size=parse_size(args.max_file_size),
             max_body=parse_size(args.max_body),
@@ -175,6 +196,4 @@ def load_config(argv: list[str] | None = None) -> HubConfig:
             temp_ttl_s=max(1.0, args.temp_ttl),
             sessions=max(1, args.sessions),
         ),
-        backend=args.backend,
-        backend_options=_backend_options(args, limits),
     )

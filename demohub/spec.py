@@ -84,6 +84,10 @@ class DemoSpec:
     #: `snapshot_download(allow_patterns=...)`); empty: the whole repo. A repo that
     #: ships several weight formats then downloads only the one the demo reads.
     model_files: tuple[str, ...] = ()
+    #: the framework family the runtime imports ("torch", "tensorflow", "none"):
+    #: workers of one family can be forked from one template process that has
+    #: imported it (`--start-method template`). "auto" reads the runtime's imports.
+    framework: str = "auto"
     #: most concurrent requests coalesced into one worker call; > 1 only for a
     #: runtime with `predict_batch` (see demohub/batching.py). 1: one call each.
     max_batch: int = 1

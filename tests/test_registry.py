@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from demohub.backends.template import TemplateBackend
 from demohub.discovery import discover
 from demohub.errors import (HubAtCapacity, InputError, ModelBusy, ModelError, ModelUnavailable,
                             WorkerFailed, WorkerTimeout)
@@ -28,9 +29,11 @@ def make_model(folder: Path, **config) -> Path:
     return folder
 
 
-@pytest.fixture
-def build(tmp_path):
-    """build(limits, alpha={config}, beta={config}, **spec_changes) -> Registry."""
+@pytest.fixture(params=["spawn", "template"])
+def build(tmp_path, request):
+    """build(limits, alpha={config}, beta={config}, **spec_changes) -> Registry, once
+    with each start method: a fresh interpreter per worker, and workers forked
+    from a template (the test demos are numpy-only: the "none" family)."""
     registries = []
 
     def _build(limits=Limits(), alpha=None, beta=None, **spec_changes) -> Registry:
@@ -40,7 +43,11 @@ def build(tmp_path):
             if config is not None:
                 overrides[name] = ModelSource(local_dir=make_model(tmp_path / name, **config))
         sources = ModelSources(specs, tmp_path / "models", tmp_path / "placeholders", overrides)
-        registry = Registry(specs, sources, limits)
+        backend = None
+        if request.param == "template":
+            backend = TemplateBackend(specs=specs, threads=limits.worker_threads,
+                                      template_ttl_s=limits.idle_ttl_s)
+        registry = Registry(specs, sources, limits, backend=backend)
         registries.append(registry)
         return registry
 
@@ -254,7 +261,8 @@ def live_workers() -> int:
     count = 0
     for child in psutil.Process().children(recursive=True):
         try:
-            if "demohub.worker" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+            forked = child.name().startswith("w:")  # a worker forked from a template names itself
+            if (forked or "demohub.worker" in " ".join(child.cmdline())) and child.status() != psutil.STATUS_ZOMBIE:
                 count += 1
         except psutil.NoSuchProcess:
             pass

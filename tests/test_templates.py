@@ -1,0 +1,212 @@
+"""Workers forked from framework templates (`--start-method template`): real
+template processes, real forks, a real torch import, a real hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from demohub.backends.template import TemplateBackend, framework_of, preloads_of
+from demohub.discovery import discover
+from demohub.errors import WorkerFailed
+from demohub.registry import Limits, Registry
+from demohub.sources import ModelSources
+from support import FIXTURES, PROJECT_ROOT, TEST_DEMOS, mapped_framework_libs, running_hub
+
+TORCH_DEMOS = FIXTURES / "torchdemos"
+THREAD_DEMOS = FIXTURES / "threaddemos"
+
+
+def threads_of(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_until(check, timeout: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(step)
+    return check()
+
+
+@pytest.fixture
+def make_registry(tmp_path):
+    made = []
+
+    def make(demos: Path, limits: Limits = Limits(), **backend_options) -> tuple[Registry, TemplateBackend]:
+        specs = discover(demos)
+        backend = TemplateBackend(specs=specs, **backend_options)
+        registry = Registry(specs, ModelSources(specs, tmp_path / "models", tmp_path / "placeholders", {}),
+                            limits, backend=backend)
+        made.append(registry)
+        return registry, backend
+
+    yield make
+    for registry in made:
+        registry.close()
+
+
+def test_family_is_read_from_the_runtime_source_without_importing_it():
+    families = {s.name: framework_of(s) for s in discover(PROJECT_ROOT / "demos")}
+    assert families == {"cassava": "torch", "durian": "tensorflow", "questions": "torch"}
+    cassava = next(s for s in discover(PROJECT_ROOT / "demos") if s.name == "cassava")
+    assert preloads_of(cassava, "torch") == ["torchvision.models"]  # imported inside a function
+    # the echo runtime imports torch only inside predict(): not at import, so not the torch family
+    assert {framework_of(s) for s in discover(TEST_DEMOS)} == {"none"}
+    assert {framework_of(s) for s in discover(TORCH_DEMOS)} == {"torch"}
+
+
+def test_a_forked_worker_is_killed_and_replaced_without_touching_its_template_or_sibling(make_registry):
+    registry, backend = make_registry(TORCH_DEMOS)
+    a = registry.predict("torch_a", {"value": 1})
+    b = registry.predict("torch_b", {"value": 2})
+    [template] = backend.shared("pss")
+    assert template.name == "template torch" and template.memory_bytes > 0 and not template.idle
+    # both workers were forked from the one template, and are the hub's children now
+    for result in (a, b):
+        assert psutil.Process(result["pid"]).ppid() == os.getpid()
+        assert mapped_framework_libs(result["pid"]), "the worker does not map torch"
+    assert a["pid"] != b["pid"]
+    assert mapped_framework_libs(template.pid)  # torch really imported in the template...
+    assert threads_of(template.pid) == 1  # ...and no thread pool started there
+    assert a["threads"] == 2 and a["process_threads"] >= 2  # the child runs its own pool
+
+    os.kill(a["pid"], signal.SIGKILL)
+    with pytest.raises(WorkerFailed, match="killed by signal 9"):
+        registry.predict("torch_a", {"value": 1})
+    assert wait_until(lambda: gone(a["pid"]), 5)
+    assert registry.predict("torch_b", {"value": 3})["pid"] == b["pid"]  # the sibling never noticed
+    again = registry.predict("torch_a", {"value": 1})
+    assert again["pid"] not in (a["pid"], b["pid"]) and again["out"] == a["out"]
+    [still] = backend.shared("pss")
+    assert still.pid == template.pid and psutil.Process(template.pid).is_running()
+    assert next(s for s in registry.status() if s.name == "torch_a").stats.crashes == 1
+    # and nothing is left behind: the dead worker was reaped by us, not left a zombie
+    assert all(c.status() != psutil.STATUS_ZOMBIE for c in psutil.Process().children())
+
+
+def test_idle_template_ends_after_its_ttl_and_on_trim(make_registry):
+    registry, backend = make_registry(TORCH_DEMOS, Limits(idle_ttl_s=None), template_ttl_s=0.5)
+    pid = registry.predict("torch_a", {})["pid"]
+    [template] = backend.shared("pss")
+    registry.sweep()
+    assert backend.shared("pss"), "a template with a live worker was ended"
+    assert registry.evict("torch_a") and gone(pid)
+    time.sleep(0.8)
+    registry.sweep()  # starts its idle clock
+    time.sleep(0.8)
+    registry.sweep()
+    assert backend.shared("pss") == [] and wait_until(lambda: gone(template.pid), 5)
+
+    # trim (the budget needs room) ends an idle template at once, whatever its TTL
+    registry, backend = make_registry(TORCH_DEMOS, Limits(idle_ttl_s=None), template_ttl_s=None)
+    registry.predict("torch_a", {})
+    [template] = backend.shared("pss")
+    assert backend.trim(set()) == 0  # not idle: its worker is alive
+    registry.evict("torch_a")
+    assert backend.shared("pss")[0].idle
+    assert backend.trim({"torch_b"}) == 0  # a torch demo is loading: keep its template
+    assert backend.trim(set()) > 0
+    assert wait_until(lambda: gone(template.pid), 5) and backend.shared("pss") == []
+    assert registry.predict("torch_a", {})["pid"]  # a new template starts on demand
+
+
+def test_budget_counts_the_template_and_trims_it_for_room(tmp_path):
+    """An idle torch template holding memory the budget needs is ended before a
+    numpy demo loads; the templates' memory is in the totals (the Status tab)."""
+    specs = discover(TORCH_DEMOS) + discover(TEST_DEMOS)
+    backend = TemplateBackend(specs=specs, template_ttl_s=None)
+    registry = Registry(specs, ModelSources(specs, tmp_path / "m", tmp_path / "p", {}),
+                        Limits(idle_ttl_s=None), backend=backend)
+    try:
+        registry.predict("torch_a", {})
+        registry.evict("torch_a")
+        [torch_template] = backend.shared("pss")
+        assert torch_template.idle and torch_template.memory_bytes > 100 * 2**20
+        totals = registry.totals()
+        assert totals.shared_memory_bytes == torch_template.memory_bytes
+        budget = int(torch_template.memory_bytes * 0.9)  # room for a numpy worker, not for torch too
+        registry.limits = Limits(idle_ttl_s=None, memory_budget=budget)
+        assert registry.predict("alpha", {"value": 1})["echo"] == 1
+        assert wait_until(lambda: gone(torch_template.pid), 5)
+        assert [p.name for p in backend.shared("pss")] == ["template none"]
+        totals = registry.totals()
+        assert totals.workers_memory_bytes + totals.shared_memory_bytes <= budget
+    finally:
+        registry.close()
+
+
+def test_a_family_that_starts_threads_at_import_keeps_the_spawn_path(make_registry, caplog):
+    registry, backend = make_registry(THREAD_DEMOS)
+    result = registry.predict("threaded", {})
+    assert "none" in backend.unsafe and "2 threads" in backend.unsafe["none"], backend.unsafe
+    status = next(s for s in registry.status() if s.name == "threaded")
+    assert "spawned" in status.where
+    assert psutil.Process(result["pid"]).ppid() == os.getpid()
+    assert backend.shared("pss") == []  # the unsafe template was ended
+    assert registry.predict("threaded", {})["pid"] == result["pid"]
+
+
+def hub_tree(pid: int) -> list[psutil.Process]:
+    return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+
+
+def tree_pss(pid: int) -> int:
+    total = 0
+    for proc in hub_tree(pid):
+        try:
+            total += proc.memory_full_info().pss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def test_hub_in_template_mode_maps_no_framework_and_returns_memory_on_eviction(tmp_path):
+    models = tmp_path / "models"
+    for name in ("torch_a", "torch_b"):
+        (models / name).mkdir(parents=True)
+        (models / name / "config.json").write_text(json.dumps({"trained": True}))
+    with running_hub("--demos-dir", str(TORCH_DEMOS), "--models-dir", str(models), "--start-method",
+                     "template", "--idle-ttl", "2", timeout=120) as hub:
+        time.sleep(1.0)
+        before = tree_pss(hub.pid)
+        client = hub.client()
+        a = client.predict('{"value": 1}', api_name="/torch_a")
+        b = client.predict('{"value": 1}', api_name="/torch_b")
+        children = {p.pid: p.name() for p in psutil.Process(hub.pid).children()}
+        assert {a["pid"], b["pid"]} <= set(children)  # the forked workers are the hub's children
+        [template] = [pid for pid, name in children.items() if name == "template:torch"]
+        assert mapped_framework_libs(hub.pid) == set()
+        assert mapped_framework_libs(template) and mapped_framework_libs(a["pid"])
+        loaded = tree_pss(hub.pid)
+        # models idle 2 s, then the template idle 2 s more: everything goes
+        assert wait_until(lambda: psutil.Process(hub.pid).children() == [], 30, 0.25), \
+            [p.name() for p in psutil.Process(hub.pid).children()]
+        after = tree_pss(hub.pid)
+        events = [json.loads(line) for line in hub.logs().splitlines() if line.startswith('{"ts"')]
+    assert loaded - before > 100 * 2**20  # torch in a template and two workers
+    assert after - before < 30 * 2**20, (before, loaded, after)
+    assert [e["reason"] for e in events if e["event"] == "template_end"] == ["idle"]
+
+
+def test_forked_workers_and_templates_exit_when_the_hub_dies(tmp_path):
+    with running_hub("--demos-dir", str(TEST_DEMOS), "--start-method", "template") as hub:
+        worker = hub.client().predict('{"value": 1}', api_name="/alpha")["pid"]
+        template = next(p.pid for p in psutil.Process(hub.pid).children() if p.name() == "template:none")
+        os.kill(hub.pid, signal.SIGKILL)
+        hub.proc.wait(timeout=10)
+        assert wait_until(lambda: gone(worker) and gone(template), 15), "a worker outlived the hub"
