@@ -10,11 +10,12 @@ from pathlib import Path
 import anyio
 import gradio as gr
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, Response
 
 from demohub import metrics, tempdir
 from demohub.config import DoorSettings
 from demohub.gate import UPLOAD_OVERHEAD, BodyLimits, Door, Event, Gate
+from demohub.history import History
 from demohub.registry import Registry
 from demohub.sources import ModelSources
 from demohub.spec import DemoSpec
@@ -62,7 +63,8 @@ def _sweeper(folder: Path, ttl_s: float):
 def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
                queue_size: int = 32, mcp: bool = False, door: DoorSettings = DoorSettings(),
                temp_folder: Path | None = None) -> FastAPI:
-    blocks = build_blocks(specs, registry, sources)
+    history = History(registry)  # the Status tab's plots: sampled while the app serves (lifespan below)
+    blocks = build_blocks(specs, registry, sources, history)
     # api_open=False: Gradio's own refusal of direct calls to queued events (the gate refuses first).
     blocks.queue(max_size=queue_size, default_concurrency_limit=1, api_open=False)
     # Gradio keeps each session's last inputs in its state (for deep links, which the hub
@@ -79,12 +81,12 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
     def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok", "demos": [s.name for s in specs]})
 
+    app.router.lifespan_context = history.lifespan(app.router.lifespan_context)
+    hub_metrics = metrics.HubMetrics(registry, queue_length=lambda: _queue_length(blocks))
+
     @app.get("/metrics")
-    def scrape() -> PlainTextResponse:
-        return PlainTextResponse(
-            metrics.render(registry, _queue_length(blocks)),
-            media_type="text/plain; version=0.0.4; charset=utf-8",
-        )
+    def scrape() -> Response:
+        return Response(hub_metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
     app = gr.mount_gradio_app(app, blocks, path="/", mcp_server=mcp or None, footer_links=["api"],
                               max_file_size=door.max_file_size, run_history=docs)

@@ -1,63 +1,145 @@
-"""Prometheus text exposition of the registry's counters (GET /metrics)."""
+"""GET /metrics with `prometheus_client`: the registry's counters and gauges,
+read at scrape time by a custom collector, and histograms of request latency
+and model load time per demo (p50/p95 via `histogram_quantile`), fed by the
+event bus. Each hub has its own `CollectorRegistry`, so one process (a test)
+can hold several hubs."""
 
 from __future__ import annotations
 
-from demohub.registry import Registry, State
+from typing import Callable, Iterator
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from demohub import events
+from demohub.registry import ModelStatus, Registry, State
+
+# A `*_created` timestamp beside every counter and histogram doubles the output and
+# no dashboard of ours reads it.
+disable_created_metrics()
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: Shown at zero before they happen, so rate() and alerts see the series from the start.
+EVICTION_REASONS = ("capacity", "memory", "idle")
 _STATES = [s.value for s in State]
 
+#: Whole requests, from a warm text model (milliseconds) to a cold image model behind a load.
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+#: Starting a worker and loading weights: about a second to a few minutes.
+LOAD_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
-def _line(name: str, value: float, **labels: str) -> str:
-    if labels:
-        inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        return f"{name}{{{inner}}} {value:g}"
-    return f"{name} {value:g}"
+_PER_MODEL: list[tuple[str, str, Callable[[ModelStatus], float]]] = [
+    ("demohub_hits_total", "Requests served by an already loaded model.", lambda s: s.stats.hits),
+    ("demohub_misses_total", "Requests that had to wait for a load.", lambda s: s.stats.misses),
+    ("demohub_loads_total", "Successful model loads.", lambda s: s.stats.loads),
+    ("demohub_load_failures_total", "Failed model loads.", lambda s: s.stats.load_failures),
+    ("demohub_load_seconds_total", "Seconds spent loading models.", lambda s: s.stats.load_seconds_total),
+    ("demohub_predictions_total", "Predictions answered.", lambda s: s.stats.predictions),
+    ("demohub_predict_seconds_total", "Seconds spent inside predict().", lambda s: s.stats.predict_seconds_total),
+    ("demohub_errors_total", "Predictions that raised inside the model.", lambda s: s.stats.errors),
+    ("demohub_crashes_total", "Worker processes that died.", lambda s: s.stats.crashes),
+    ("demohub_timeouts_total", "Predictions that hung past the deadline.", lambda s: s.stats.timeouts),
+]
 
 
-def render(registry: Registry, queue_length: int | None = None) -> str:
-    statuses = registry.status()
-    totals = registry.totals()
-    out: list[str] = []
+class RegistryCollector(Collector):
+    """The registry's own numbers, read once per scrape (nothing is copied in
+    between, so /metrics can never disagree with the Status tab)."""
 
-    def family(name: str, kind: str, help_text: str, samples: list[str]) -> None:
-        out.append(f"# HELP {name} {help_text}")
-        out.append(f"# TYPE {name} {kind}")
-        out.extend(samples)
+    def __init__(self, registry: Registry, queue_length: Callable[[], int | None] = lambda: None):
+        self._registry = registry
+        self._queue_length = queue_length
 
-    per_model = [
-        ("demohub_hits_total", "counter", "Requests served by an already loaded model.", lambda s: s.stats.hits),
-        ("demohub_misses_total", "counter", "Requests that had to wait for a load.", lambda s: s.stats.misses),
-        ("demohub_loads_total", "counter", "Successful model loads.", lambda s: s.stats.loads),
-        ("demohub_load_failures_total", "counter", "Failed model loads.", lambda s: s.stats.load_failures),
-        ("demohub_load_seconds_total", "counter", "Seconds spent loading models.", lambda s: s.stats.load_seconds_total),
-        ("demohub_predictions_total", "counter", "Predictions answered.", lambda s: s.stats.predictions),
-        ("demohub_predict_seconds_total", "counter", "Seconds spent inside predict().", lambda s: s.stats.predict_seconds_total),
-        ("demohub_errors_total", "counter", "Predictions that raised inside the model.", lambda s: s.stats.errors),
-        ("demohub_crashes_total", "counter", "Worker processes that died.", lambda s: s.stats.crashes),
-        ("demohub_timeouts_total", "counter", "Predictions that hung past the deadline.", lambda s: s.stats.timeouts),
-        ("demohub_model_memory_bytes", "gauge", f"Worker memory ({totals.memory_metric}).", lambda s: s.memory_bytes),
-        ("demohub_in_flight", "gauge", "Requests inside the registry (running or waiting).", lambda s: s.in_flight),
-    ]
-    for name, kind, help_text, get in per_model:
-        family(name, kind, help_text, [_line(name, get(s), model=s.name) for s in statuses])
-    family("demohub_evictions_total", "counter", "Evictions by reason.", [
-        _line("demohub_evictions_total", n, model=s.name, reason=reason)
-        for s in statuses for reason, n in sorted(s.stats.evictions.items())
-    ])
-    family("demohub_model_state", "gauge", "1 for the model's current state.", [
-        _line("demohub_model_state", 1 if s.state.value == st else 0, model=s.name, state=st)
-        for s in statuses for st in _STATES
-    ])
-    family("demohub_loaded_models", "gauge", "Models loaded now.", [_line("demohub_loaded_models", totals.loaded)])
-    family("demohub_max_models", "gauge", "Most models loaded at once.", [_line("demohub_max_models", totals.max_models)])
-    family("demohub_workers_memory_bytes", "gauge", "All workers' memory.", [
-        _line("demohub_workers_memory_bytes", totals.workers_memory_bytes)])
-    family("demohub_hub_memory_bytes", "gauge", "The hub process's own memory.", [
-        _line("demohub_hub_memory_bytes", totals.hub_memory_bytes)])
-    if totals.memory_budget is not None:
-        family("demohub_memory_budget_bytes", "gauge", "Memory budget for all workers.", [
-            _line("demohub_memory_budget_bytes", totals.memory_budget)])
-    if queue_length is not None:
-        family("demohub_queue_length", "gauge", "Requests waiting in Gradio's queue.", [
-            _line("demohub_queue_length", queue_length)])
-    return "\n".join(out) + "\n"
+    def describe(self) -> list[Metric]:
+        return []  # registering must not collect: a collect reads every process's memory
+
+    def collect(self) -> Iterator[Metric]:
+        statuses = self._registry.status()
+        totals = self._registry.totals()
+        for name, help_text, get in _PER_MODEL:
+            family = CounterMetricFamily(name, help_text, labels=["model"])
+            for s in statuses:
+                family.add_metric([s.name], get(s))
+            yield family
+        evictions = CounterMetricFamily("demohub_evictions_total", "Evictions by reason.",
+                                        labels=["model", "reason"])
+        for s in statuses:
+            counts = {**dict.fromkeys(EVICTION_REASONS, 0), **s.stats.evictions}
+            for reason, n in sorted(counts.items()):
+                evictions.add_metric([s.name, reason], n)
+        yield evictions
+
+        memory = GaugeMetricFamily("demohub_model_memory_bytes", f"Worker memory ({totals.memory_metric}).",
+                                   labels=["model"])
+        in_flight = GaugeMetricFamily("demohub_in_flight", "Requests inside the registry (running or waiting).",
+                                      labels=["model"])
+        state = GaugeMetricFamily("demohub_model_state", "1 for the model's current state.",
+                                  labels=["model", "state"])
+        for s in statuses:
+            memory.add_metric([s.name], s.memory_bytes)
+            in_flight.add_metric([s.name], s.in_flight)
+            for st in _STATES:
+                state.add_metric([s.name, st], 1 if s.state.value == st else 0)
+        yield from (memory, in_flight, state)
+
+        yield GaugeMetricFamily("demohub_loaded_models", "Models loaded now.", value=totals.loaded)
+        yield GaugeMetricFamily("demohub_max_models", "Most models loaded at once.", value=totals.max_models)
+        yield GaugeMetricFamily("demohub_workers_memory_bytes", "All workers' memory.",
+                                value=totals.workers_memory_bytes)
+        yield GaugeMetricFamily("demohub_hub_memory_bytes", "The hub process's own memory.",
+                                value=totals.hub_memory_bytes)
+        shared = GaugeMetricFamily("demohub_shared_process_memory_bytes",
+                                   "Memory of processes a backend keeps besides the models (templates, daemons).",
+                                   labels=["process"])
+        for proc in totals.shared:
+            shared.add_metric([proc.name], proc.memory_bytes)
+        yield shared
+        if totals.memory_budget is not None:
+            yield GaugeMetricFamily("demohub_memory_budget_bytes", "Memory budget for all workers.",
+                                    value=totals.memory_budget)
+        queue_length = self._queue_length()
+        if queue_length is not None:
+            yield GaugeMetricFamily("demohub_queue_length", "Requests waiting in Gradio's queue.",
+                                    value=queue_length)
+
+
+class HubMetrics:
+    """One hub's metrics: its own CollectorRegistry, the registry collector and
+    the two histograms. Subscribed to the event bus from construction until
+    `close()` (the app's lifetime); events for models this hub does not serve
+    are ignored."""
+
+    def __init__(self, registry: Registry, queue_length: Callable[[], int | None] = lambda: None):
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(RegistryCollector(registry, queue_length))
+        self._names = frozenset(registry.names)
+        self.request_seconds = Histogram(
+            "demohub_request_seconds", "Whole requests through the registry (waiting for a load included).",
+            ["model", "outcome"], buckets=REQUEST_BUCKETS, registry=self.registry)
+        self.load_seconds = Histogram(
+            "demohub_model_load_seconds", "Model loads, from starting the worker to ready.",
+            ["model"], buckets=LOAD_BUCKETS, registry=self.registry)
+        for name in registry.names:  # every series exists from the first scrape, at zero
+            self.load_seconds.labels(name)
+            for outcome in ("ok", "error"):
+                self.request_seconds.labels(name, outcome)
+        self._unsubscribe = events.subscribe(self._on_event)
+
+    def _on_event(self, record: dict) -> None:
+        model = record.get("model")
+        seconds = record.get("seconds")
+        if model not in self._names or not isinstance(seconds, (int, float)):
+            return
+        if record["event"] == "predict":
+            self.request_seconds.labels(model, "ok" if record.get("ok") else "error").observe(seconds)
+        elif record["event"] == "load":
+            self.load_seconds.labels(model).observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text for one scrape."""
+        return generate_latest(self.registry)
+
+    def close(self) -> None:
+        self._unsubscribe()

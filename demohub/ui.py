@@ -9,8 +9,9 @@ from typing import Any
 
 import gradio as gr
 
-from demohub import events
+from demohub import events, status_tab
 from demohub.errors import HubError, InputError
+from demohub.history import History
 from demohub.refusals import HubBlocks, refusal
 from demohub.registry import ModelStatus, Registry, State
 from demohub.sources import ModelSources
@@ -79,38 +80,6 @@ def model_line(status: ModelStatus) -> str:
     return "Model not loaded yet: the first prediction loads it (a few seconds)."
 
 
-def _mb(n: int) -> str:
-    return f"{n / 2**20:.0f} MB" if n else "–"
-
-
-def status_rows(statuses: list[ModelStatus]) -> list[list[Any]]:
-    rows = []
-    for s in statuses:
-        st = s.stats
-        rows.append([
-            s.name, s.state.value, s.source, _mb(s.memory_bytes),
-            f"{st.last_load_s:.1f}" if st.last_load_s else "–",
-            st.hits, st.misses, st.loads, sum(st.evictions.values()), st.crashes, st.timeouts,
-            s.in_flight, (s.error or "")[:160],
-        ])
-    return rows
-
-
-STATUS_HEADERS = ["model", "state", "source", "memory", "last load s", "hits", "misses",
-                  "loads", "evictions", "crashes", "timeouts", "in flight", "error"]
-
-
-def totals_text(registry: Registry) -> str:
-    t = registry.totals()
-    budget = _mb(t.memory_budget) if t.memory_budget else "none"
-    ttl = f"{t.idle_ttl_s:.0f} s" if t.idle_ttl_s else "never"
-    return (
-        f"**{t.loaded} / {t.max_models} models loaded** · workers {_mb(t.workers_memory_bytes)} "
-        f"({t.memory_metric.upper()}) · hub process {_mb(t.hub_memory_bytes)} · "
-        f"memory budget {budget} · idle eviction after {ttl}"
-    )
-
-
 def _name_endpoints(blocks: gr.Blocks, specs: list[DemoSpec]) -> None:
     """Each demo's public endpoint is described by its spec, and its handler is
     named after the demo: MCP clients see a tool `cassava`, not `diagnose`."""
@@ -124,7 +93,8 @@ def _name_endpoints(blocks: gr.Blocks, specs: list[DemoSpec]) -> None:
             block_fn.api_description = spec.description
 
 
-def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSources) -> gr.Blocks:
+def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
+                 history: History) -> gr.Blocks:
     with HubBlocks(title="Demo hub") as blocks:
         gr.Markdown("# Demo hub\nSeveral trained models side by side. Each model loads on first use "
                     "in its own process.")
@@ -139,17 +109,15 @@ def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSource
                     except Exception as exc:  # noqa: BLE001 - one broken tab must not stop the hub
                         events.event("tab_failed", spec.name, error=f"{type(exc).__name__}: {exc}")
                         gr.Markdown(f"**This demo's page could not be built:** `{type(exc).__name__}: {exc}`")
-            with gr.Tab("Status", id="status"):
-                totals = gr.Markdown()
-                table = gr.Dataframe(headers=STATUS_HEADERS, interactive=False, wrap=True)
+            status = status_tab.build(registry, history)
 
         def refresh():
-            statuses = registry.status()
-            return [totals_text(registry), status_rows(statuses)] + [model_line(s) for s in statuses]
+            return [model_line(s) for s in registry.status()]
 
         _name_endpoints(blocks, specs)
-        outputs = [totals, table, *model_lines]
+        outputs = model_lines
         timer = gr.Timer(STATUS_REFRESH_S)
+        status.attach(timer, blocks)
         timer.tick(refresh, None, outputs, api_visibility="private", queue=False, show_progress="hidden")
         blocks.load(refresh, None, outputs, api_visibility="private", queue=False, show_progress="hidden")
     return blocks
