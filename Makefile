@@ -14,11 +14,13 @@ setup-test:
 run: setup
 	$(PY) hub.py --host $(HOST) --port $(PORT) $(ARGS)
 
-# Two pytest processes: importing torch(vision) into a process that already holds
-# TensorFlow can segfault -- the same reason the hub gives each model its own worker.
+# Three pytest processes: importing torch(vision) into a process that already holds
+# TensorFlow can segfault -- the same reason the hub gives each model its own worker;
+# and the Ray tests join a local Ray as a driver, which should not outlive them.
 test: setup-test
-	$(PY) -m pytest --ignore-glob='tests/test_durian*' $(ARGS)
+	$(PY) -m pytest --ignore-glob='tests/test_durian*' --ignore=tests/test_ray.py $(ARGS)
 	$(PY) -m pytest tests/test_durian*.py $(ARGS)
+	$(PY) -m pytest tests/test_ray.py $(ARGS)
 
 bench: setup
 	$(PY) bench/bench_registry.py

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import math
 import os
 import pickle
 import secrets
@@ -37,7 +38,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from demohub import wire
 from demohub.backends import CallResult, LoadInfo, SharedProcess, Tick
@@ -214,27 +215,55 @@ def node_model_dir(model_dir: str) -> Path:
     return path
 
 
+def _bind_replica_grpc_to_node_ip() -> None:
+    """Serve 2.60 starts each replica's inter-deployment gRPC server on "[::]:0"
+    (every interface) with no setting to change it, right after our constructor
+    returns. Bind it to the node's own address instead: 127.0.0.1 on a
+    loopback-only node, the address other nodes use in a cluster. (Our calls
+    go through Ray actor calls, not this server.)"""
+    import ray
+    from ray.serve._private import replica
+
+    original = replica.add_port_to_grpc_server
+    if getattr(original, "_demohub", False):
+        return
+    host = ray.util.get_node_ip_address()
+    host = f"[{host}]" if ":" in host else host
+
+    def bind(server: Any, address: str) -> int:
+        if address.startswith("[::]:"):
+            address = f"{host}:{address.rsplit(':', 1)[1]}"
+        return original(server, address)
+
+    bind._demohub = True  # type: ignore[attr-defined]
+    replica.add_port_to_grpc_server = bind
+
+
 class DemoReplica:
-    """One copy of a demo's model inside a Serve replica.
+    """One copy of a demo's model inside a Serve replica: the same steps as a
+    spawn worker (`demohub.worker`), so a demo behaves the same on Ray.
 
     A load failure is kept and reported (rather than raised) so the hub gets
     the demo's own message at once instead of Serve retrying the constructor.
     """
 
     def __init__(self, runtime: str, import_root: str | None, model_dir: str, placeholder: bool):
+        from demohub import worker
+
+        _bind_replica_grpc_to_node_ip()
         started = time.perf_counter()
         self._runtime: Any = None
         self._model: Any = None
         self._load_error: str | None = None
+        self._threads = worker.Threads()
         try:
             if import_root and import_root not in sys.path:
                 sys.path.insert(0, import_root)
             module = importlib.import_module(runtime)
+            worker.check_runtime(module)
             path = node_model_dir(model_dir)
             if placeholder:
-                from demohub.worker import build_placeholder
-
-                path = build_placeholder(module, path)
+                path = worker.build_placeholder(module, path)
             self._model = module.load(path)
             self._runtime = module
         except BaseException as exc:  # noqa: BLE001 - reported to the hub by info()/predict()
@@ -247,22 +276,15 @@ class DemoReplica:
         return pickle.dumps({"load_s": self._load_s, "pid": os.getpid(), "error": self._load_error,
                              "node_id": ray.get_runtime_context().get_node_id()})
 
-    def predict(self, payload: bytes) -> bytes:
+    def predict(self, payload: bytes, threads: int | None = None) -> bytes:
+        """`payload` is a pickled request (or batch) from our own hub; the reply
+        is the worker's pickled reply tuple."""
+        from demohub import worker
+
         if self._load_error is not None:
             return pickle.dumps((wire.LOAD_FAILED, self._load_error.splitlines()[0], self._load_error))
-        request = pickle.loads(payload)  # from our own hub
-        started = time.perf_counter()
-        try:
-            result = self._runtime.predict(self._model, request)
-        except InputError as exc:
-            return pickle.dumps((wire.INPUT_ERROR, str(exc)))
-        except Exception as exc:  # noqa: BLE001 - reported, the replica keeps serving
-            return pickle.dumps((wire.ERROR, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-        try:
-            return pickle.dumps((wire.OK, result, time.perf_counter() - started),
-                                protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:  # noqa: BLE001 - an unpicklable result is the demo's bug
-            return pickle.dumps((wire.ERROR, f"the result could not be sent: {exc}", ""))
+        self._threads.apply(threads)
+        return worker._reply(self._runtime, self._model, pickle.loads(payload))
 
 
 # -- the hub side -------------------------------------------------------------------
@@ -407,9 +429,8 @@ class RayModel:
         name = self.spec.name
         deadline = time.monotonic() + timeout
         try:
-            handle = self._wait_deployed(deadline, tick)
-            response = handle.options(method_name="info").remote()
-            info = self._wait(response, deadline, tick, watch_deploy=True)
+            handle = self._wait_deployed(deadline, tick).options(method_name="info")
+            info = self._wait(handle.remote, deadline, tick, watch_deploy=True)
         except TimeoutError:
             view = self._view()
             self.kill("timeout")
@@ -428,11 +449,14 @@ class RayModel:
         # what a visitor waits for: deploying, placing and starting the replica, and load()
         return LoadInfo(seconds=time.monotonic() - self._started)
 
-    def _wait(self, response: Any, deadline: float, tick: Tick | None, watch_deploy: bool = False) -> Any:
-        """The reply to `response`, unpickled with the hub's guard, by `deadline`."""
-        from ray.exceptions import RayActorError, RayError
+    def _wait(self, send: Callable[[], Any], deadline: float, tick: Tick | None,
+              watch_deploy: bool = False) -> Any:
+        """The reply to the request `send()` makes, unpickled with the hub's guard, by `deadline`."""
+        from ray.exceptions import RayActorError
+        from ray.serve.exceptions import DeploymentUnavailableError
 
         name = self.spec.name
+        response = send()
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -443,13 +467,20 @@ class RayModel:
                 break
             except TimeoutError:
                 pass
+            except DeploymentUnavailableError:
+                if not watch_deploy:
+                    self._replica_died = True  # deleted under us (by hand, or the cluster restarted)
+                    raise WorkerFailed(f"the {name} model's Ray application went away; it will be "
+                                       "deployed again on the next request") from None
+                time.sleep(0.25)  # just deployed: the handle has not heard of it yet
+                response = send()
             except RayActorError as exc:
                 self._replica_died = True
                 raise WorkerFailed(
                     f"the {name} model's Ray replica died while serving this request "
                     f"({_first_line(exc)}); Ray Serve is restarting it and the next request will "
                     "wait for it") from None
-            except RayError as exc:
+            except Exception as exc:  # noqa: BLE001 - every Ray failure becomes a sentence
                 raise WorkerFailed(f"the {name} model's Ray call failed: {_first_line(exc)}") from None
             if watch_deploy:
                 view = self._view()
@@ -470,9 +501,11 @@ class RayModel:
         name = self.spec.name
         deadline = time.monotonic() + timeout
         try:
-            handle = self._wait_deployed(deadline, None)
+            handle = self._wait_deployed(deadline, None).options(method_name="predict")
             payload = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
-            reply = self._wait(handle.options(method_name="predict").remote(payload), deadline, None)
+            if threads:  # the registry counts this machine's cores; the replica has num_cpus
+                threads = max(1, min(threads, math.ceil(self._backend.num_cpus)))
+            reply = self._wait(lambda: handle.remote(payload, threads), deadline, None)
         except TimeoutError:
             self.kill("timeout")
             raise WorkerTimeout(f"the {name} model did not finish a prediction within {timeout:.0f} s; "
@@ -686,6 +719,11 @@ class RayBackend:
 
             def deploy() -> None:
                 try:
+                    # An application being deleted (an eviction a moment ago) must be gone
+                    # first: a handle made meanwhile would see the deployment as unavailable.
+                    deadline = time.monotonic() + spec.load_timeout_s
+                    while app_name in self.apps(max_age=0.0) and time.monotonic() < deadline:
+                        time.sleep(0.2)
                     model._handle = serve._run(app, _blocking=False, name=app_name, route_prefix=None)
                 except BaseException as exc:  # noqa: BLE001 - reported by wait_ready
                     model._deploy_error = exc

@@ -1,0 +1,237 @@
+"""The Ray backend against a real Ray: a one-node Ray on 127.0.0.1 (dashboard
+off, bounded object store, its own auth token), real hubs started with
+`--backend ray`, real gradio_client calls, and Serve's own view of what runs.
+
+Runs in its own pytest process (see the Makefile): this process connects to
+the cluster as a second Ray driver to check what the hub claims.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from gradio_client.exceptions import AppError
+
+from demohub.backends.ray_serve import APP_PREFIX, LocalRay
+from support import PROJECT_ROOT, TEST_DEMOS, mapped_framework_libs, running_hub
+
+pytestmark = pytest.mark.timeout(240)
+
+IDLE_TTL = 3
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local Ray for the module; this process is a driver on it too."""
+    head = LocalRay.start(num_cpus=2, object_store_bytes=100 * 2**20)
+    os.environ.update(head.env)
+    os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
+    import ray
+
+    try:
+        ray.init(address=head.address, namespace="demohub-tests", log_to_driver=False,
+                 configure_logging=False)
+        yield head
+    finally:
+        ray.shutdown()
+        head.stop()
+
+
+def serve_apps() -> dict:
+    """Serve's own view: app name -> [(state, pid, actor name)] of its replicas."""
+    import ray
+    from ray.serve.context import _get_global_client
+
+    details = ray.get(_get_global_client()._controller.get_serve_instance_details.remote(), timeout=10)
+    out = {}
+    for name, app in (details.get("applications") or {}).items():
+        if not name.startswith(APP_PREFIX):
+            continue
+        reps = []
+        for dep in app["deployments"].values():
+            for r in dep["replicas"]:
+                state = getattr(r["state"], "value", r["state"])
+                reps.append((str(state), r.get("pid"), r.get("actor_name")))
+        out[name] = reps
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def metric(hub, metric_name: str, **labels) -> float | None:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in hub.get("/metrics")[1].splitlines():
+        if line.startswith(f"{metric_name}{{{want}}}"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def connect_serve():
+    from ray import serve
+
+    serve.start(proxy_location="Disabled")  # attaches to the hub's Serve controller
+
+
+@pytest.fixture(scope="module")
+def hub(cluster):
+    with running_hub("--backend", "ray", "--ray-address", cluster.address, "--demos-dir", str(TEST_DEMOS),
+                     "--idle-ttl", str(IDLE_TTL), env=cluster.env, timeout=120) as server:
+        connect_serve()
+        yield server
+
+
+def submit_with_progress(client, request: dict, api_name: str):
+    job = client.submit(json.dumps(request), api_name=api_name)
+    seen = set()
+    deadline = time.monotonic() + 120
+    while not job.done() and time.monotonic() < deadline:
+        status = job.status()
+        for unit in status.progress_data or ():
+            seen.add(unit.desc)
+        time.sleep(0.05)
+    return job, seen
+
+
+def test_first_request_scales_zero_to_one_with_progress(hub):
+    assert f"{APP_PREFIX}alpha" not in serve_apps()  # nothing deployed before the first request
+    job, seen = submit_with_progress(hub.client(), {"op": "echo", "value": 7}, "/alpha")
+    result = job.result(timeout=5)
+    assert result["echo"] == 7 and result["trained"] is False  # the placeholder, built on the replica
+    assert any(d and d.startswith("loading alpha model") for d in seen), seen
+    replicas = serve_apps()[f"{APP_PREFIX}alpha"]
+    assert [(s, pid) for s, pid, _ in replicas] == [("RUNNING", result["pid"])]  # answered by the Serve replica
+    assert result["pid"] not in [p.pid for p in psutil.Process(hub.pid).children(recursive=True)]
+    assert metric(hub, "demohub_model_memory_bytes", model="alpha") > 10 * 2**20
+    assert metric(hub, "demohub_shared_process_memory_bytes", process="ray: raylet") > 0
+    assert f"{APP_PREFIX}beta" not in serve_apps()  # the other demo stays at zero
+    assert not mapped_framework_libs(hub.pid)
+
+
+def test_framework_objects_are_refused_before_reaching_the_hub(hub):
+    client = hub.client()
+    with pytest.raises(AppError, match="result the hub cannot use"):
+        client.predict(json.dumps({"op": "torch"}), api_name="/alpha")
+    assert not mapped_framework_libs(hub.pid)  # the replica had torch; the hub never loaded it
+    assert client.predict(json.dumps({"op": "echo", "value": 1}), api_name="/alpha")["echo"] == 1
+
+
+def test_input_and_model_errors_keep_their_sentences(hub):
+    client = hub.client()
+    with pytest.raises(AppError, match="that input makes no sense: 5"):
+        client.predict(json.dumps({"op": "input_error", "value": 5}), api_name="/alpha")
+    with pytest.raises(AppError, match="failed on this request"):
+        client.predict(json.dumps({"op": "error"}), api_name="/alpha")
+    assert client.predict(json.dumps({"op": "echo", "value": 2}), api_name="/alpha")["echo"] == 2
+
+
+def test_idle_model_scales_back_to_zero_and_returns(hub):
+    client = hub.client()
+    pid = client.predict(json.dumps({"op": "echo", "value": 3}), api_name="/alpha")["pid"]
+    wait_for(lambda: f"{APP_PREFIX}alpha" not in serve_apps(), IDLE_TTL + 30, "Serve to drop idle alpha")
+    wait_for(lambda: not psutil.pid_exists(pid), 30, "the idle replica's process to end")
+    assert metric(hub, "demohub_evictions_total", model="alpha", reason="idle") >= 1
+    assert metric(hub, "demohub_model_memory_bytes", model="alpha") == 0
+    again = client.predict(json.dumps({"op": "echo", "value": 4}), api_name="/alpha")
+    assert again["echo"] == 4 and again["pid"] != pid
+
+
+def test_killed_replica_fails_its_request_clearly_and_the_next_recovers(hub):
+    import ray
+
+    client = hub.client()
+    first = client.predict(json.dumps({"op": "echo", "value": 0}), api_name="/beta")
+    (_, pid, actor_name), = serve_apps()[f"{APP_PREFIX}beta"]
+    assert pid == first["pid"]
+    job = client.submit(json.dumps({"op": "sleep", "seconds": 20}), api_name="/beta")
+    time.sleep(2.0)  # the request is inside predict on the replica
+    ray.kill(ray.get_actor(actor_name, namespace="serve"))
+    started = time.monotonic()
+    with pytest.raises(AppError, match="replica died while serving this request.*restarting"):
+        job.result(timeout=60)
+    assert time.monotonic() - started < 15  # the error, not the 20 s sleep
+    after = client.predict(json.dumps({"op": "echo", "value": 9}), api_name="/beta")
+    assert after["echo"] == 9 and after["pid"] != pid
+    assert metric(hub, "demohub_crashes_total", model="beta") == 1
+    logs = hub.logs()
+    assert '"event": "crash"' in logs and "beta" in logs
+
+
+def test_public_api_is_the_same_as_the_spawn_backend(hub):
+    ray_api = hub.client().view_api(print_info=False, return_format="dict")
+    with running_hub("--demos-dir", str(TEST_DEMOS)) as spawn_hub:
+        spawn_api = spawn_hub.client().view_api(print_info=False, return_format="dict")
+        assert spawn_hub.get("/healthz")[0] == 200
+    assert ray_api["named_endpoints"] == spawn_api["named_endpoints"]
+    assert set(ray_api["named_endpoints"]) == {"/alpha", "/beta"}
+    assert not ray_api.get("unnamed_endpoints")
+    assert hub.get("/healthz")[0] == 200
+
+
+def test_load_failure_is_reported_and_deletes_the_application(cluster):
+    folder = Path(tempfile.mkdtemp(prefix="ray-fail-"))
+    (folder / "config.json").write_text(json.dumps({"fail_load": True}))
+    with running_hub("--backend", "ray", "--ray-address", cluster.address, "--demos-dir", str(TEST_DEMOS),
+                     "--only", "alpha", "--model", f"alpha={folder}", env=cluster.env, timeout=120) as hub:
+        connect_serve()
+        with pytest.raises(AppError, match="could not be loaded"):
+            hub.client().predict(json.dumps({"op": "echo"}), api_name="/alpha")
+        assert "configured to fail at load" in hub.logs()  # the operator sees why
+        wait_for(lambda: f"{APP_PREFIX}alpha" not in serve_apps(), 30, "the failed application to go")
+        assert hub.get("/healthz")[0] == 200
+
+
+def test_questions_answers_end_to_end_on_ray(cluster):
+    model = PROJECT_ROOT / "models" / "questions"
+    with running_hub("--backend", "ray", "--ray-address", cluster.address, "--only", "questions",
+                     "--model", f"questions={model}", env=cluster.env, timeout=120) as hub:
+        connect_serve()
+        coarse, fine, summary, result = hub.client().predict("What is the capital of France?",
+                                                             api_name="/questions")
+        assert coarse["label"] == "location (LOC)" and fine["label"].startswith("LOC:")
+        assert abs(sum(result["coarse"].values()) - 1) < 1e-3
+        ((state, pid, _),) = serve_apps()[f"{APP_PREFIX}questions"]
+        assert state == "RUNNING" and "libtorch" in " ".join(mapped_framework_libs(pid))
+        assert not mapped_framework_libs(hub.pid)  # torch and tokenizers stayed on the replica
+
+
+def _listening(pids: set[int]) -> list[tuple[str, int]]:
+    out = []
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
+            out.append((conn.laddr.ip, conn.laddr.port))
+    return out
+
+
+def test_hub_without_address_runs_its_own_loopback_ray_and_ends_it():
+    """No --ray-address: the hub starts a one-node Ray itself, every port on
+    127.0.0.1, and leaves no Ray process behind when it stops."""
+    with running_hub("--backend", "ray", "--demos-dir", str(TEST_DEMOS), "--only", "alpha",
+                     timeout=150) as hub:
+        out = hub.client().predict(json.dumps({"op": "echo", "value": 5}), api_name="/alpha")
+        assert out["echo"] == 5
+        tree = {p.pid for p in psutil.Process(hub.pid).children(recursive=True)}
+        assert out["pid"] in tree  # the replica runs under the hub's own Ray
+        ports = _listening(tree | {hub.pid})
+        assert ports and all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip, _ in ports), ports
+    wait_for(lambda: not [p for p in tree if _running(p)], 45, "the hub's Ray processes to end")
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
