@@ -187,9 +187,12 @@ def _fresh(exc: BaseException) -> BaseException:
         return exc
 
 
-def count(request: Any) -> int:
-    """Predictions a worker call made: a batch's size, else 1."""
-    return len(request.requests) if isinstance(request, Batch) else 1
+def answered(request: Any, value: Any) -> int:
+    """Requests a successful worker call answered: a batch's OK outcomes, else 1
+    (as alone, a request that failed is not counted as a prediction)."""
+    if not isinstance(request, Batch):
+        return 1
+    return sum(1 for o in value if isinstance(o, Outcome) and o.kind == OK)
 
 
 def error_details(request: Any, value: Any) -> list[str]:

@@ -59,7 +59,8 @@ _GUIDE = "see demohub/contract.py for the demo contract"
 
 
 def where(module: ModuleType) -> str:
-    return getattr(module, "__file__", None) or module.__name__
+    """The file to name in a message (a runtime may also be any object)."""
+    return getattr(module, "__file__", None) or getattr(module, "__name__", None) or type(module).__name__
 
 
 def _check(module: ModuleType, name: str, args: tuple[str, ...], required: bool) -> None:

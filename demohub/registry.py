@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
-from demohub import events
+from demohub import batching, events
 from demohub.backends import Backend, ModelHandle, SharedProcess
 from demohub.errors import (HubAtCapacity, HubError, InputError, ModelBusy, ModelError,
                             ModelUnavailable, WorkerFailed, WorkerTimeout)
@@ -168,6 +168,10 @@ class Registry:
         self.cores = cores or len(os.sched_getaffinity(0))
         self._sources = sources
         self._slots = {spec.name: _Slot(spec) for spec in specs}
+        #: concurrent requests share one call, for models whose spec allows batches and
+        #: whose backend runs one call at a time (where a request would otherwise queue)
+        self._batchers = {s.name: batching.Batcher(s.name, s.max_batch) for s in specs
+                          if s.max_batch > 1 and backend.concurrency(s) == 1}
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._closed = threading.Event()
@@ -183,8 +187,11 @@ class Registry:
         return self._slots[name].spec
 
     def concurrency(self, name: str) -> int:
-        """Requests one loaded model can really run at once (the tab's limit)."""
+        """Requests one loaded model can really run at once (the tab's limit); for a
+        batching model, the requests one call can carry."""
         spec = self._slots[name].spec
+        if name in self._batchers:
+            return spec.max_batch
         return max(1, min(spec.concurrency_limit, self.backend.concurrency(spec)))
 
     def predict(self, name: str, request: Any, progress: Progress | None = None) -> Any:
@@ -199,7 +206,12 @@ class Registry:
             while True:
                 worker = self._ensure_loaded(slot, progress)
                 if worker.alive() and slot.worker is worker:
-                    result = self._call(slot, worker, request)
+                    batcher = self._batchers.get(name)
+                    if batcher is None:
+                        result = self._call(slot, worker, request)
+                    else:
+                        result = batcher.submit(request, lambda batch, w=worker: self._call(slot, w, batch),
+                                                slot.spec.predict_timeout_s)
                     ok = True
                     return result
                 # it died or was replaced between the load and the call: the next pass reloads
@@ -573,9 +585,15 @@ class Registry:
                 slot.calls -= 1
             for dead in to_kill:
                 dead.kill()
+        failed = batching.error_details(request, result.value)
         with self._lock:
-            slot.stats.predictions += 1
+            slot.stats.predictions += batching.answered(request, result.value)
             slot.stats.predict_seconds_total += result.seconds
+            slot.stats.errors += len(failed)
+            if failed:
+                slot.error, slot.traceback = failed[-1].strip().splitlines()[0][:300], failed[-1]
+        for detail in failed:
+            events.event("predict_error", slot.spec.name, error=detail[:4000])
         return result.value
 
     # -- bookkeeping (call with the lock held) -----------------------------------------

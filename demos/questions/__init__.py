@@ -33,4 +33,10 @@ SPEC = DemoSpec(
     load_timeout_s=120.0,
     expected_load_s=4.0,
     concurrency_limit=4,
+    # up to 32 concurrent questions answered in one forward pass (runtime.predict_batch)
+    max_batch=32,
+    # what runtime.py reads through folder.load
+    model_files=("config.json", "model.safetensors", "tokenizer.json", "README.md"),
+    # a 3-layer model on short inputs: copying to a GPU would cost more than it saves
+    device="cpu",
 )

@@ -1,7 +1,8 @@
 """Runs only inside the questions worker: loads the folder, answers requests.
 
 A request is {"text": "..."} for one question or {"texts": [...]} for a batch
-(one forward pass). Results are plain dicts so they cross the process
+(one forward pass); `predict_batch` answers several visitors' requests in one
+forward pass when the hub coalesces them. Results are plain dicts so they cross the process
 boundary without torch.
 """
 
@@ -39,6 +40,15 @@ def predict(model: folder.Loaded, request: dict) -> dict | list[dict]:
             raise InputError(f"At most {MAX_BATCH} questions per request (got {len(texts)}).")
         return answer(model, list(texts))
     return answer(model, [request["text"]])[0]
+
+
+def predict_batch(model: folder.Loaded, requests: list) -> list:
+    """Concurrent visitors' questions (the hub coalesces them) in one forward pass.
+    If one is bad this raises, and the hub retries them one by one so only that
+    visitor gets the error."""
+    if all(isinstance(r, dict) and "text" in r and "texts" not in r for r in requests):
+        return answer(model, [r["text"] for r in requests])
+    return [predict(model, r) for r in requests]
 
 
 def answer(model: folder.Loaded, texts: list) -> list[dict]:
