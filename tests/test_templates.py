@@ -98,6 +98,18 @@ def test_a_forked_worker_is_killed_and_replaced_without_touching_its_template_or
     # and nothing is left behind: the dead worker was reaped by us, not left a zombie
     assert all(c.status() != psutil.STATUS_ZOMBIE for c in psutil.Process().children())
 
+    # the other way round: a template that dies takes no worker with it, and the next
+    # load of its family starts a new one
+    os.kill(template.pid, signal.SIGKILL)
+    assert wait_until(lambda: gone(template.pid), 5)
+    assert registry.predict("torch_b", {})["pid"] == b["pid"]
+    assert registry.predict("torch_a", {})["pid"] == again["pid"]
+    registry.sweep()
+    assert registry.evict("torch_a")
+    replaced = registry.predict("torch_a", {"value": 1})
+    [new_template] = backend.shared("pss")
+    assert new_template.pid != template.pid and replaced["out"] == a["out"]
+
 
 def test_idle_template_ends_after_its_ttl_and_on_trim(make_registry):
     registry, backend = make_registry(TORCH_DEMOS, Limits(idle_ttl_s=None), template_ttl_s=0.5)

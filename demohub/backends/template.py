@@ -53,8 +53,9 @@ _TENSORFLOW = ("tensorflow", "keras", "tf_keras")
 _PR_SET_CHILD_SUBREAPER = 36
 #: how long a template may take to import its family before the hub gives up on it
 TEMPLATE_START_S = 180.0
-#: a template's memory is re-read at most this often (or when its workers change)
-MEMORY_EVERY_S = 5.0
+#: a template's memory is read again after this long, or after it forks (each read
+#: of /proc costs ~4 ms of CPU for a framework process; the sweeper asks every second)
+MEMORY_EVERY_S = 30.0
 
 
 # -- which family a demo belongs to (read, never imported, in the hub) -----------------------
@@ -295,6 +296,10 @@ class Template:
             value = process_memory(self.pid, metric) if self.alive() else 0
             self._memory = (now, metric, value)
         return value
+
+    def forget_memory(self) -> None:
+        """Its workers changed: the next `memory()` reads /proc again."""
+        self._memory = (0.0, "", 0)
 
     def _lock_until(self, deadline: float, tick: Tick | None) -> None:
         while not self._ctl.acquire(timeout=max(0.0, min(0.25, deadline - time.monotonic()))):
@@ -607,6 +612,7 @@ class TemplateBackend:
                 t.idle_since = None
                 if proc is not None:
                     t.workers.append(proc)
+                    t.forget_memory()
         handle.origin = f"forked from template {family} (pid {t.pid})"
         return LocalWorker(spec, proc, wire.Channel(parent_end))
 

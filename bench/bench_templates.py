@@ -1,0 +1,302 @@
+"""Spawn against template start methods, side by side in one run: the hub with
+`--start-method spawn` and with `--start-method template`, alternated round by
+round (spawn first in even rounds, template first in odd ones).
+
+    .venv/bin/python bench/bench_templates.py                 # 2 rounds, ~12 min on 2 busy cores
+    .venv/bin/python bench/bench_templates.py --rounds 1 --json /tmp/templates.json
+
+Each hub run (the real hub.py and demos, 127.0.0.1, ended by PID):
+1. idle: the page is served, no model loaded: the process tree's PSS;
+2. first answer per demo on a fresh hub (a template starts on its family's
+   first request: its import is paid here);
+3. everything loaded: tree PSS/RSS, warm latency (median of 5 calls per demo),
+   idle CPU of the tree over `--idle-seconds`;
+4. models evicted by the idle TTL (templates stay, `--template-ttl` is longer):
+   each demo loaded again, one at a time: the worker's own load time (from the
+   hub's `load` event) and the first answer seen by the client -- for the
+   template method this is a cold load with a warm template;
+5. everything ended, templates included (their TTL): tree PSS against step 1.
+
+Requests go through Gradio's HTTP API with the same inputs bench/vs_baseline.py uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vs_baseline import (DEMOS, REQUEST_TIMEOUT_S, ROOT, Inputs, Server, free_port, http_predict,  # noqa: E402
+                         log, timed, tree_cpu, tree_memory)
+
+IDLE_TTL_S = 20.0
+TEMPLATE_TTL_S = 40.0
+METHODS = ("spawn", "template")
+
+
+def hub_events(server: Server) -> list[dict]:
+    out = []
+    for line in server.log_path.read_text(errors="replace").splitlines():
+        if line.startswith('{"ts"'):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def wait_for(check, timeout: float, step: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(step)
+    return check()
+
+
+def children(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def workers(pid: int) -> list[psutil.Process]:
+    """The hub's model workers (spawned `demohub.worker` or forked `w:<demo>`), not templates."""
+    out = []
+    for child in children(pid):
+        try:
+            if child.name().startswith("w:") or "demohub.worker" in " ".join(child.cmdline()):
+                out.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def run_hub(method: str, args: argparse.Namespace, workdir: Path, inputs: Inputs) -> dict[str, Any]:
+    port = free_port()
+    cmd = [sys.executable, str(ROOT / "hub.py"), "--host", "127.0.0.1", "--port", str(port),
+           "--cache-dir", str(args.cache_dir), "--max-models", "3", "--idle-ttl", str(IDLE_TTL_S),
+           "--start-method", method, "--template-ttl", str(TEMPLATE_TTL_S)]
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(workdir / f"gradio-{method}")}
+    server = Server(method, cmd, ROOT, env, workdir / f"{method}-{port}.log", port)
+    out: dict[str, Any] = {"method": method}
+    try:
+        server.wait_page()
+        time.sleep(2)
+        out["idle_pss"] = tree_memory(server.pid)["pss"]
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
+            out["first_answer_s"] = {d: timed(lambda d=d: http_predict(http, server.url, d, inputs.next(d)))
+                                     for d in DEMOS}
+            out["warm_s"] = {d: statistics.median(timed(lambda d=d: http_predict(http, server.url, d, inputs.next(d)))
+                                                  for _ in range(5)) for d in DEMOS}
+            server.remember_children()
+            time.sleep(2)
+            mem = tree_memory(server.pid)
+            out["loaded_pss"], out["loaded_rss"], out["processes"] = mem["pss"], mem["rss"], mem["processes"]
+            cpu = tree_cpu(server.pid)
+            started = time.perf_counter()
+            time.sleep(args.idle_seconds)
+            out["idle_cpu"] = (tree_cpu(server.pid) - cpu) / (time.perf_counter() - started)
+            log(f"{method}: first answers {fmt_s(out['first_answer_s'])}; loaded PSS {mib(out['loaded_pss'])}; "
+                f"idle CPU {out['idle_cpu'] * 100:.1f} %")
+            if not wait_for(lambda: not workers(server.pid), IDLE_TTL_S + 30):
+                raise RuntimeError(f"{method}: workers were not evicted:\n{server.log_tail()}")
+            out["evicted_pss"] = tree_memory(server.pid)["pss"]  # templates (if any) still up
+            out["reload_answer_s"], out["reload_load_s"] = {}, {}
+            for demo in DEMOS:
+                seen = len(hub_events(server))
+                out["reload_answer_s"][demo] = timed(lambda: http_predict(http, server.url, demo, inputs.next(demo)))
+                loads = [e for e in hub_events(server)[seen:] if e["event"] == "load" and e["model"] == demo]
+                out["reload_load_s"][demo] = loads[-1]["seconds"] if loads else None
+                out.setdefault("reload_where", {})[demo] = loads[-1].get("where") if loads else None
+            server.remember_children()
+            log(f"{method}: reloads: load {fmt_s(out['reload_load_s'])}, first answer {fmt_s(out['reload_answer_s'])}")
+        if not wait_for(lambda: not children(server.pid), IDLE_TTL_S + TEMPLATE_TTL_S + 40):
+            raise RuntimeError(f"{method}: processes left: {[p.name() for p in children(server.pid)]}")
+        time.sleep(1)
+        out["after_pss"] = tree_memory(server.pid)["pss"]
+        log(f"{method}: idle {mib(out['idle_pss'])} -> all ended {mib(out['after_pss'])}")
+        out["loadavg"] = os.getloadavg()[0]
+    finally:
+        server.stop()
+    return out
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:.0f} MiB"
+
+
+def fmt_s(values: dict[str, float | None]) -> str:
+    return ", ".join(f"{k} {v:.2f} s" if v is not None else f"{k} -" for k, v in values.items())
+
+
+def span(values: list[float]) -> str:
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    return f"{lo:.2f}" if abs(hi - lo) < 0.005 else f"{lo:.2f}-{hi:.2f}"
+
+
+def table(runs: list[dict]) -> str:
+    """Template figures, spawn figures and template/spawn ratios (min-max over rounds)."""
+    by_round: dict[int, dict[str, dict]] = {}
+    for run in runs:
+        by_round.setdefault(run["round"], {})[run["method"]] = run
+    rounds = [r for r in by_round.values() if set(r) == set(METHODS)]
+    rows: list[tuple[str, Any]] = []
+    for demo in DEMOS:
+        rows.append((f"cold load, warm template: {demo} (worker load s)", lambda r, d=demo: r["reload_load_s"][d]))
+        rows.append((f"cold load, warm template: {demo} (first answer s)", lambda r, d=demo: r["reload_answer_s"][d]))
+    for demo in DEMOS:
+        rows.append((f"first answer on a fresh hub: {demo} (s)", lambda r, d=demo: r["first_answer_s"][d]))
+    for demo in DEMOS:
+        rows.append((f"warm latency: {demo} (ms)", lambda r, d=demo: r["warm_s"][d] * 1000))
+    rows += [
+        ("tree PSS, idle hub (MiB)", lambda r: r["idle_pss"] / 2**20),
+        ("tree PSS, all three loaded (MiB)", lambda r: r["loaded_pss"] / 2**20),
+        ("tree RSS, all three loaded (MiB)", lambda r: r["loaded_rss"] / 2**20),
+        ("idle CPU, all loaded (% of a core)", lambda r: r["idle_cpu"] * 100),
+        ("tree PSS after everything ended minus idle (MiB)", lambda r: (r["after_pss"] - r["idle_pss"]) / 2**20),
+    ]
+    lines = ["| figure | template | spawn | template / spawn |", "|---|---|---|---|"]
+    for label, get in rows:
+        t = [get(r["template"]) for r in rounds]
+        s = [get(r["spawn"]) for r in rounds]
+        ok = [(a, b) for a, b in zip(t, s) if a is not None and b is not None]
+        ratio = span([a / b for a, b in ok if b]) if ok else "-"
+        lines.append(f"| {label} | {span([x for x in t if x is not None])} | "
+                     f"{span([x for x in s if x is not None])} | {ratio} |")
+    return "\n".join(lines)
+
+
+# -- --cpu: how workers wait for work (OpenMP wait policy), side by side ------------------------
+
+WAIT_SETTINGS = {
+    "default": {},
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "spin10k": {"GOMP_SPINCOUNT": "10000"},
+}
+
+
+def run_cpu(setting: str, args: argparse.Namespace, workdir: Path, seed: int) -> dict[str, Any]:
+    """One hub (`--start-method`, workers' OpenMP env from WAIT_SETTINGS): warm
+    latency, idle CPU with all loaded, then the 8-client mixed stream."""
+    from vs_baseline import mixed_stream
+
+    port = free_port()
+    cmd = [sys.executable, str(ROOT / "hub.py"), "--host", "127.0.0.1", "--port", str(port),
+           "--cache-dir", str(args.cache_dir), "--max-models", "3", "--idle-ttl", "0",
+           "--start-method", args.start_method]
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(workdir / f"gradio-{setting}"),
+           **WAIT_SETTINGS[setting]}
+    server = Server(setting, cmd, ROOT, env, workdir / f"cpu-{setting}-{port}.log", port)
+    inputs = Inputs()
+    out: dict[str, Any] = {"setting": setting}
+    try:
+        server.wait_page()
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
+            for _ in range(2):
+                for demo in DEMOS:
+                    http_predict(http, server.url, demo, inputs.next(demo))
+            out["warm_s"] = {d: statistics.median(timed(lambda d=d: http_predict(http, server.url, d, inputs.next(d)))
+                                                  for _ in range(args.warm_calls)) for d in DEMOS}
+        server.remember_children()
+        time.sleep(2)
+        cpu = tree_cpu(server.pid)
+        started = time.perf_counter()
+        time.sleep(args.idle_seconds)
+        out["idle_cpu"] = (tree_cpu(server.pid) - cpu) / (time.perf_counter() - started)
+        tp = mixed_stream(server.url, server.pid, args.throughput_seconds, seed)
+        out.update(answers_per_s=tp["answers_per_s"], cpu_s_per_answer=tp["cpu_s_per_answer"],
+                   errors=len(tp["errors"]), loadavg=os.getloadavg()[0])
+        log(f"{setting}: warm {fmt_s(out['warm_s'])}; idle CPU {out['idle_cpu'] * 100:.1f} %; "
+            f"mixed {tp['answers_per_s']:.2f}/s, {tp['cpu_s_per_answer']:.2f} CPU-s each, {len(tp['errors'])} errors")
+    finally:
+        server.stop()
+    return out
+
+
+def cpu_table(runs: list[dict]) -> str:
+    """Each setting's figures (min-max over rounds) and its ratio to "default" in the same round."""
+    rows = [("mixed throughput (answers/s)", lambda r: r["answers_per_s"]),
+            ("CPU-s per answer", lambda r: r["cpu_s_per_answer"]),
+            ("idle CPU, all loaded (% of a core)", lambda r: r["idle_cpu"] * 100)]
+    rows += [(f"warm latency {d} (ms)", lambda r, d=d: r["warm_s"][d] * 1000) for d in DEMOS]
+    settings = list(dict.fromkeys(r["setting"] for r in runs))
+    by_round: dict[int, dict[str, dict]] = {}
+    for run in runs:
+        by_round.setdefault(run["round"], {})[run["setting"]] = run
+    head = " | ".join(f"{s} | {s}/default" for s in settings)
+    lines = [f"| figure | {head} |", "|---" * (1 + 2 * len(settings)) + "|"]
+    for label, get in rows:
+        cells = []
+        for setting in settings:
+            values = [get(r[setting]) for r in by_round.values() if setting in r]
+            ratios = [get(r[setting]) / get(r["default"]) for r in by_round.values()
+                      if setting in r and "default" in r and get(r["default"])]
+            cells += [span(values), span(ratios)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache",
+                        help="where placeholder models are built (shared with the other benches)")
+    parser.add_argument("--json", type=Path, help="also write every raw figure here")
+    parser.add_argument("--cpu", action="store_true",
+                        help="compare the workers' OpenMP wait settings instead (WAIT_SETTINGS)")
+    parser.add_argument("--settings", default=",".join(WAIT_SETTINGS), help="with --cpu: which, in order")
+    parser.add_argument("--start-method", default="template", help="with --cpu")
+    parser.add_argument("--throughput-seconds", type=float, default=45.0)
+    parser.add_argument("--warm-calls", type=int, default=7)
+    args = parser.parse_args(argv)
+    started = dt.datetime.now(dt.timezone.utc)
+    runs = []
+    if args.cpu:
+        settings = [s.strip() for s in args.settings.split(",")]
+        with tempfile.TemporaryDirectory(prefix="bench-cpu-") as tmp:
+            for index in range(args.rounds):
+                order = settings if index % 2 == 0 else settings[::-1]
+                for setting in order:
+                    run = run_cpu(setting, args, Path(tmp), seed=index)
+                    run["round"] = index
+                    runs.append(run)
+        print(f"bench_templates --cpu ({args.start_method}): {args.rounds} round(s), {started:%Y-%m-%d %H:%M} UTC, "
+              f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+        print(cpu_table(runs))
+        if args.json:
+            args.json.write_text(json.dumps(runs, indent=1, default=str))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench-templates-") as tmp:
+        workdir = Path(tmp)
+        for index in range(args.rounds):
+            order = METHODS if index % 2 == 0 else METHODS[::-1]
+            for method in order:
+                run = run_hub(method, args, workdir, Inputs())
+                run["round"] = index
+                runs.append(run)
+    print(f"bench_templates: {args.rounds} round(s), {started:%Y-%m-%d %H:%M} UTC, "
+          f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+    print(table(runs))
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
