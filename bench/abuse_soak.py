@@ -24,6 +24,7 @@ import argparse
 import base64
 import itertools
 import json
+import math
 import os
 import random
 import re
@@ -354,198 +355,235 @@ def run(settings: Settings) -> Report:
     """One soak; every file it wrote is gone when it returns."""
     work = Path(tempfile.mkdtemp(prefix="abuse-soak-"))
     try:
-        return _run(settings, work)
+        return Soak(settings, work).run()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(settings: Settings, work: Path) -> Report:
-    demos_dir = settings.demos_dir or ROOT / "demos"
-    targets = settings.targets or (real_targets() if settings.demos_dir is None else fixture_targets())
-    deadline = settings.deadline_s or _default_deadline(demos_dir)
-    limit = deadline + 10.0
-    rng = random.Random(settings.seed)
-    say = print if settings.verbose else (lambda *a, **k: None)
+class Soak:
+    """One hub and the threads that push it: `clients` traffic threads, one
+    hostile stream, one fault injector; the calling thread samples the hub.
+    Every thread ends by `ends` plus one request's limit."""
 
-    gradio_tmp = work / "gradio-tmp"
-    gradio_tmp.mkdir()
-    inputs = work / "inputs"
-    inputs.mkdir()
-    hostile = hostile_inputs(inputs, targets)
-    hub_args = ["--max-models", str(settings.max_models), "--idle-ttl", "0"]
-    if settings.demos_dir is not None:
-        hub_args += ["--demos-dir", str(settings.demos_dir)]
-    hub = start_hub(*hub_args, env={"GRADIO_TEMP_DIR": str(gradio_tmp)}, timeout=180,
-                    cache_dir=settings.cache_dir)
-    say(f"hub pid {hub.pid} on {hub.url}, log {hub.log_path}, temp {gradio_tmp}; deadline {deadline:.0f} s")
-    tally = Tally()
-    stop = threading.Event()
-    seen: dict[int, float] = {}  # every descendant pid -> its start time
-    rss: list[tuple[float, float]] = []
-    temp_max = 0
-    faults: list[dict] = []
-    restarts = 0
-    hub_alive = True
+    def __init__(self, settings: Settings, work: Path):
+        self.settings = settings
+        demos_dir = settings.demos_dir or ROOT / "demos"
+        self.targets = settings.targets or (real_targets() if settings.demos_dir is None else fixture_targets())
+        self.deadline = settings.deadline_s or _default_deadline(demos_dir)
+        self.limit = self.deadline + 10.0
+        self.say = print if settings.verbose else (lambda *a, **k: None)
+        self.gradio_tmp = work / "gradio-tmp"
+        self.gradio_tmp.mkdir()
+        (work / "inputs").mkdir()
+        self.hostile = hostile_inputs(work / "inputs", self.targets)
+        self.tally = Tally()
+        self.stop = threading.Event()
+        self.seen: dict[int, float] = {}  # every process the hub started -> its start time
+        self.rss: list[tuple[float, float]] = []  # (seconds since start, hub RSS MB)
+        self.temp_max = 0
+        self.faults: list[dict] = []
+        self.restarts = 0
+        self.hub = None
+        self.started = self.ends = 0.0
 
-    def watch_processes() -> None:
-        for proc in psutil.Process(hub.pid).children(recursive=True):
-            try:
-                seen.setdefault(proc.pid, proc.create_time())
-            except psutil.NoSuchProcess:
-                pass
+    # -- the parts that run in threads
 
-    # Warm-up: one call per demo, so the measured window starts with the imports done.
-    try:
-        warm = Client(hub.url, verbose=False, download_files=False)
-        for api in (*targets.text, *targets.image):
-            args = (handle_file(targets.photos[api][0]),) if api in targets.image else (targets.questions[0],)
-            say(f"warm-up {api}: {call_client(warm, api, args, 300).kind}")
-        warm.close()
-    except BaseException:
-        hub.stop()
-        raise
-
-    started = time.monotonic()
-    ends = started + settings.seconds
-
-    def traffic(index: int) -> None:
-        client = Client(hub.url, verbose=False, download_files=False)
-        local = random.Random(settings.seed * 1000 + index)
-        apis = [*targets.text, *targets.text, *targets.image]  # half text, half images
+    def _guarded(self, body, *args) -> None:
+        """A thread that dies is a failure of the bench, shown as one."""
         try:
-            while not stop.is_set() and time.monotonic() < ends:
-                api = local.choice(apis)
-                if api in targets.image:
-                    args = (handle_file(local.choice(targets.photos[api])),)
+            body(*args)
+        except Exception as exc:  # noqa: BLE001 - reported in the figures, not lost
+            self.tally.add("bench", f"thread {threading.current_thread().name} failed",
+                           Outcome("unclear", 0.0, f"{type(exc).__name__}: {exc}"))
+
+    def traffic(self, index: int) -> None:
+        client = Client(self.hub.url, verbose=False, download_files=False)
+        rng = random.Random(self.settings.seed * 1000 + index)
+        apis = [*self.targets.text, *self.targets.text, *self.targets.image]  # half text, half images
+        try:
+            while not self.stop.is_set() and time.monotonic() < self.ends:
+                api = rng.choice(apis)
+                if api in self.targets.image:
+                    args = (handle_file(rng.choice(self.targets.photos[api])),)
                 else:
-                    args = (local.choice(targets.questions),)
-                tally.add("traffic", api, call_client(client, api, args, limit))
+                    args = (rng.choice(self.targets.questions),)
+                self.tally.add("traffic", api, call_client(client, api, args, self.limit))
         finally:
             client.close()
 
-    def abuse() -> None:
-        client = Client(hub.url, verbose=False, download_files=False)
-        http = httpx.Client(base_url=hub.url)
+    def abuse(self) -> None:
+        client = Client(self.hub.url, verbose=False, download_files=False)
+        http = httpx.Client(base_url=self.hub.url)
         try:
-            for case in itertools.cycle(hostile):
-                if stop.is_set() or time.monotonic() >= ends:
+            for case in itertools.cycle(self.hostile):
+                if self.stop.is_set() or time.monotonic() >= self.ends:
                     return
                 if case.how == "client":
-                    outcome = call_client(client, case.api, (case.payload,), limit)
+                    outcome = call_client(client, case.api, (case.payload,), self.limit)
                 elif case.how == "call":
-                    outcome = call_raw(http, case.api, case.payload, limit)
+                    outcome = call_raw(http, case.api, case.payload, self.limit)
                 else:
-                    outcome = post_json(http, case.api, case.payload, limit)
-                tally.add("hostile", case.name, outcome)
-                stop.wait(settings.hostile_every_s)
+                    outcome = post_json(http, case.api, case.payload, self.limit)
+                self.tally.add("hostile", case.name, outcome)
+                self.stop.wait(self.settings.hostile_every_s)
         finally:
             http.close()
             client.close()
 
-    def faulter() -> None:
+    def inject_faults(self) -> None:
+        """kill -9 or kill -STOP, alternately, a random worker of our hub."""
+        rng = random.Random(self.settings.seed)
         signals = itertools.cycle([signal.SIGKILL, signal.SIGSTOP])
-        next_at = started + settings.fault_every_s / 2
-        while not stop.wait(max(0.0, next_at - time.monotonic())):
-            if time.monotonic() >= ends:
+        next_at = self.started + self.settings.fault_every_s / 2
+        while not self.stop.wait(max(0.0, next_at - time.monotonic())):
+            if time.monotonic() >= self.ends:
                 return
-            next_at += settings.fault_every_s
-            workers = _workers(hub.pid)
+            next_at += self.settings.fault_every_s
+            now = round(time.monotonic() - self.started, 1)
+            workers = _workers(self.hub.pid)
             if not workers:
-                faults.append({"t": round(time.monotonic() - started, 1), "signal": None, "pid": None})
+                self.faults.append({"t": now, "signal": None, "pid": None})
                 continue
-            victim = rng.choice(workers)
-            sig = next(signals)
+            victim, sig = rng.choice(workers), next(signals)
             try:
                 victim.send_signal(sig)
             except psutil.NoSuchProcess:
                 continue
-            faults.append({"t": round(time.monotonic() - started, 1), "signal": sig.name, "pid": victim.pid})
-            say(f"  t={time.monotonic() - started:5.0f} s  {sig.name} worker {victim.pid}")
+            self.faults.append({"t": now, "signal": sig.name, "pid": victim.pid})
+            self.say(f"  t={now:5.0f} s  {sig.name} worker {victim.pid}")
 
-    threads = [threading.Thread(target=traffic, args=(i,), daemon=True, name=f"client-{i}")
-               for i in range(settings.clients)]
-    threads += [threading.Thread(target=abuse, daemon=True, name="abuse"),
-                threading.Thread(target=faulter, daemon=True, name="faults")]
-    for thread in threads:
-        thread.start()
-    next_report = started + 30
-    try:
-        while any(t.is_alive() for t in threads[:-1]):
-            if hub.proc.poll() is not None:
-                restarts, hub_alive = 1, False
-                say(f"the hub exited with {hub.proc.returncode}: stopping")
-                stop.set()
-                break
-            watch_processes()
+    # -- the calling thread
+
+    def _note_processes(self) -> None:
+        try:
+            children = psutil.Process(self.hub.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return
+        for proc in children:
             try:
-                rss.append((time.monotonic() - started, psutil.Process(hub.pid).memory_info().rss / 2**20))
+                self.seen.setdefault(proc.pid, proc.create_time())
             except psutil.NoSuchProcess:
                 pass
-            temp_max = max(temp_max, _count_entries(gradio_tmp))
-            if time.monotonic() >= next_report:
-                next_report += 30
-                t = tally.totals()
-                say(f"  t={time.monotonic() - started:5.0f} s  ok {t['ok']}  clear {t['clear']}  "
-                    f"unclear {t['unclear']}  hung {t['hung']}  hub RSS {rss[-1][1]:.0f} MB  "
-                    f"workers {len(_workers(hub.pid))}  temp entries {temp_max}")
-            time.sleep(1.0)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=limit + 15)
-        elapsed = time.monotonic() - started
-        if hub_alive:
-            watch_processes()
-        hub.stop()
 
-    # After shutdown: every process the hub ever started must be gone, its temp folder empty.
-    leaked = []
-    give_up = time.monotonic() + 10
-    for pid, created in seen.items():
-        while True:
-            try:
-                proc = psutil.Process(pid)
-                alive = proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE
-            except psutil.NoSuchProcess:
-                alive = False
-            if not alive:
-                break
-            if time.monotonic() > give_up:
-                leaked.append(proc)
-                break
-            time.sleep(0.2)
-    for proc in leaked:  # ours to end: children of the hub this bench started
-        say(f"leaked process {proc.pid}: {' '.join(proc.cmdline())[:120]}")
+    def _sample(self) -> None:
+        self._note_processes()
         try:
-            proc.kill()
+            self.rss.append((time.monotonic() - self.started, psutil.Process(self.hub.pid).memory_info().rss / 2**20))
         except psutil.NoSuchProcess:
             pass
-    leaked_temp = _count_entries(gradio_tmp)
-    if leaked_temp:
-        say(f"left in the hub's temp folder: {sorted(str(p.relative_to(gradio_tmp)) for p in gradio_tmp.rglob('*'))[:10]}")
+        self.temp_max = max(self.temp_max, _count_entries(self.gradio_tmp))
 
-    window = min(60.0, max(10.0, elapsed / 3))
-    first = [mb for t, mb in rss if t <= window] or [0.0]
-    last = [mb for t, mb in rss if t >= elapsed - window] or [0.0]
-    totals = tally.totals()
-    latency = {}
-    for case, values in sorted(tally.seconds.items()):
-        values = sorted(values)
-        latency[case] = {"n": len(values), "median": round(statistics.median(values), 2),
-                         "p95": round(values[int(0.95 * (len(values) - 1))], 2), "max": round(values[-1], 2)}
-    return Report(
-        seconds=round(elapsed, 1), hub_restarts=restarts, requests=sum(totals.values()),
-        ok=totals["ok"], clear_errors=totals["clear"], unclear_errors=totals["unclear"], hung=totals["hung"],
-        hostile={case: dict(c) for (s, case), c in sorted(tally.by_case.items()) if s == "hostile"},
-        traffic={case: dict(c) for (s, case), c in sorted(tally.by_case.items()) if s == "traffic"},
-        faults=faults, workers_seen=len(seen), leaked_processes=len(leaked),
-        temp_entries_max=temp_max, leaked_temp_files=leaked_temp,
-        rss_first_mb=round(statistics.median(first), 1), rss_last_mb=round(statistics.median(last), 1),
-        rss_drift_mb=round(statistics.median(last) - statistics.median(first), 1),
-        rss_max_mb=round(max(mb for _, mb in rss) if rss else 0.0, 1),
-        deadline_s=deadline, latency_s=latency, examples_of_failures=tally.unclear,
-        clear_messages=dict(tally.clear.most_common(25)),
-    )
+    def _warm_up(self) -> None:
+        """One call per demo, so the measured window starts with imports and first loads done."""
+        client = Client(self.hub.url, verbose=False, download_files=False)
+        try:
+            for api in (*self.targets.text, *self.targets.image):
+                args = ((handle_file(self.targets.photos[api][0]),) if api in self.targets.image
+                        else (self.targets.questions[0],))
+                self.say(f"warm-up {api}: {call_client(client, api, args, 300).kind}")
+        finally:
+            client.close()
+
+    def _leftovers(self) -> list[psutil.Process]:
+        """Processes the hub started that are still there 10 s after it stopped."""
+        leaked = []
+        give_up = time.monotonic() + 10
+        for pid, created in self.seen.items():
+            while True:
+                try:
+                    proc = psutil.Process(pid)
+                    alive = proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE
+                except psutil.NoSuchProcess:
+                    alive = False
+                if not alive:
+                    break
+                if time.monotonic() > give_up:
+                    leaked.append(proc)
+                    break
+                time.sleep(0.2)
+        return leaked
+
+    def run(self) -> Report:
+        hub_args = ["--max-models", str(self.settings.max_models), "--idle-ttl", "0"]
+        if self.settings.demos_dir is not None:
+            hub_args += ["--demos-dir", str(self.settings.demos_dir)]
+        self.hub = start_hub(*hub_args, env={"GRADIO_TEMP_DIR": str(self.gradio_tmp)}, timeout=180,
+                             cache_dir=self.settings.cache_dir)
+        self.say(f"hub pid {self.hub.pid} on {self.hub.url}, log {self.hub.log_path}; "
+                 f"deadline {self.deadline:.0f} s")
+        threads: list[threading.Thread] = []
+        try:
+            self._warm_up()
+            self.started = time.monotonic()
+            self.ends = self.started + self.settings.seconds
+            threads = [threading.Thread(target=self._guarded, args=(self.traffic, i), daemon=True,
+                                        name=f"client-{i}") for i in range(self.settings.clients)]
+            threads += [threading.Thread(target=self._guarded, args=(self.abuse,), daemon=True, name="abuse"),
+                        threading.Thread(target=self._guarded, args=(self.inject_faults,), daemon=True,
+                                         name="faults")]
+            for thread in threads:
+                thread.start()
+            next_report = self.started + 30
+            while any(t.is_alive() for t in threads[:-1]):
+                if self.hub.proc.poll() is not None:
+                    self.restarts = 1
+                    self.say(f"the hub exited with {self.hub.proc.returncode}: stopping")
+                    break
+                self._sample()
+                if time.monotonic() >= next_report:
+                    next_report += 30
+                    t = self.tally.totals()
+                    self.say(f"  t={time.monotonic() - self.started:5.0f} s  ok {t['ok']}  clear {t['clear']}  "
+                             f"unclear {t['unclear']}  hung {t['hung']}  hub RSS {self.rss[-1][1]:.0f} MB  "
+                             f"workers {len(_workers(self.hub.pid))}  temp entries {self.temp_max}")
+                time.sleep(1.0)
+        finally:
+            self.stop.set()
+            for thread in threads:
+                thread.join(timeout=self.limit + 15)
+            elapsed = time.monotonic() - self.started if self.started else 0.0
+            self._note_processes()
+            self.hub.stop()
+
+        # After shutdown: every process the hub ever started must be gone, its temp folder empty.
+        leaked = self._leftovers()
+        for proc in leaked:  # ours to end: started by the hub this bench started
+            self.say(f"leaked process {proc.pid}: {' '.join(proc.cmdline())[:120]}")
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        leaked_temp = _count_entries(self.gradio_tmp)
+        if leaked_temp:
+            left = sorted(str(p.relative_to(self.gradio_tmp)) for p in self.gradio_tmp.rglob("*"))
+            self.say(f"left in the hub's temp folder: {left[:10]}")
+        return self._report(elapsed, len(leaked), leaked_temp)
+
+    def _report(self, elapsed: float, leaked: int, leaked_temp: int) -> Report:
+        window = min(60.0, max(10.0, elapsed / 3))
+        first = [mb for t, mb in self.rss if t <= window] or [0.0]
+        last = [mb for t, mb in self.rss if t >= elapsed - window] or [0.0]
+        totals = self.tally.totals()
+        latency = {}
+        for case, values in sorted(self.tally.seconds.items()):
+            values = sorted(values)
+            p95 = values[min(len(values) - 1, math.ceil(0.95 * len(values)) - 1)]
+            latency[case] = {"n": len(values), "median": round(statistics.median(values), 2),
+                             "p95": round(p95, 2), "max": round(values[-1], 2)}
+        by_stream = {stream: {case: dict(c) for (s, case), c in sorted(self.tally.by_case.items()) if s == stream}
+                     for stream in ("hostile", "traffic", "bench")}
+        return Report(
+            seconds=round(elapsed, 1), hub_restarts=self.restarts, requests=sum(totals.values()),
+            ok=totals["ok"], clear_errors=totals["clear"], unclear_errors=totals["unclear"], hung=totals["hung"],
+            hostile=by_stream["hostile"], traffic={**by_stream["traffic"], **by_stream["bench"]},
+            faults=self.faults, workers_seen=len(self.seen), leaked_processes=leaked,
+            temp_entries_max=self.temp_max, leaked_temp_files=leaked_temp,
+            rss_first_mb=round(statistics.median(first), 1), rss_last_mb=round(statistics.median(last), 1),
+            rss_drift_mb=round(statistics.median(last) - statistics.median(first), 1),
+            rss_max_mb=round(max((mb for _, mb in self.rss), default=0.0), 1),
+            deadline_s=self.deadline, latency_s=latency, examples_of_failures=self.tally.unclear,
+            clear_messages=dict(self.tally.clear.most_common(25)),
+        )
 
 
 def print_report(report: Report) -> None:

@@ -73,7 +73,8 @@ def payload_problem(component: Any, value: Any, api_name: str | None = None) -> 
     placeholder = getattr(component, "placeholder", None)
     if words == "text" and placeholder and api_name:
         example = f', e.g. client.predict("{placeholder}", api_name="/{api_name}")'
-    return f"Send the {noun} as {words}{example} (this request sent {_SENT.get(type(value), 'something else')})."
+    what = words if noun in ("text", "input") else f"the {noun} as {words}"
+    return f"Send {what}{example} (this request sent {_SENT.get(type(value), 'something else')})."
 
 
 class HubBlocks(gr.Blocks):

@@ -166,7 +166,7 @@ def test_questions_refuses_what_is_not_a_question_in_one_log_line_each(demo_hub,
     log.mark()
     cases = [(42, "Send the question as text"), ([1, 2], "Send the question as text"),
              ({"text": "Who?"}, "Send the question as text"), (INVISIBLE, "no visible text"),
-             ("x" * 5_000_000, "limit is 2,000")]
+             ("x" * 100_000, "limit is 2,000")]
     for value, expected in cases:
         message = refusal_message(client, value, "/questions")
         assert expected in message
