@@ -10,6 +10,7 @@ its data is replaced, so nothing flickers and the page is never rebuilt.
 
 from __future__ import annotations
 
+import html
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +52,18 @@ def status_rows(statuses: list[ModelStatus]) -> list[list[Any]]:
             s.in_flight, (s.error or "")[:160],
         ])
     return rows
+
+
+def last_errors_markdown(statuses: list[ModelStatus]) -> str:
+    """Each model's last failure with its traceback, folded, for the demo's author
+    (the table shows its first line; a visitor's reply never carries it)."""
+    parts = []
+    for s in statuses:
+        if s.traceback:
+            body = s.traceback.strip().replace("~~~", "~ ~ ~")
+            parts.append(f"<details><summary>{s.name}: last error, {html.escape((s.error or '').strip()[:120])}"
+                         f"</summary>\n\n~~~text\n{body}\n~~~\n</details>")
+    return "\n\n" + "\n\n".join(parts) if parts else ""
 
 
 def totals_text(registry: Registry) -> str:
@@ -170,7 +183,8 @@ class StatusTab:
     drawn: gr.State
 
     def refresh(self, watching: bool, drawn: dict) -> list[Any]:
-        text, rows = totals_text(self.registry), status_rows(self.registry.status())
+        statuses = self.registry.status()
+        text, rows = totals_text(self.registry) + last_errors_markdown(statuses), status_rows(statuses)
         if not watching:
             return [text, rows, *(gr.skip() for _ in PLOTS), gr.skip()]
         now = time.time()

@@ -105,6 +105,12 @@ def test_a_runtime_without_predict_fails_at_load_in_its_worker_naming_the_file(t
         assert "must define predict(model, request)" in status.traceback
         assert "Traceback" in status.traceback
         assert registry.worker_pids() == {}
+        # the Status tab's text carries it, folded under the model's name
+        from demohub.status_tab import last_errors_markdown
+
+        shown = last_errors_markdown(registry.status())
+        assert "<summary>nopredict: last error" in shown and str(folder / "runtime.py") in shown
+        assert "~~~text\nContractError: " in shown and "Traceback (most recent call last)" in shown
     finally:
         registry.close()
 
