@@ -29,6 +29,8 @@ API = "/gradio_api/"
 #: Multipart framing around the files of one upload (boundaries, part headers).
 UPLOAD_OVERHEAD = 64 * 1024
 CLIENT_HINT = "gradio_client: Client(url).predict(..., api_name='/<demo>')"
+REMOTE_FILE = ("Files must be uploaded, not given as a web address: the hub does not download files for "
+               "its callers. Download it yourself and send it with gradio_client.handle_file('photo.jpg').")
 
 
 def describe_size(n: int) -> str:
@@ -60,7 +62,7 @@ class Refusal:
 class Pass:
     """A request the door lets through; `check` names the body check it still needs."""
 
-    check: str | None = None  # "join", "direct" or None
+    check: str | None = None  # "join", "direct", "call" or None
     upload: bool = False
 
 
@@ -131,17 +133,21 @@ class Door:
             return self.closed() if name in self.public_names else self.unknown(name)
         call = re.match(r"^call/(?:v2/)?([^/]+)/?$", route)
         if call:
-            return Pass() if call.group(1) in self.public_names else self.unknown(call.group(1))
+            return Pass(check="call") if call.group(1) in self.public_names else self.unknown(call.group(1))
         return _not_found()
 
     def check_body(self, check: str, body: bytes) -> Refusal | None:
         """Which event a join or a direct call names, and whether that door serves it."""
         try:
             payload = json.loads(body or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return Refusal(400, "The request body is not valid JSON.")
         if not isinstance(payload, dict):
-            return Refusal(400, "The request body must be a JSON object with \"data\" and \"fn_index\".")
+            return Refusal(400, "The request body must be a JSON object with \"data\".")
+        if _names_a_remote_file(payload):
+            return Refusal(400, REMOTE_FILE)
+        if check == "call":
+            return None
         index = payload.get("fn_index")
         if isinstance(index, bool) or not isinstance(index, int) or index not in self.events:
             return Refusal(404, f"There is no event with that fn_index. The public endpoints are "
@@ -153,6 +159,23 @@ class Door:
         if check == "direct" and event.queued:
             return self.closed()
         return None
+
+
+def _names_a_remote_file(payload: Any) -> bool:
+    """A file object whose path is a URL: Gradio would download it in the hub process
+    (whole, into memory and the temp folder) before any input check runs."""
+    stack = [payload]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            path, meta = item.get("path"), item.get("meta")
+            if (isinstance(meta, dict) and meta.get("_type") == "gradio.FileData" and isinstance(path, str)
+                    and path.strip().lower().startswith(("http://", "https://"))):
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _not_found() -> Refusal:

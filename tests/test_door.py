@@ -127,9 +127,12 @@ def fn_index(hub, api_name: str) -> int:
 
 
 def private_fn(hub, queued: bool) -> int:
+    """A private event with a Python handler; the un-queued one is the page's status refresh
+    on load (no inputs)."""
     return next(d["id"] for d in dependencies(hub)
                 if d.get("api_visibility") == "private" and bool(d.get("queue", True)) == queued
-                and d.get("backend_fn"))
+                and d.get("backend_fn")
+                and (queued or (not d.get("inputs") and any(t[1] == "load" for t in d["targets"]))))
 
 
 def join(http: httpx.Client, hub, fn: int, data: list, session: str | None = None) -> dict:
@@ -200,6 +203,20 @@ def test_a_data_url_image_is_refused_without_decoding_it_in_the_hub(hub, tmp_pat
         message = outcome.get("output", {}).get("error") or outcome.get("text", "")
         assert "handle_file" in message and "file upload" in message, message
         assert_readable(message)
+
+
+def test_a_file_given_as_a_web_address_is_refused_before_gradio_fetches_it(hub):
+    """Gradio downloads a FileData whose path is a URL in the hub process, whole, before
+    any input check: the hub would fetch (and hold) whatever a caller points it at."""
+    fn = fn_index(hub, "snap")
+    remote = {"path": "https://example.com/leaf.jpg", "meta": {"_type": "gradio.FileData"}}
+    with httpx.Client(timeout=60) as http:
+        for path, body in (("gradio_api/queue/join", {"data": [remote], "fn_index": fn, "session_hash": "r1"}),
+                           ("gradio_api/call/snap", {"data": [remote]})):
+            answer = http.post(hub.url + path, json=body)
+            assert answer.status_code == 400, answer.text
+            assert "handle_file" in answer.json()["error"] and "web address" in answer.json()["error"]
+            assert_readable(answer.text)
 
 
 # --- 2. size limits at the HTTP level --------------------------------------------------------
