@@ -220,7 +220,7 @@ class Gate:
         if declared is not None and declared > limit:
             return await _answer(send, too_large)
         if verdict.check is None:
-            return await self._stream(scope, receive, send, limit, too_large)
+            return await self._stream(scope, receive, send, limit, too_large, verdict.upload)
         try:
             body = await _read(receive, limit)
         except _TooLarge:
@@ -241,11 +241,13 @@ class Gate:
                             "and keep text short.")
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send, limit: int,
-                      too_large: Refusal) -> None:
-        """Pass a body through as it arrives, cutting it off at `limit` bytes."""
+                      too_large: Refusal, upload: bool) -> None:
+        """Pass a body through as it arrives, cutting it off at `limit` bytes. Gradio's own
+        413 for one file over max_file_size (plain text, in bytes) is answered as ours."""
         seen = 0
         cut = False
         started = False
+        replaced = False
 
         async def counted() -> Message:
             nonlocal seen, cut
@@ -260,9 +262,12 @@ class Gate:
             return message
 
         async def guarded(message: Message) -> None:
-            nonlocal started
-            if cut:
+            nonlocal started, replaced
+            if cut or replaced:
                 return  # the app's answer to a body we cut off is replaced by ours
+            if upload and message["type"] == "http.response.start" and message["status"] == 413:
+                replaced = True
+                return
             started = True
             await send(message)
 
@@ -271,7 +276,7 @@ class Gate:
         except Exception:
             if not cut:
                 raise
-        if cut and not started:
+        if (cut and not started) or replaced:
             await _answer(send, too_large)
 
 

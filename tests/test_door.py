@@ -231,6 +231,8 @@ def test_uploads_and_request_bodies_over_the_limits_get_413_with_a_sentence(demo
         assert big.status_code == 413, big.text
         assert "1 MB" in big.text
         assert_readable(big.text)
+        edge = http.post(upload, files={"files": ("edge.png", b"\0" * (MB + 10 * 1024), "image/png")})
+        assert edge.status_code == 413 and "1 MB" in edge.json()["error"], edge.text  # Gradio's own check
         many = http.post(upload, files=[("files", (f"{i}.png", b"\0" * (600 * 1024), "image/png")) for i in range(4)])
         assert many.status_code == 413, many.text  # the limit holds per request, not only per file
 
