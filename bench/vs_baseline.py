@@ -566,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
             except (RuntimeError, httpx.HTTPError, CallFailed, OSError) as exc:
                 failures.append(f"round {index + 1}: {type(exc).__name__}: {exc}")
                 log(f"round {index + 1} failed: {exc}")
+                if not rounds:
+                    break  # the first round failing is a setup problem (bad --hub-args...): do not repeat it
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.perf_counter() - started
