@@ -216,9 +216,9 @@ def _listening(pids: set[int]) -> list[tuple[str, int]]:
     return out
 
 
-def test_hub_without_address_runs_its_own_loopback_ray_and_ends_it():
+def test_hub_without_address_runs_its_own_loopback_ray_and_ends_it_even_if_killed():
     """No --ray-address: the hub starts a one-node Ray itself, every port on
-    127.0.0.1, and leaves no Ray process behind when it stops."""
+    127.0.0.1, and no Ray process outlives the hub, even one killed with SIGKILL."""
     with running_hub("--backend", "ray", "--demos-dir", str(TEST_DEMOS), "--only", "alpha",
                      timeout=150) as hub:
         out = hub.client().predict(json.dumps({"op": "echo", "value": 5}), api_name="/alpha")
@@ -227,6 +227,8 @@ def test_hub_without_address_runs_its_own_loopback_ray_and_ends_it():
         assert out["pid"] in tree  # the replica runs under the hub's own Ray
         ports = _listening(tree | {hub.pid})
         assert ports and all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip, _ in ports), ports
+        hub.proc.kill()  # no cleanup code runs in the hub
+        hub.proc.wait(timeout=10)
     wait_for(lambda: not [p for p in tree if _running(p)], 45, "the hub's Ray processes to end")
 
 
