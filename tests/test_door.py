@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-import threading
 import time
 import uuid
 import zlib
