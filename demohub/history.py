@@ -57,7 +57,10 @@ class Request:
 def _detail(record: dict) -> str:
     kind = record["event"]
     if kind == "load":
-        return f"loaded in {record.get('seconds', 0):.1f} s, {record.get('memory_mb', 0):.0f} MB, pid {record.get('pid')}"
+        seconds, memory_mb = record.get("seconds"), record.get("memory_mb")
+        took = f"loaded in {seconds:.1f} s" if isinstance(seconds, (int, float)) else "loaded"
+        size = f", {memory_mb:.0f} MB" if isinstance(memory_mb, (int, float)) else ""
+        return f"{took}{size}, pid {record.get('pid')}"
     if kind == "evict":
         return f"evicted ({record.get('reason')}), pid {record.get('pid')}"
     return str(record.get("error", ""))[:200]

@@ -11,6 +11,7 @@ its data is replaced, so nothing flickers and the page is never rebuilt.
 from __future__ import annotations
 
 import html
+import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +30,8 @@ STATUS_HEADERS = ["model", "state", "source", "memory", "last load s", "hits", "
 WINDOWS_S = (60, 120, 300, 600, 900, 1800, 3600)
 MODEL_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 SHARED_COLORS = ["#7fb3d5", "#76d7c4", "#bb8fce", "#a3a3a3"]
-FIXED_COLORS = {"all processes": "#333333", "budget": "#d62728", "hub process": "#7f7f7f"}
+#: The sum is light: it is drawn first, under the per-process lines it adds up.
+FIXED_COLORS = {"all processes": "#c7c7c7", "budget": "#d62728", "hub process": "#7f7f7f"}
 EVENT_COLORS = {"load": "#2ca02c", "evict": "#ff7f0e", "crash": "#d62728", "load failed": "#9467bd",
                 "request failed": "#e377c2"}
 QUANTILE_COLORS = {"p50": "#6baed6", "p95": "#08519c"}
@@ -90,6 +92,11 @@ def window_seconds(age_s: float, cap_s: float) -> float:
     return cap_s
 
 
+def _frame(rows: list[dict], **dtypes: str) -> pd.DataFrame:
+    """Typed even when empty: the plot reads its axis types from the columns' dtypes."""
+    return pd.DataFrame(rows, columns=list(dtypes)).astype(dtypes)
+
+
 def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%H:%M:%S")
 
@@ -102,7 +109,7 @@ def _keep_changes(rows: list[dict]) -> list[dict]:
 
 def memory_frame(samples: list[MemorySample], now: float) -> pd.DataFrame:
     """One line per model's worker and per shared process, their sum, and the budget (MB)."""
-    series: dict[str, list[dict]] = {}
+    series: dict[str, list[dict]] = {"all processes": []}  # first: drawn under the lines it adds up
 
     def add(name: str, sample: MemorySample, value: int, pid: int | None = None) -> None:
         series.setdefault(name, []).append({
@@ -118,13 +125,13 @@ def memory_frame(samples: list[MemorySample], now: float) -> pd.DataFrame:
         if sample.budget:
             add("budget", sample, sample.budget)
     rows = [row for points in series.values() for row in _keep_changes(points)]
-    return pd.DataFrame(rows, columns=[X, "MB", "process", "pid", "at"])
+    return _frame(rows, **{X: "float64", "MB": "float64", "process": "str", "pid": "str", "at": "str"})
 
 
 def hub_frame(samples: list[MemorySample], now: float) -> pd.DataFrame:
     rows = [{X: round(s.ts - now, 1), "MB": round(s.hub / 2**20, 1), "process": "hub process",
              "at": _clock(s.ts)} for s in samples]
-    return pd.DataFrame(_keep_changes(rows), columns=[X, "MB", "process", "at"])
+    return _frame(_keep_changes(rows), **{X: "float64", "MB": "float64", "process": "str", "at": "str"})
 
 
 def _anchors(column: str, series: list[str], at: float, **fields: Any) -> list[dict]:
@@ -141,7 +148,7 @@ def events_frame(timeline: list[TimelineEvent], requests: list[Request], now: fl
     rows += [{X: round(r.ts - now, 1), "model": r.model, "event": "request failed",
               "at": _clock(r.ts), "detail": f"after {r.seconds:.2f} s"} for r in requests if not r.ok]
     rows.sort(key=lambda r: r[X])
-    return pd.DataFrame(rows, columns=[X, "model", "event", "at", "detail"])
+    return _frame(rows, **{X: "float64", "model": "str", "event": "str", "at": "str", "detail": "str"})
 
 
 def requests_frame(requests: list[Request], now: float, span: float, models: list[str]) -> pd.DataFrame:
@@ -149,7 +156,7 @@ def requests_frame(requests: list[Request], now: float, span: float, models: lis
     rows = _anchors("model", models, -span - 60, ms=0.0)
     rows += [{X: round(r.ts - now, 1), "ms": round(r.seconds * 1000, 1), "model": r.model,
               "at": _clock(r.ts)} for r in requests if r.ok]
-    return pd.DataFrame(rows, columns=[X, "ms", "model", "at"])
+    return _frame(rows, **{X: "float64", "ms": "float64", "model": "str", "at": "str"})
 
 
 def latency_frame(requests: list[Request]) -> pd.DataFrame:
@@ -158,7 +165,7 @@ def latency_frame(requests: list[Request]) -> pd.DataFrame:
         for quantile, value in (("p50", p50), ("p95", p95)):
             rows.append({"demo": f"{model} {quantile}", "ms": round(value * 1000, 1), "quantile": quantile,
                          "requests": n})
-    return pd.DataFrame(rows, columns=["demo", "ms", "quantile", "requests"])
+    return _frame(rows, demo="str", ms="float64", quantile="str", requests="int64")
 
 
 def color_map(names: list[str], shared: list[str]) -> dict[str, str]:
@@ -166,6 +173,14 @@ def color_map(names: list[str], shared: list[str]) -> dict[str, str]:
     colors.update({name: SHARED_COLORS[i % len(SHARED_COLORS)] for i, name in enumerate(shared)})
     colors.update(FIXED_COLORS)
     return colors
+
+
+def _loads(text: str | None) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 # -- the tab ------------------------------------------------------------------------------
@@ -178,11 +193,12 @@ class StatusTab:
     totals: gr.Markdown
     table: gr.Dataframe
     plots: dict[str, gr.components.NativePlot]
-    #: per browser session: is the Status tab open, and what each plot was last drawn with
-    watching: gr.State
-    drawn: gr.State
+    #: per page, hidden (a gr.State would open a heartbeat stream per visitor): is the
+    #: Status tab open, and what each plot was last drawn with
+    watching: gr.Checkbox
+    drawn: gr.Textbox  # JSON text
 
-    def refresh(self, watching: bool, drawn: dict) -> list[Any]:
+    def refresh(self, watching: bool, drawn_json: str) -> list[Any]:
         statuses = self.registry.status()
         text, rows = totals_text(self.registry) + last_errors_markdown(statuses), status_rows(statuses)
         if not watching:
@@ -201,13 +217,13 @@ class StatusTab:
         }
         shared = sorted({name for s in samples for name in s.shared})
         colors = color_map(self.registry.names, shared)
-        updates, drawn = [], dict(drawn or {})
+        updates, drawn = [], _loads(drawn_json)
         for name in PLOTS:
             frame = frames[name]
             color = self.plots[name].color
             series = sorted(frame[color].unique()) if color else []
-            x_lim = None if name == "latency" else (-span, 0)
-            key = [x_lim, series]
+            x_lim = [0, None] if name == "latency" else [-span, 0]
+            key = [x_lim, series]  # JSON-shaped: it comes back from the page
             before = drawn.get(name) or {}
             if before.get("key") == key and before.get("confirmed"):
                 updates.append(frame)  # same axes and series: the data is swapped in place
@@ -216,9 +232,9 @@ class StatusTab:
             # arrived, which may be the previous data: redraw once more on the next tick.
             drawn[name] = {"key": key, "confirmed": before.get("key") == key}
             palette = EVENT_COLORS if name == "events" else QUANTILE_COLORS if name == "latency" else colors
-            updates.append(gr.update(value=frame, x_lim=list(x_lim) if x_lim else None, colors_in_legend=series,
+            updates.append(gr.update(value=frame, x_lim=x_lim, colors_in_legend=series,
                                      color_map={s: palette[s] for s in series if s in palette}))
-        return [text, rows, *updates, drawn]
+        return [text, rows, *updates, json.dumps(drawn)]
 
     def attach(self, timer: gr.Timer, blocks: gr.Blocks) -> None:
         """Refresh on the page's timer and when the page loads; follow which tab is open
@@ -252,9 +268,9 @@ def build(registry: Registry, history: History) -> StatusTab:
             with gr.Column(scale=1, min_width=260):
                 hub = gr.LinePlot(y="MB", color="process", title="Hub process (MB)", y_lim=[0, None],
                                   height=280, elem_id="plot-hub", **axis)
-                lat = gr.BarPlot(x="demo", y="ms", color="quantile", title="Latency p50 / p95 (ms)",
-                                 y_lim=[0, None], height=460, elem_id="plot-latency", tooltip=["requests"])
-        watching = gr.State(False)
-        drawn = gr.State({})
+                lat = gr.BarPlot(x="ms", y="demo", color="quantile", title="Latency p50 / p95 (ms)",
+                                 x_lim=[0, None], height=460, elem_id="plot-latency", tooltip=["requests"])
+        watching = gr.Checkbox(False, visible=False)
+        drawn = gr.Textbox("{}", visible=False)
     plots = {"memory": memory, "hub": hub, "events": events_plot, "requests": requests, "latency": lat}
     return StatusTab(registry, history, tab, totals, table, plots, watching, drawn)

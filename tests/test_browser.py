@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from support import PROJECT_ROOT, SHARED_DATA
+from support import PROJECT_ROOT, SHARED_DATA, running_hub
 
 pytestmark = pytest.mark.browser
 
@@ -106,3 +107,106 @@ def test_the_hub_works_inside_an_iframe(browser, hub, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+#: The aria-label Vega gives each mark: "field: value; ..." for every encoded and tooltip field.
+PLOT_LABELS = """(id) => Array.from(document.querySelectorAll(`#${id} svg g.role-mark path`))
+                    .map(p => p.getAttribute("aria-label") || "")"""
+
+
+def plot_labels(page, plot: str) -> list[str]:
+    return page.evaluate(PLOT_LABELS, f"plot-{plot}")
+
+
+def parse_label(label: str) -> dict:
+    """Vega's "field: value; field: value" (numbers with thousands commas and a real minus sign)."""
+    out: dict = {}
+    for part in label.split("; "):
+        key, _, value = part.partition(": ")
+        number = value.replace(",", "").replace("\u2212", "-")
+        try:
+            out[key] = float(number)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def line_of(page, plot: str, series: str) -> list[tuple[float, float]]:
+    """(seconds from now, MB) of one line of a memory plot, in time order."""
+    points = [parse_label(label) for label in plot_labels(page, plot)]
+    return sorted({(p["seconds from now"], p["MB"]) for p in points if p.get("process") == series and p.get("at")})
+
+
+def rises_falls_rises(line: list[tuple[float, float]]) -> bool:
+    values = [mb for _, mb in line]
+    up = next((i for i, v in enumerate(values) if v > 10), None)
+    down = next((i for i in range(up + 1, len(values)) if values[i] == 0), None) if up is not None else None
+    return down is not None and any(v > 10 for v in values[down + 1:])
+
+
+def wait_for_plot(page, plot: str, *needles: str, timeout: float = 60_000) -> None:
+    """Until one mark of `plot` carries every needle in its label (data drawn, not just sent)."""
+    page.wait_for_function(
+        """([id, needles]) => Array.from(document.querySelectorAll(`#${id} svg g.role-mark path`))
+              .some(p => needles.every(n => (p.getAttribute("aria-label") || "").includes(n)))""",
+        arg=[f"plot-{plot}", list(needles)], timeout=timeout)
+
+
+def test_status_tab_plots_what_happened(browser):
+    """A hub holding one model at a time: questions, then cassava (evicting questions), then
+    questions again. The Status tab must draw it: memory rising and falling per process under
+    the budget line, the hub process, loads and evictions on the same time axis, every
+    request, and p50/p95 per demo; a new request changes a plot's data without redrawing it."""
+    with running_hub("--only", "questions,cassava", "--max-models", "1", "--memory-budget", "3G",
+                     cache_dir=PROJECT_ROOT / ".cache" / "test-hub") as hub:
+        page = browser.new_page(viewport={"width": 1280, "height": 1500})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(hub.url, wait_until="networkidle")
+        page.get_by_role("tab", name="Status").click()
+        page.get_by_text("models loaded").wait_for(timeout=15_000)
+
+        from gradio_client import handle_file
+
+        client = hub.client()
+        for question in ("Who wrote Hamlet?", "What is the capital of Nigeria?", "How far is the Moon?"):
+            client.predict(question, api_name="/questions")
+        page.wait_for_timeout(7_000)  # each model stays loaded for two memory samples (every 3 s)
+        client.predict(handle_file(str(IMAGE / "cassava_1.jpg")), api_name="/cassava")
+        page.wait_for_timeout(7_000)
+        client.predict("When did the Berlin wall fall?", api_name="/questions")
+
+        wait_for_plot(page, "events", "model: questions", "event: evict")
+        wait_for_plot(page, "events", "model: cassava", "event: load")
+        wait_for_plot(page, "latency", "demo: questions p95", "requests: 4")
+        wait_for_plot(page, "latency", "demo: cassava p50", "requests: 1")
+        wait_for_plot(page, "hub", "process: hub process")
+        assert max(mb for _, mb in line_of(page, "hub", "hub process")) > 20
+        wait_for_plot(page, "memory", "process: cassava")
+        memory = [parse_label(label) for label in plot_labels(page, "memory")]
+        metrics = hub.get("/metrics")[1]
+        budget_bytes = float(re.search(r"^demohub_memory_budget_bytes (\S+)$", metrics, re.M).group(1))
+        budget = {p["MB"] for p in memory if p.get("process") == "budget"}
+        assert budget == {round(budget_bytes / 2**20, 1)}, budget
+        # questions' worker: measured while loaded, at zero once cassava evicted it, then back
+        deadline = time.monotonic() + 60
+        while not rises_falls_rises(line_of(page, "memory", "questions")) and time.monotonic() < deadline:
+            page.wait_for_timeout(500)
+        assert rises_falls_rises(line_of(page, "memory", "questions")), line_of(page, "memory", "questions")
+        legend = page.locator("#plot-memory svg g.role-legend-label text").all_text_contents()
+        assert {"questions", "cassava", "all processes", "budget"} <= set(legend), legend
+        requests = [label for label in plot_labels(page, "requests") if "model: questions" in label
+                    and not label.endswith("at: ")]
+        assert len(requests) == 4, requests
+
+        # the next tick swaps the data in place: the same <svg>, a new request count
+        page.wait_for_timeout(7_000)  # two refreshes: any pending redraw is done
+        page.evaluate("() => { document.querySelector('#plot-latency svg').dataset.probe = 'kept'; }")
+        client.predict("Which river is the longest?", api_name="/questions")
+        wait_for_plot(page, "latency", "demo: questions p50", "requests: 5")
+        assert page.evaluate("() => document.querySelector('#plot-latency svg').dataset.probe") == "kept"
+
+        page.wait_for_timeout(3_500)
+        page.screenshot(path=str(ARTIFACTS / "status-plots.png"), full_page=True)
+        assert not errors, errors
+        page.close()
