@@ -311,6 +311,7 @@ class Report:
     rss_last_mb: float
     rss_drift_mb: float
     rss_max_mb: float
+    rss_peak_over_start_mb: float
     deadline_s: float
     latency_s: dict
     examples_of_failures: list = field(default_factory=list)
@@ -449,8 +450,9 @@ class Soak:
                 victim.send_signal(sig)
             except psutil.NoSuchProcess:
                 continue
-            self.faults.append({"t": now, "signal": sig.name, "pid": victim.pid})
-            self.say(f"  t={now:5.0f} s  {sig.name} worker {victim.pid}")
+            runtime = next((a for a in victim.cmdline() if a.endswith(".runtime")), "?")
+            self.faults.append({"t": now, "signal": sig.name, "pid": victim.pid, "runtime": runtime})
+            self.say(f"  t={now:5.0f} s  {sig.name} worker {victim.pid} ({runtime})")
 
     # -- the calling thread
 
@@ -581,6 +583,8 @@ class Soak:
             rss_first_mb=round(statistics.median(first), 1), rss_last_mb=round(statistics.median(last), 1),
             rss_drift_mb=round(statistics.median(last) - statistics.median(first), 1),
             rss_max_mb=round(max((mb for _, mb in self.rss), default=0.0), 1),
+            rss_peak_over_start_mb=round(max((mb for _, mb in self.rss), default=0.0)
+                                         - (self.rss[0][1] if self.rss else 0.0), 1),
             deadline_s=self.deadline, latency_s=latency, examples_of_failures=self.tally.unclear,
             clear_messages=dict(self.tally.clear.most_common(25)),
         )
@@ -595,7 +599,8 @@ def print_report(report: Report) -> None:
           f"{report.workers_seen}, left after shutdown {report.leaked_processes}")
     print(f"hub temp folder: at most {report.temp_entries_max} entries, {report.leaked_temp_files} left after shutdown")
     print(f"hub RSS: median {report.rss_first_mb:.1f} MB (first window) -> {report.rss_last_mb:.1f} MB (last), "
-          f"drift {report.rss_drift_mb:+.1f} MB, max {report.rss_max_mb:.1f} MB")
+          f"drift {report.rss_drift_mb:+.1f} MB, max {report.rss_max_mb:.1f} MB "
+          f"({report.rss_peak_over_start_mb:+.1f} MB over the first sample)")
     print("\nhostile input                          ok  clear  unclear  hung")
     for case, counts in report.hostile.items():
         print(f"{case:38s} {counts.get('ok', 0):3d} {counts.get('clear', 0):6d} {counts.get('unclear', 0):8d} "
