@@ -224,7 +224,8 @@ class StatusTab:
             series = sorted(frame[color].unique()) if color else []
             x_lim = [0, None] if name == "latency" else [-span, 0]
             key = [x_lim, series]  # JSON-shaped: it comes back from the page
-            before = drawn.get(name) or {}
+            before = drawn.get(name)
+            before = before if isinstance(before, dict) else {}  # the page sends it back: trust nothing
             if before.get("key") == key and before.get("confirmed"):
                 updates.append(frame)  # same axes and series: the data is swapped in place
                 continue

@@ -10,6 +10,7 @@ import threading
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 from gradio_client.exceptions import AppError
 from prometheus_client.parser import text_string_to_metric_families
@@ -307,3 +308,42 @@ def test_scrape_of_a_real_hub_after_traffic(tmp_path):
     # p50 / p95 straight from the buckets: four warm requests and one that waited for the load
     assert histogram_quantile(parsed, "demohub_request_seconds", 0.5, model="alpha", outcome="ok") < 2.5
     assert histogram_quantile(parsed, "demohub_request_seconds", 0.95, model="alpha", outcome="ok") >= 2.5
+
+
+def test_a_plot_is_redrawn_only_when_its_axis_or_series_change(registry):
+    """The Status tab's refresh: nothing for the plots while the tab is closed; props (a
+    redraw) on the first tick and once more to confirm; then only data; junk from the page
+    costs a redraw, never an error."""
+    import gradio as gr
+
+    history = History(registry)
+    try:
+        with gr.Blocks(), gr.Tabs():
+            tab = status_tab.build(registry, history)
+        history.sample()
+        closed = tab.refresh(False, "{}")
+        assert "models loaded" in closed[0] and len(closed[1]) == 2
+        assert all(isinstance(u, dict) and u.get("__type__") == "update" and len(u) == 1 for u in closed[2:])
+
+        def plots(out):
+            return dict(zip(status_tab.PLOTS, out[2:-1]))
+
+        first = tab.refresh(True, "{}")
+        assert all(isinstance(u, dict) and u["x_lim"] for u in plots(first).values())
+        assert plots(first)["memory"]["colors_in_legend"] == ["all processes", "alpha", "beta"]
+        second = tab.refresh(True, first[-1])
+        assert all(isinstance(u, dict) for u in plots(second).values())  # the confirming redraw
+        third = tab.refresh(True, second[-1])
+        assert all(isinstance(u, pd.DataFrame) for u in plots(third).values())  # data only
+
+        events.event("load", "alpha", seconds=1.0, memory_mb=5.0, pid=9)
+        events.event("predict", "alpha", quiet=True, seconds=0.5, ok=True)
+        fourth = plots(tab.refresh(True, third[-1]))
+        assert isinstance(fourth["latency"], dict)  # new series (p50, p95): redraw
+        assert isinstance(fourth["events"], pd.DataFrame)  # every event kind was anchored: data only
+        assert "loaded in 1.0 s" in " ".join(fourth["events"]["detail"])
+
+        for junk in ("not json", "[1, 2]", '{"memory": "x", "hub": [1]}'):
+            assert all(isinstance(u, dict) for u in plots(tab.refresh(True, junk)).values())
+    finally:
+        history.stop()
