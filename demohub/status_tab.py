@@ -36,6 +36,8 @@ EVENT_COLORS = {"load": "#2ca02c", "evict": "#ff7f0e", "crash": "#d62728", "load
                 "request failed": "#e377c2"}
 QUANTILE_COLORS = {"p50": "#6baed6", "p95": "#08519c"}
 X = "seconds from now"
+#: The requests plot shows at most this many (the latest); p50/p95 use them all.
+MAX_REQUEST_POINTS = 1000
 PLOTS = ("memory", "hub", "events", "requests", "latency")
 
 
@@ -152,10 +154,11 @@ def events_frame(timeline: list[TimelineEvent], requests: list[Request], now: fl
 
 
 def requests_frame(requests: list[Request], now: float, span: float, models: list[str]) -> pd.DataFrame:
-    """Each successful request's wall time (ms), waiting for a load included."""
+    """Each successful request's wall time (ms), waiting for a load included; the latest
+    MAX_REQUEST_POINTS of them, so a busy hub does not send a visitor megabytes every tick."""
     rows = _anchors("model", models, -span - 60, ms=0.0)
     rows += [{X: round(r.ts - now, 1), "ms": round(r.seconds * 1000, 1), "model": r.model,
-              "at": _clock(r.ts)} for r in requests if r.ok]
+              "at": _clock(r.ts)} for r in [r for r in requests if r.ok][-MAX_REQUEST_POINTS:]]
     return _frame(rows, **{X: "float64", "ms": "float64", "model": "str", "at": "str"})
 
 

@@ -262,6 +262,10 @@ def test_events_and_request_frames_anchor_every_series_off_the_axis():
     req = status_tab.requests_frame(requests, now, 60, ["alpha", "beta"])
     shown = req[req["seconds from now"] >= -60]
     assert list(shown["ms"]) == [250.0] and set(req["model"]) == {"alpha", "beta"}
+    many = [Request(now - 50 + i * 0.01, "alpha", 0.1, True) for i in range(status_tab.MAX_REQUEST_POINTS + 500)]
+    req = status_tab.requests_frame(many, now, 60, ["alpha"])
+    assert len(req) == status_tab.MAX_REQUEST_POINTS + 1  # the latest, plus the anchor
+    assert req["seconds from now"].max() == round(many[-1].ts - now, 1)
     bars = status_tab.latency_frame(requests)
     assert list(bars["demo"]) == ["alpha p50", "alpha p95"] and list(bars["ms"]) == [250.0, 250.0]
 
