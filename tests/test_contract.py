@@ -75,9 +75,17 @@ def test_discovery_refuses_a_tab_without_build_naming_its_file(tmp_path):
 def test_discovery_names_the_spec_whose_tab_cannot_be_imported(tmp_path):
     demos = new_package_dir(tmp_path)
     folder = write_demo(demos, "lost", tab=None)
-    with pytest.raises(DemoError, match="cannot be imported") as caught:
+    with pytest.raises(DemoError, match="names no module") as caught:
         discover(demos)
     assert str(folder / "__init__.py") in str(caught.value) and "lost.tab" in str(caught.value)
+
+
+def test_a_tab_whose_own_code_fails_is_left_to_the_page(tmp_path):
+    """(tests/test_hub_server.py checks the page then shows it as broken and serves the rest.)"""
+    demos = new_package_dir(tmp_path)
+    write_demo(demos, "explodes", tab="raise RuntimeError('tab exploded')\n")
+    write_demo(demos, "needs", tab="import a_package_nobody_installed\n")
+    assert [s.name for s in discover(demos)] == ["explodes", "needs"]
 
 
 def test_discovery_refuses_a_zero_batch(tmp_path):
