@@ -4,8 +4,8 @@ One hub on 127.0.0.1 (`--max-models 2`, its own GRADIO_TEMP_DIR), 8 clients
 sending mixed traffic to the real demos, a worker of *that* hub sent `kill -9`
 or `kill -STOP` every 30 s, and a stream of hostile inputs (data: URL image,
 huge PNG, 60000x1 PNG, wrong types, invisible text, lone surrogates, a 5 MB
-question, an unknown endpoint, the direct /gradio_api/run route, a corrupt
-JPEG, a decompression-bomb PNG). Every request is classified as answered OK,
+question, an unknown endpoint, a body whose "data" is not a list, the direct
+/gradio_api/run route, a corrupt JPEG, a decompression-bomb PNG). Every request is classified as answered OK,
 a clear error (a sentence without exception names, pydantic text or paths),
 an unclear error, or hung (no answer by its deadline + 10 s).
 
@@ -146,6 +146,7 @@ def hostile_inputs(work: Path, targets: Targets) -> list[Hostile]:
         Hostile("lone surrogates", "call", text, ["Who wrote \ud800Hamlet?\udfff"]),
         Hostile("5 MB text", "call", text, ["why " * 1_310_720]),
         Hostile("unknown endpoint", "call", "no_such_demo", ["hello"]),
+        Hostile("body whose data is not a list", "post", f"/gradio_api/call/{text}", {"data": "hello"}),
         Hostile("direct /gradio_api/run route", "post", f"/gradio_api/run/{text}", {"data": ["hello"]}),
         Hostile("corrupt JPEG", "client", image, handle_file(str(corrupt))),
         Hostile("PNG claiming 30000x30000", "client", image, handle_file(str(bomb))),

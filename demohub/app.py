@@ -89,7 +89,8 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
         return Response(hub_metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
     app = gr.mount_gradio_app(app, blocks, path="/", mcp_server=mcp or None, footer_links=["api"],
-                              max_file_size=door.max_file_size, run_history=docs)
+                              max_file_size=door.max_file_size, run_history=docs,
+                              show_error=False)  # only gr.Error text reaches a client, never an exception's
     # Gradio only checks that input files were uploaded (not arbitrary server paths) once
     # `launch()` has run; mounting never sets the flag, so set it to keep that check on.
     blocks.has_launched = True

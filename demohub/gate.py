@@ -144,6 +144,9 @@ class Door:
             return Refusal(400, "The request body is not valid JSON.")
         if not isinstance(payload, dict):
             return Refusal(400, "The request body must be a JSON object with \"data\".")
+        if not isinstance(payload.get("data"), list):  # else FastAPI answers with pydantic's text
+            return Refusal(422, "\"data\" must be a list with one value per input, e.g. "
+                                f"{{\"data\": [\"Who wrote Hamlet?\"]}}; or call with {CLIENT_HINT}.")
         if _names_a_remote_file(payload):
             return Refusal(400, REMOTE_FILE)
         if check == "call":

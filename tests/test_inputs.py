@@ -242,3 +242,17 @@ def test_a_real_fault_keeps_its_traceback_in_the_log_and_its_text_from_the_clien
     assert "secret" not in message and "KeyError" not in message and ".py" not in message
     assert "Traceback" in logs and "KeyError: 'secret detail in" in logs
     assert '"event": "input_error"' not in logs
+
+
+def test_a_request_body_of_the_wrong_shape_gets_a_sentence_not_pydantic_text(demo_hub):
+    import httpx
+
+    with httpx.Client(base_url=demo_hub.url, timeout=30) as http:
+        for path, body in [("gradio_api/call/questions", {"data": "Who?"}),
+                           ("gradio_api/call/questions", {"question": "Who?"}),
+                           ("gradio_api/queue/join", {"data": "Who?", "fn_index": 0, "session_hash": "x"})]:
+            response = http.post(path, json=body)
+            assert response.status_code == 422, response.text
+            message = response.json()["error"]
+            assert message.startswith('"data" must be a list') and "loc" not in response.text
+            assert not INTERNALS.search(message), message
