@@ -116,7 +116,9 @@ class HubMetrics:
         self.registry.register(RegistryCollector(registry, queue_length))
         self._names = frozenset(registry.names)
         self.request_seconds = Histogram(
-            "demohub_request_seconds", "Whole requests through the registry (waiting for a load included).",
+            "demohub_request_seconds",
+            "Whole requests through the registry, waiting for a load included; outcome=error when the "
+            "request raised (refused input, model error, crash, timeout, no capacity).",
             ["model", "outcome"], buckets=REQUEST_BUCKETS, registry=self.registry)
         self.load_seconds = Histogram(
             "demohub_model_load_seconds", "Model loads, from starting the worker to ready.",
