@@ -96,6 +96,7 @@ def run_hub(method: str, args: argparse.Namespace, workdir: Path, inputs: Inputs
         server.wait_page()
         time.sleep(2)
         out["idle_pss"] = tree_memory(server.pid)["pss"]
+        out["idle_unique"] = tree_unique(server.pid)
         with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
             out["first_answer_s"] = {d: timed(lambda d=d: http_predict(http, server.url, d, inputs.next(d)))
                                      for d in DEMOS}
@@ -105,6 +106,7 @@ def run_hub(method: str, args: argparse.Namespace, workdir: Path, inputs: Inputs
             time.sleep(2)
             mem = tree_memory(server.pid)
             out["loaded_pss"], out["loaded_rss"], out["processes"] = mem["pss"], mem["rss"], mem["processes"]
+            out["loaded_unique"] = tree_unique(server.pid)
             cpu = tree_cpu(server.pid)
             started = time.perf_counter()
             time.sleep(args.idle_seconds)
@@ -127,8 +129,81 @@ def run_hub(method: str, args: argparse.Namespace, workdir: Path, inputs: Inputs
             raise RuntimeError(f"{method}: processes left: {[p.name() for p in children(server.pid)]}")
         time.sleep(1)
         out["after_pss"] = tree_memory(server.pid)["pss"]
+        out["after_unique"] = tree_unique(server.pid)
         log(f"{method}: idle {mib(out['idle_pss'])} -> all ended {mib(out['after_pss'])}")
         out["loadavg"] = os.getloadavg()[0]
+    finally:
+        server.stop()
+    return out
+
+
+def unique_bytes(pids: list[int]) -> int:
+    """Physical memory the processes really hold together: the distinct resident
+    pages of all of them (page frame numbers from /proc/PID/pagemap; needs root).
+    Unlike PSS it does not depend on other processes on the machine: PSS splits
+    a shared library's pages with every process that maps it, and other people's
+    torch processes on a shared machine lower ours. Returns 0 without root."""
+    import numpy as np
+
+    frames = []
+    present, pfn_mask = np.uint64(1 << 63), np.uint64((1 << 55) - 1)
+    for pid in pids:
+        try:
+            fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            with open(f"/proc/{pid}/smaps") as smaps:
+                rng = None
+                for line in smaps:
+                    first = line.split(None, 1)[0]
+                    if not first.endswith(":"):
+                        rng = [int(x, 16) for x in first.split("-")]
+                    elif first == "Rss:" and rng and int(line.split()[1]) > 0:
+                        start, end = rng
+                        data = os.pread(fd, (end - start) // 4096 * 8, start // 4096 * 8)
+                        entries = np.frombuffer(data, dtype=np.uint64)
+                        frames.append(entries[(entries & present) != 0] & pfn_mask)
+        except OSError:
+            pass  # the process ended while we read it
+        finally:
+            os.close(fd)
+    if not frames:
+        return 0
+    pfns = np.unique(np.concatenate(frames))
+    return 0 if len(pfns) <= 1 else len(pfns) * 4096  # all zero: no root, no frame numbers
+
+
+def tree_unique(pid: int) -> int:
+    return unique_bytes([pid] + [c.pid for c in children(pid)])
+
+
+def run_baseline(args: argparse.Namespace, workdir: Path, inputs: Inputs) -> dict[str, Any]:
+    """The one-process app (bench/baseline_app.py, every model loaded at startup):
+    the same loaded-state figures, for the memory target."""
+    port = free_port()
+    cmd = [sys.executable, str(ROOT / "bench" / "baseline_app.py"), "--port", str(port), "--root", str(ROOT),
+           "--cache-dir", str(args.cache_dir)]
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(workdir / "gradio-baseline")}
+    server = Server("baseline", cmd, ROOT, env, workdir / f"baseline-{port}.log", port)
+    out: dict[str, Any] = {"method": "baseline"}
+    try:
+        server.wait_page()
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
+            for demo in DEMOS:
+                http_predict(http, server.url, demo, inputs.next(demo))
+            out["warm_s"] = {d: statistics.median(timed(lambda d=d: http_predict(http, server.url, d, inputs.next(d)))
+                                                  for _ in range(5)) for d in DEMOS}
+        time.sleep(2)
+        mem = tree_memory(server.pid)
+        out["loaded_pss"], out["loaded_rss"], out["processes"] = mem["pss"], mem["rss"], mem["processes"]
+        out["loaded_unique"] = tree_unique(server.pid)
+        cpu = tree_cpu(server.pid)
+        started = time.perf_counter()
+        time.sleep(args.idle_seconds)
+        out["idle_cpu"] = (tree_cpu(server.pid) - cpu) / (time.perf_counter() - started)
+        log(f"baseline: loaded PSS {mib(out['loaded_pss'])}, unique {mib(out['loaded_unique'])}; "
+            f"idle CPU {out['idle_cpu'] * 100:.1f} %")
     finally:
         server.stop()
     return out
@@ -154,7 +229,7 @@ def table(runs: list[dict]) -> str:
     by_round: dict[int, dict[str, dict]] = {}
     for run in runs:
         by_round.setdefault(run["round"], {})[run["method"]] = run
-    rounds = [r for r in by_round.values() if set(r) == set(METHODS)]
+    rounds = [r for r in by_round.values() if set(METHODS) <= set(r)]
     rows: list[tuple[str, Any]] = []
     for demo in DEMOS:
         rows.append((f"cold load, warm template: {demo} (worker load s)", lambda r, d=demo: r["reload_load_s"][d]))
@@ -167,18 +242,40 @@ def table(runs: list[dict]) -> str:
         ("tree PSS, idle hub (MiB)", lambda r: r["idle_pss"] / 2**20),
         ("tree PSS, all three loaded (MiB)", lambda r: r["loaded_pss"] / 2**20),
         ("tree RSS, all three loaded (MiB)", lambda r: r["loaded_rss"] / 2**20),
+        ("tree distinct resident pages, all loaded (MiB)", lambda r: r["loaded_unique"] / 2**20),
         ("idle CPU, all loaded (% of a core)", lambda r: r["idle_cpu"] * 100),
         ("tree PSS after everything ended minus idle (MiB)", lambda r: (r["after_pss"] - r["idle_pss"]) / 2**20),
+        ("distinct pages after everything ended minus idle (MiB)",
+         lambda r: (r["after_unique"] - r["idle_unique"]) / 2**20),
     ]
-    lines = ["| figure | template | spawn | template / spawn |", "|---|---|---|---|"]
+    has_base = all("baseline" in r for r in rounds)
+    head = "| figure | template | spawn | template / spawn |"
+    if has_base:
+        head += " baseline | template / baseline | spawn / baseline |"
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for label, get in rows:
-        t = [get(r["template"]) for r in rounds]
-        s = [get(r["spawn"]) for r in rounds]
-        ok = [(a, b) for a, b in zip(t, s) if a is not None and b is not None]
-        ratio = span([a / b for a, b in ok if b]) if ok else "-"
-        lines.append(f"| {label} | {span([x for x in t if x is not None])} | "
-                     f"{span([x for x in s if x is not None])} | {ratio} |")
+        cells = []
+        values = {m: [value(get, r[m]) for r in rounds] for m in ("template", "spawn", "baseline") if m in rounds[0]}
+        for m in ("template", "spawn"):
+            cells.append(span([x for x in values[m] if x is not None]))
+        cells.append(ratio_span(values["template"], values["spawn"]))
+        if has_base:
+            cells.append(span([x for x in values["baseline"] if x is not None]))
+            cells.append(ratio_span(values["template"], values["baseline"]))
+            cells.append(ratio_span(values["spawn"], values["baseline"]))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def value(get, run: dict) -> float | None:
+    try:
+        return get(run)
+    except (KeyError, TypeError):
+        return None  # a figure the baseline does not have (reloads, eviction)
+
+
+def ratio_span(a: list[float | None], b: list[float | None]) -> str:
+    return span([x / y for x, y in zip(a, b) if x is not None and y])
 
 
 # -- --cpu: how workers wait for work (OpenMP wait policy), side by side ------------------------
@@ -191,17 +288,25 @@ WAIT_SETTINGS = {
 
 
 def run_cpu(setting: str, args: argparse.Namespace, workdir: Path, seed: int) -> dict[str, Any]:
-    """One hub (`--start-method`, workers' OpenMP env from WAIT_SETTINGS): warm
-    latency, idle CPU with all loaded, then the 8-client mixed stream."""
+    """One app: "baseline" (bench/baseline_app.py), or "METHOD:WAIT" (the hub with
+    `--start-method METHOD`, its workers' OpenMP env from WAIT_SETTINGS[WAIT]):
+    warm latency, idle CPU with all loaded, then the 8-client mixed stream."""
     from vs_baseline import mixed_stream
 
     port = free_port()
-    cmd = [sys.executable, str(ROOT / "hub.py"), "--host", "127.0.0.1", "--port", str(port),
-           "--cache-dir", str(args.cache_dir), "--max-models", "3", "--idle-ttl", "0",
-           "--start-method", args.start_method]
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(workdir / f"gradio-{setting}"),
-           **WAIT_SETTINGS[setting]}
-    server = Server(setting, cmd, ROOT, env, workdir / f"cpu-{setting}-{port}.log", port)
+    if setting == "baseline":
+        cmd = [sys.executable, str(ROOT / "bench" / "baseline_app.py"), "--port", str(port), "--root", str(ROOT),
+               "--cache-dir", str(args.cache_dir)]
+        extra: dict[str, str] = {}
+    else:
+        method, _, wait = setting.partition(":")
+        cmd = [sys.executable, str(ROOT / "hub.py"), "--host", "127.0.0.1", "--port", str(port),
+               "--cache-dir", str(args.cache_dir), "--max-models", "3", "--idle-ttl", "0",
+               "--start-method", method]
+        extra = WAIT_SETTINGS[wait or "default"]
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
+           "GRADIO_TEMP_DIR": str(workdir / f"gradio-{setting.replace(':', '-')}"), **extra}
+    server = Server(setting, cmd, ROOT, env, workdir / f"cpu-{setting.replace(':', '-')}-{port}.log", port)
     inputs = Inputs()
     out: dict[str, Any] = {"setting": setting}
     try:
@@ -229,7 +334,7 @@ def run_cpu(setting: str, args: argparse.Namespace, workdir: Path, seed: int) ->
 
 
 def cpu_table(runs: list[dict]) -> str:
-    """Each setting's figures (min-max over rounds) and its ratio to "default" in the same round."""
+    """Each setting's figures (min-max over rounds) and its ratio to the baseline in the same round."""
     rows = [("mixed throughput (answers/s)", lambda r: r["answers_per_s"]),
             ("CPU-s per answer", lambda r: r["cpu_s_per_answer"]),
             ("idle CPU, all loaded (% of a core)", lambda r: r["idle_cpu"] * 100)]
@@ -238,14 +343,14 @@ def cpu_table(runs: list[dict]) -> str:
     by_round: dict[int, dict[str, dict]] = {}
     for run in runs:
         by_round.setdefault(run["round"], {})[run["setting"]] = run
-    head = " | ".join(f"{s} | {s}/default" for s in settings)
+    head = " | ".join(f"{s} | {s} / baseline" for s in settings)
     lines = [f"| figure | {head} |", "|---" * (1 + 2 * len(settings)) + "|"]
     for label, get in rows:
         cells = []
         for setting in settings:
             values = [get(r[setting]) for r in by_round.values() if setting in r]
-            ratios = [get(r[setting]) / get(r["default"]) for r in by_round.values()
-                      if setting in r and "default" in r and get(r["default"])]
+            ratios = [get(r[setting]) / get(r["baseline"]) for r in by_round.values()
+                      if setting in r and "baseline" in r and get(r["baseline"])]
             cells += [span(values), span(ratios)]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -258,10 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache",
                         help="where placeholder models are built (shared with the other benches)")
     parser.add_argument("--json", type=Path, help="also write every raw figure here")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also run the one-process app (bench/baseline_app.py) each round")
     parser.add_argument("--cpu", action="store_true",
                         help="compare the workers' OpenMP wait settings instead (WAIT_SETTINGS)")
-    parser.add_argument("--settings", default=",".join(WAIT_SETTINGS), help="with --cpu: which, in order")
-    parser.add_argument("--start-method", default="template", help="with --cpu")
+    parser.add_argument("--settings", default="baseline,template:default,template:passive,spawn:default",
+                        help="with --cpu: the apps, in order: baseline or METHOD:WAIT (WAIT from WAIT_SETTINGS)")
     parser.add_argument("--throughput-seconds", type=float, default=45.0)
     parser.add_argument("--warm-calls", type=int, default=7)
     args = parser.parse_args(argv)
@@ -276,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                     run = run_cpu(setting, args, Path(tmp), seed=index)
                     run["round"] = index
                     runs.append(run)
-        print(f"bench_templates --cpu ({args.start_method}): {args.rounds} round(s), {started:%Y-%m-%d %H:%M} UTC, "
+        print(f"bench_templates --cpu: {args.rounds} round(s), {started:%Y-%m-%d %H:%M} UTC, "
               f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
         print(cpu_table(runs))
         if args.json:
@@ -286,8 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         for index in range(args.rounds):
             order = METHODS if index % 2 == 0 else METHODS[::-1]
+            if args.baseline:
+                order = (*order, "baseline") if index % 2 == 0 else ("baseline", *order)
             for method in order:
-                run = run_hub(method, args, workdir, Inputs())
+                run = (run_baseline(args, workdir, Inputs()) if method == "baseline"
+                       else run_hub(method, args, workdir, Inputs()))
                 run["round"] = index
                 runs.append(run)
     print(f"bench_templates: {args.rounds} round(s), {started:%Y-%m-%d %H:%M} UTC, "

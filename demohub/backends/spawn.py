@@ -42,9 +42,19 @@ class LocalProcess(Protocol):
     def kill(self) -> None: ...
 
 
+#: How a worker's idle OpenMP threads wait: PASSIVE sleeps at once. libgomp's
+#: default spins first, and in a worker alone with its team on 2 busy cores a
+#: spinning thread burns the slice its partner needs: cassava's warm request took
+#: 13x the one-process app's time, 1.0-1.2x with PASSIVE (docs/benchmarks.md,
+#: "templates and CPU"). OMP_WAIT_POLICY or GOMP_SPINCOUNT in the hub's own
+#: environment still win.
+DEFAULT_WAIT_POLICY = "PASSIVE"
+
+
 def worker_env(threads: int | None = None, wait_policy: str | None = None) -> dict[str, str]:
-    """The environment a worker starts with: our code importable, and the
-    framework thread pools sized before any framework is imported."""
+    """The environment a worker starts with: our code importable, the framework
+    thread pools sized and their idle threads told to sleep, before any
+    framework is imported."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     if threads:
@@ -53,6 +63,8 @@ def worker_env(threads: int | None = None, wait_policy: str | None = None) -> di
         env["TF_NUM_INTEROP_THREADS"] = "1"
     if wait_policy:
         env["OMP_WAIT_POLICY"] = wait_policy
+    elif "GOMP_SPINCOUNT" not in env:
+        env.setdefault("OMP_WAIT_POLICY", DEFAULT_WAIT_POLICY)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
 
