@@ -10,6 +10,7 @@ import pickle
 import sys
 import textwrap
 import uuid
+from pathlib import Path
 
 import pytest
 from gradio_client.exceptions import AppError
@@ -20,8 +21,10 @@ from demohub.discovery import DemoError, discover
 from demohub.errors import ModelError
 from demohub.registry import Limits, Registry, State
 from demohub.sources import ModelSources
-from support import running_hub
+from support import PROJECT_ROOT, running_hub
 from test_new_demo import RUNTIME, new_package_dir, write_demo, write_stock_model
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "browser"
 
 GOOD = """
 def load(model_dir): return {}
@@ -152,6 +155,32 @@ def test_load_and_predict_tracebacks_go_to_the_log_and_status_never_to_the_clien
         assert "runtime.py" in load_event["error"]
         assert "Traceback" in predict_event["error"] and "on purpose" in predict_event["error"]
         assert client.predict("aaa", api_name="/letters")[1]["label"] == "vowel-heavy"
+        status_tab_in_the_browser(server.url)
+
+
+def status_tab_in_the_browser(url: str) -> None:
+    """The page's Status tab folds each model's traceback under its name."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1400})
+            page.goto(url)
+            page.get_by_role("tab", name="Status").click()
+            page.wait_for_selector("summary", timeout=60_000)
+            summaries = page.locator("summary").all_inner_texts()
+            assert any(t.startswith("brokenload: last error, OSError: weights file is truncated") for t in summaries)
+            assert any(t.startswith("letters: last error, RuntimeError") for t in summaries)
+            page.locator("summary", has_text="brokenload").click()
+            page.get_by_text('raise OSError("weights file is truncated")').wait_for(timeout=10_000)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "status-tracebacks.png"), full_page=True)
+        finally:
+            browser.close()
 
 
 def test_the_hub_refuses_a_transformers_result_without_importing_it():
