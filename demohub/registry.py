@@ -124,6 +124,8 @@ class _Slot:
     spec: DemoSpec
     state: State = State.NOT_LOADED
     worker: ModelHandle | None = None
+    #: a model started but not ready yet: known here so shutdown can end it too
+    loading: ModelHandle | None = None
     load: _Load | None = None
     reserved: bool = False
     placeholder: bool = False
@@ -280,6 +282,9 @@ class Registry:
         self._closed.set()
         with self._lock:
             workers = [self._detach(s, "shutdown") for s in self._slots.values() if s.worker]
+            loading = [s.loading for s in self._slots.values() if s.loading is not None]
+        for worker in loading:
+            worker.kill("shutdown")  # its loading thread then fails its waiting requests
         for worker in workers:
             worker.stop(grace=1.0)
         self.backend.close()
@@ -437,11 +442,19 @@ class Registry:
             started = time.monotonic()
             tick()
             worker = self.backend.start(slot.spec, resolved.path, placeholder=resolved.placeholder)
+            with self._lock:
+                slot.loading = worker
+                closing = self._closed.is_set()
             try:
+                if closing:
+                    raise WorkerFailed("the hub is shutting down")
                 info = worker.wait_ready(slot.spec.load_timeout_s, tick=tick)
             except BaseException:
                 worker.kill("load failed")
                 raise
+            finally:
+                with self._lock:
+                    slot.loading = None
         except BaseException as exc:
             self._load_failed(slot, exc)
             raise

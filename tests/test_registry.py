@@ -391,3 +391,58 @@ def test_cpu_threads_are_shared_between_running_calls(build):
     assert registry._grant_threads() == 2
     registry._slots["beta"].calls = 3
     assert registry._grant_threads() == 1
+
+
+def loading_pid(registry, name: str, timeout: float = 60) -> int:
+    """The PID of the worker `name` is loading in, once it exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        handle = registry._slots[name].loading
+        if handle is not None and handle.pid:
+            return handle.pid
+        time.sleep(0.02)
+    raise AssertionError(f"no worker started loading {name} within {timeout} s")
+
+
+def gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_worker_stopped_while_loading_fails_fast_and_the_next_load_works(build):
+    """SIGSTOP during a load used to hang every request for the load deadline."""
+    registry = build(alpha={"load_sleep": 2.0}, load_timeout_s=300)
+    result = {}
+
+    def first():
+        started = time.monotonic()
+        try:
+            registry.predict("alpha", {})
+            result["outcome"] = "ok"
+        except WorkerFailed as exc:
+            result["outcome"] = str(exc)
+        result["seconds"] = time.monotonic() - started
+
+    caller = threading.Thread(target=first)
+    caller.start()
+    pid = loading_pid(registry, "alpha")
+    os.kill(pid, signal.SIGSTOP)
+    caller.join(timeout=30)
+    assert not caller.is_alive(), "the request hung behind a stopped loading worker"
+    assert "paused (SIGSTOP)" in result["outcome"] and result["seconds"] < 20
+    assert gone(pid)
+    time.sleep(registry.limits.load_retry_s + 0.1)  # past the back-off
+    assert registry.predict("alpha", {"value": 1})["echo"] == 1
+
+
+def test_close_ends_a_worker_that_is_still_loading(build):
+    registry = build(alpha={"load_sleep": 30.0}, load_timeout_s=300)
+    caller = threading.Thread(target=lambda: pytest.raises(WorkerFailed, registry.predict, "alpha", {}))
+    caller.start()
+    pid = loading_pid(registry, "alpha")
+    registry.close()
+    caller.join(timeout=15)
+    assert not caller.is_alive()
+    deadline = time.monotonic() + 10
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(pid)

@@ -69,6 +69,24 @@ def worker_env(threads: int | None = None, wait_policy: str | None = None) -> di
     return env
 
 
+#: How long a worker may stay stopped (SIGSTOP, a debugger) before the hub gives up on it.
+STOPPED_GRACE_S = 5.0
+
+
+class _Stopped(Exception):
+    pass
+
+
+def is_stopped(pid: int) -> bool:
+    """Whether the process is stopped by a signal or traced (state T or t)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] in (b"T", b"t")
+
+
 class LocalWorker:
     """One model in one local process.
 
@@ -151,13 +169,19 @@ class LocalWorker:
                          detail=f"{reply[1]}\n{reply[2]}".strip())
 
     def _exchange(self, message: tuple | None, deadline: float, what: str, tick: Tick | None) -> tuple:
-        """Send `message` (if any) and receive the reply, all before `deadline`."""
+        """Send `message` (if any) and receive the reply, all before `deadline`;
+        a process stopped (SIGSTOP) for STOPPED_GRACE_S is given up on sooner."""
         name = self.spec.name
         try:
             if message is not None:
                 self._channel.send(message, deadline)
-            self._channel.wait_readable(deadline, tick)
+            self._channel.wait_readable(deadline, self._watch(tick))
             return self._channel.recv(deadline)
+        except _Stopped:
+            self.kill("stopped")
+            raise WorkerTimeout(f"the {name} model's worker was paused (SIGSTOP) for over "
+                                f"{STOPPED_GRACE_S:.0f} s; it was ended and will restart on the next "
+                                "request") from None
         except wire.ChannelTimeout:
             self.kill("timeout")
             raise WorkerTimeout(f"the {name} model did not finish {what}; its worker was stopped and "
@@ -169,6 +193,24 @@ class LocalWorker:
             self._reap(5.0)
             raise WorkerFailed(f"the {name} model's worker {self._describe_death()}; it will restart "
                                "on the next request") from None
+
+    def _watch(self, tick: Tick | None) -> Tick:
+        """`tick`, plus a check that the process is not stopped: a stopped worker
+        never answers, and waiting out a 300 s load deadline for it hangs every
+        request queued behind the load."""
+        stopped_since: list[float] = []
+
+        def check() -> None:
+            if tick:
+                tick()
+            if not is_stopped(self.pid):
+                stopped_since.clear()
+            elif not stopped_since:
+                stopped_since.append(time.monotonic())
+            elif time.monotonic() - stopped_since[0] > STOPPED_GRACE_S:
+                raise _Stopped
+
+        return check
 
     def _describe_death(self) -> str:
         code = self._proc.poll()
