@@ -197,3 +197,38 @@ def test_its_stock_model_folder_publishes_without_a_framework_key(new_demo_hub):
     assert out.returncode == 0, out.stderr
     assert "pytorch (inferred from the weights)" in out.stdout and "nothing uploaded" in out.stdout
 
+
+
+#: a repo that ships every common weight format, as many Hub repos do
+MIXED_REPO = ("config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5", "model.keras",
+              "flax_model.msgpack", "onnx/model.onnx", "tokenizer.json", "README.md", "examples/1.jpg",
+              ".gitattributes")
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("cassava", {"config.json", "model.safetensors", "README.md"}),
+    ("durian", {"config.json", "tf_model.h5", "model.keras", "README.md"}),
+    ("questions", {"config.json", "model.safetensors", "tokenizer.json", "README.md"}),
+])
+def test_shipped_demos_download_only_the_files_their_runtime_reads(name, expected):
+    from huggingface_hub.utils import filter_repo_objects  # what snapshot_download filters with
+
+    spec = next(s for s in discover(PROJECT_ROOT / "demos") if s.name == name)
+    assert set(filter_repo_objects(MIXED_REPO, allow_patterns=list(spec.model_files))) == expected
+
+
+def test_the_questions_model_loads_from_exactly_its_model_files(tmp_path):
+    pytest.importorskip("torch")
+    from huggingface_hub.utils import filter_repo_objects
+
+    from demos.questions import SPEC, runtime
+
+    source = PROJECT_ROOT / "models" / "questions"
+    shipped = [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()]
+    kept = list(filter_repo_objects(shipped, allow_patterns=list(SPEC.model_files)))
+    assert len(kept) < len(shipped)  # something (examples/) is left out
+    for rel in kept:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes((source / rel).read_bytes())
+    model = runtime.load(tmp_path)
+    assert runtime.predict(model, {"text": "Who wrote Hamlet?"})["coarse_label"] == "HUM"
