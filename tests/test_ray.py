@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import psutil
 import pytest
 from gradio_client.exceptions import AppError
 
-from demohub.backends.ray_serve import APP_PREFIX, LocalRay
+from demohub.backends.ray_serve import APP_PREFIX, LocalRay, node_model_dir
 from support import PROJECT_ROOT, TEST_DEMOS, mapped_framework_libs, running_hub
 
 pytestmark = pytest.mark.timeout(240)
@@ -87,9 +86,13 @@ def connect_serve():
 
 
 @pytest.fixture(scope="module")
-def hub(cluster):
+def hub(cluster, tmp_path_factory):
+    """alpha as a placeholder; beta from a folder whose model fails to load."""
+    broken = tmp_path_factory.mktemp("broken-beta")
+    (broken / "config.json").write_text(json.dumps({"fail_load": True}))
     with running_hub("--backend", "ray", "--ray-address", cluster.address, "--demos-dir", str(TEST_DEMOS),
-                     "--idle-ttl", str(IDLE_TTL), env=cluster.env, timeout=120) as server:
+                     "--idle-ttl", str(IDLE_TTL), "--model", f"beta={broken}", env=cluster.env,
+                     timeout=120) as server:
         connect_serve()
         yield server
 
@@ -153,21 +156,21 @@ def test_killed_replica_fails_its_request_clearly_and_the_next_recovers(hub):
     import ray
 
     client = hub.client()
-    first = client.predict(json.dumps({"op": "echo", "value": 0}), api_name="/beta")
-    (_, pid, actor_name), = serve_apps()[f"{APP_PREFIX}beta"]
+    first = client.predict(json.dumps({"op": "echo", "value": 0}), api_name="/alpha")
+    (_, pid, actor_name), = serve_apps()[f"{APP_PREFIX}alpha"]
     assert pid == first["pid"]
-    job = client.submit(json.dumps({"op": "sleep", "seconds": 20}), api_name="/beta")
+    crashes = metric(hub, "demohub_crashes_total", model="alpha")
+    job = client.submit(json.dumps({"op": "sleep", "seconds": 20}), api_name="/alpha")
     time.sleep(2.0)  # the request is inside predict on the replica
     ray.kill(ray.get_actor(actor_name, namespace="serve"))
     started = time.monotonic()
     with pytest.raises(AppError, match="replica died while serving this request.*restarting"):
         job.result(timeout=60)
     assert time.monotonic() - started < 15  # the error, not the 20 s sleep
-    after = client.predict(json.dumps({"op": "echo", "value": 9}), api_name="/beta")
+    after = client.predict(json.dumps({"op": "echo", "value": 9}), api_name="/alpha")
     assert after["echo"] == 9 and after["pid"] != pid
-    assert metric(hub, "demohub_crashes_total", model="beta") == 1
-    logs = hub.logs()
-    assert '"event": "crash"' in logs and "beta" in logs
+    assert metric(hub, "demohub_crashes_total", model="alpha") == crashes + 1
+    assert '"event": "crash", "model": "alpha"' in hub.logs()
 
 
 def test_public_api_is_the_same_as_the_spawn_backend(hub):
@@ -181,22 +184,20 @@ def test_public_api_is_the_same_as_the_spawn_backend(hub):
     assert hub.get("/healthz")[0] == 200
 
 
-def test_load_failure_is_reported_and_deletes_the_application(cluster):
-    folder = Path(tempfile.mkdtemp(prefix="ray-fail-"))
-    (folder / "config.json").write_text(json.dumps({"fail_load": True}))
-    with running_hub("--backend", "ray", "--ray-address", cluster.address, "--demos-dir", str(TEST_DEMOS),
-                     "--only", "alpha", "--model", f"alpha={folder}", env=cluster.env, timeout=120) as hub:
-        connect_serve()
-        with pytest.raises(AppError, match="could not be loaded"):
-            hub.client().predict(json.dumps({"op": "echo"}), api_name="/alpha")
-        assert "configured to fail at load" in hub.logs()  # the operator sees why
-        wait_for(lambda: f"{APP_PREFIX}alpha" not in serve_apps(), 30, "the failed application to go")
-        assert hub.get("/healthz")[0] == 200
+def test_load_failure_is_reported_and_deletes_the_application(hub):
+    client = hub.client()
+    with pytest.raises(AppError, match="could not be loaded"):
+        client.predict(json.dumps({"op": "echo"}), api_name="/beta")
+    assert "configured to fail at load" in hub.logs()  # the operator sees why; the visitor does not
+    wait_for(lambda: f"{APP_PREFIX}beta" not in serve_apps(), 30, "the failed application to go")
+    assert client.predict(json.dumps({"op": "echo", "value": 1}), api_name="/alpha")["echo"] == 1
 
 
-def test_questions_answers_end_to_end_on_ray(cluster):
+def test_questions_answers_end_to_end_through_ray_client(cluster):
+    """The real questions demo, with the hub as a Ray Client (`ray://`), as a
+    Space's front or the deploy manifest's front talks to a cluster."""
     model = PROJECT_ROOT / "models" / "questions"
-    with running_hub("--backend", "ray", "--ray-address", cluster.address, "--only", "questions",
+    with running_hub("--backend", "ray", "--ray-address", cluster.client_address, "--only", "questions",
                      "--model", f"questions={model}", env=cluster.env, timeout=120) as hub:
         connect_serve()
         coarse, fine, summary, result = hub.client().predict("What is the capital of France?",
@@ -237,3 +238,25 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_node_without_the_hubs_snapshot_downloads_the_same_revision(tmp_path, monkeypatch):
+    """What a replica does with a Hub model on a node that lacks the hub's
+    snapshot path: the same pinned revision, into that node's own cache
+    (the real huggingface_hub client against tests/fakehub.py)."""
+    from fakehub import FakeHub
+
+    fake = FakeHub().start()
+    try:
+        sha = fake.add_commit("org/alpha", {"config.json": b'{"marker": "pinned"}'})
+        fake.add_commit("org/alpha", {"config.json": b'{"marker": "later"}'})  # main moves on
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "node-cache"))
+        on_the_hub = Path("/elsewhere/hf/hub/models--org--alpha/snapshots") / sha  # absent here
+        got = node_model_dir(str(on_the_hub))
+        assert got.is_relative_to(tmp_path / "node-cache")
+        assert json.loads((got / "config.json").read_text())["marker"] == "pinned"
+        assert node_model_dir(str(tmp_path)) == tmp_path  # a folder that exists is used as is
+        assert node_model_dir("/no/such/folder") == Path("/no/such/folder")  # left for load() to report
+    finally:
+        fake.stop()

@@ -92,6 +92,8 @@ class LocalRay:
     temp_dir: Path
     #: what a driver process must have in its environment before `import ray`
     env: dict[str, str] = field(default_factory=dict)
+    #: the Ray Client address (`ray://127.0.0.1:PORT`), as a front outside a cluster uses it
+    client_address: str = ""
 
     @classmethod
     def start(cls, num_cpus: float | None = None, memory_bytes: int | None = None,
@@ -104,14 +106,17 @@ class LocalRay:
         head_env = {**os.environ, **env,
                     # nothing to drain (no HTTP proxies): SIGTERM ends it at once, not after 30 s
                     "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+                    # a Ray Client session starts a server process; 30 s is too short on a busy machine
+                    "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "120",
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+        client_port = _free_port()
         args = ["--head", "--block", "--port", "0", "--node-ip-address", "127.0.0.1",
                 "--include-dashboard", "false", "--disable-usage-stats",
                 # streams worker logs to drivers; ours run with log_to_driver=False (~45 MB saved)
                 "--include-log-monitor", "false",
                 "--temp-dir", str(temp_dir), "--object-store-memory", str(object_store_bytes),
                 # ports Ray would otherwise take at fixed numbers (a second Ray on the machine clashes)
-                "--ray-client-server-port", str(_free_port()),
+                "--ray-client-server-port", str(client_port),
                 "--dashboard-agent-listen-port", str(_free_port())]
         if num_cpus is not None:
             args += ["--num-cpus", str(num_cpus)]
@@ -128,7 +133,7 @@ class LocalRay:
             log.close()
         address_file = temp_dir / "ray_current_cluster"
         deadline = time.monotonic() + timeout
-        head = cls(proc, "", temp_dir, env)
+        head = cls(proc, "", temp_dir, env, client_address=f"ray://127.0.0.1:{client_port}")
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 text = (temp_dir / "head.log").read_text(errors="replace")[-3000:]
@@ -213,7 +218,9 @@ def node_model_dir(model_dir: str) -> Path:
             from huggingface_hub import snapshot_download
 
             repo_id = repo[len("models--"):].replace("--", "/", 1)
-            return Path(snapshot_download(repo_id, revision=parts[i + 1]))
+            return Path(snapshot_download(repo_id, revision=parts[i + 1],
+                                          cache_dir=os.environ.get("HF_HUB_CACHE") or None,
+                                          endpoint=os.environ.get("HF_ENDPOINT") or None))
     return path
 
 
@@ -434,7 +441,7 @@ class RayModel:
             handle = self._wait_deployed(deadline, tick).options(method_name="info")
             info = self._wait(handle.remote, deadline, tick, watch_deploy=True)
         except TimeoutError:
-            view = self._view()
+            view = self._backend.apps(max_age=0.0).get(self.app_name)
             self.kill("timeout")
             hint = f" Serve says: {view.message}" if view and view.message else ""
             raise WorkerTimeout(f"the {name} model did not start on Ray within {timeout:.0f} s (no node "
@@ -443,7 +450,7 @@ class RayModel:
         except WorkerFailed:
             self.kill("load failed")
             raise
-        self._backend._invalidate()
+        self._backend.apps(max_age=0.0)  # `where` and memory() see the new replica at once
         if info.get("error"):
             self.kill("load failed")
             raise ModelError(f"The {name} model could not be loaded; the operator can see why on the "
@@ -485,7 +492,7 @@ class RayModel:
             except Exception as exc:  # noqa: BLE001 - every Ray failure becomes a sentence
                 raise WorkerFailed(f"the {name} model's Ray call failed: {_first_line(exc)}") from None
             if watch_deploy:
-                view = self._view()
+                view = self._backend.apps(max_age=1.0).get(self.app_name)
                 if view is not None and view.status == "DEPLOY_FAILED":
                     response.cancel()
                     raise ModelError(f"The {name} model could not be started on Ray; the operator can "
@@ -620,11 +627,13 @@ class RayBackend:
 
     # -- Serve's view, cached for a second so every handle can ask often -------------
 
-    def apps(self, max_age: float = 1.0) -> dict[str, AppView]:
-        now = time.monotonic()
+    def apps(self, max_age: float | None = None) -> dict[str, AppView]:
+        """Serve's view of our applications. With no `max_age`, the cached view:
+        never a call to Ray, because the registry asks `alive()` and `where`
+        under its lock; `sweep()` refreshes it every second."""
         with self._lock:
             at, views = self._apps_cache
-        if now - at <= max_age:
+        if max_age is None or time.monotonic() - at <= max_age:
             return views
         with self._apps_refresh:  # one refresh at a time; the others use its result
             with self._lock:
@@ -634,8 +643,8 @@ class RayBackend:
             try:
                 views = {k: v for k, v in _app_views(self._serve_details()).items()
                          if k.startswith(self.app_prefix)}
-            except Exception:  # noqa: BLE001 - keep the last view; alive() must not raise
-                pass
+            except Exception:  # noqa: BLE001 - keep the last view; a later refresh retries
+                return views
             with self._lock:
                 self._apps_cache = (time.monotonic(), views)
         return views
@@ -647,10 +656,6 @@ class RayBackend:
         # serve.status() drops per-replica pid/node; the controller's details have them.
         controller = _get_global_client()._controller
         return ray.get(controller.get_serve_instance_details.remote(), timeout=timeout)
-
-    def _invalidate(self) -> None:
-        with self._lock:
-            self._apps_cache = (0.0, self._apps_cache[1])
 
     def remember_memory(self, name: str, memory: int) -> None:
         with self._lock:
@@ -674,7 +679,7 @@ class RayBackend:
         autoscaling: dict[str, Any] = {
             "min_replicas": 0 if self.idle_ttl_s else 1, "initial_replicas": 1,
             "max_replicas": self.max_replicas,
-            "target_ongoing_requests": max(1, spec.concurrency_limit),
+            "target_ongoing_requests": 1,
             "upscale_delay_s": 0.0,
             "downscale_delay_s": 30.0,
         }
@@ -686,7 +691,9 @@ class RayBackend:
             "name": DEPLOYMENT,
             "ray_actor_options": actor,
             "autoscaling_config": autoscaling,
-            "max_ongoing_requests": max(1, spec.concurrency_limit),
+            # one prediction at a time per replica, as in a worker process (a runtime need
+            # not be thread-safe); more at once means more replicas, up to max_replicas
+            "max_ongoing_requests": 1,
             "graceful_shutdown_timeout_s": 2.0,
             "graceful_shutdown_wait_loop_s": 0.5,
             "health_check_period_s": 2.0,
@@ -734,11 +741,10 @@ class RayBackend:
             model._deploy.start()
         with self._lock:
             self._handles[app_name] = model
-        self._invalidate()
         return model
 
     def concurrency(self, spec: DemoSpec) -> int:
-        return max(1, spec.concurrency_limit) * self.max_replicas
+        return self.max_replicas  # one call per replica at a time
 
     def delete(self, app_name: str, wait: float = 0.0) -> None:
         """Delete one of our applications; wait up to `wait` seconds for it to go."""
@@ -751,12 +757,8 @@ class RayBackend:
         except Exception:  # noqa: BLE001 - already gone, or the cluster is; nothing to end
             return
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            self._invalidate()
-            if app_name not in self.apps():
-                break
+        while time.monotonic() < deadline and app_name in self.apps(max_age=0.0):
             time.sleep(0.2)
-        self._invalidate()
 
     def _ray_processes(self) -> list[tuple[int, str]]:
         """Processes of this Ray instance on this machine: (pid, kind)."""
@@ -841,7 +843,7 @@ class RayBackend:
         return freed
 
     def sweep(self) -> None:
-        pass
+        self.apps(max_age=1.0)
 
     def close(self) -> None:
         """Delete our applications; end the local Ray if we started it."""
