@@ -1,11 +1,12 @@
 """The hub against the one-process app (bench/baseline_app.py), side by side in
 one run, and the hub/baseline ratio of every figure with its min-max over rounds.
 
-    .venv/bin/python bench/vs_baseline.py                    # 3 rounds, ~35-45 min on 2 cores
-    .venv/bin/python bench/vs_baseline.py --quick            # 1 short round, ~6 min: a smoke run
+    .venv/bin/python bench/vs_baseline.py                    # 3 rounds, ~30 min on 2 busy cores
+    .venv/bin/python bench/vs_baseline.py --quick            # 1 short round, ~5 min: a smoke run
     .venv/bin/python bench/vs_baseline.py --hub-args "--max-models 3 --idle-ttl 0 --start-method template"
     .venv/bin/python bench/vs_baseline.py --json /tmp/vs.json  # every raw sample as well
     .venv/bin/python bench/vs_baseline.py --root /tmp/old-checkout --cache-dir .cache  # another commit's code
+    .venv/bin/python bench/vs_baseline.py --table-from /tmp/vs.json  # print a saved run's report again
 
 A round starts each app fresh once per demo and alternates them (baseline, hub,
 baseline, hub, ...; the next round starts with the hub), so slow drifts in the
@@ -426,7 +427,7 @@ def _path(*keys: str, scale: float = 1.0) -> Callable[[dict], float | None]:
             if not isinstance(value, dict) or key not in value:
                 return None
             value = value[key]
-        return value * scale
+        return None if value is None else value * scale
     return get
 
 
@@ -449,6 +450,7 @@ FIGURES = [
     Figure(f"mixed stream, {CLIENTS} clients, answers per second (higher is better)", "/s",
            _path("throughput", "answers_per_s"), higher_is_better=True),
     Figure("server CPU-seconds per answered request (mixed stream)", "s", _path("throughput", "cpu_s_per_answer")),
+    *[Figure(f"mixed stream, {d} latency p50", "s", _path("throughput", "per_demo", d, "p50")) for d in DEMOS],
 ]
 
 
@@ -513,6 +515,19 @@ def prepare(settings: Settings) -> None:
         raise RuntimeError(f"preparing the model folders failed:\n{proc.stderr[-3000:]}")
 
 
+def _glue_hub_args(argv: list[str]) -> list[str]:
+    """`--hub-args --idle-ttl` would read as two options to argparse; pass it as `--hub-args=--idle-ttl`."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--hub-args" and i + 1 < len(argv):
+            out.append(f"--hub-args={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
@@ -527,9 +542,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="both apps read placeholder folders from <cache-dir>/placeholders "
                              "(default: <root>/.cache, the hub's own default)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 round, 5 warm calls, 10 s idle, 20 s stream (~6 min)")
+                        help="smoke run: 1 round, 5 warm calls, 10 s idle, 20 s stream (~5 min)")
     parser.add_argument("--json", type=Path, help="also write every raw sample here")
-    args = parser.parse_args(argv)
+    parser.add_argument("--table-from", type=Path, metavar="JSON",
+                        help="print the report of an earlier run from its --json file, run nothing")
+    args = parser.parse_args(_glue_hub_args(sys.argv[1:] if argv is None else argv))
+    if args.table_from:
+        saved = json.loads(args.table_from.read_text())
+        report(saved["meta"], saved["rounds"])
+        return 0
     if args.quick:
         args.rounds, args.warm_calls, args.idle_seconds, args.throughput_seconds = 1, 5, 10.0, 20.0
     if args.rounds < 1 or args.warm_calls < 1 or args.throughput_seconds <= 0 or args.idle_seconds <= 0:
@@ -549,10 +570,13 @@ def main(argv: list[str] | None = None) -> int:
     # A SIGTERM ends the run through the same `finally` blocks as an error: no server is left behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/vs_baseline.py", *sys.argv[1:]])
-    code = describe_code(args.root.resolve())
-    started_at = dt.datetime.now(dt.timezone.utc)
-    load_before = os.getloadavg()
+    meta: dict[str, Any] = {
+        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/vs_baseline.py", *sys.argv[1:]]),
+        "code": describe_code(args.root.resolve()), "hub_args": settings.hub_args,
+        "date": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(), "rounds_asked": settings.rounds, "warm_calls": settings.warm_calls,
+        "idle_s": settings.idle_s, "throughput_s": settings.throughput_s,
+    }
     started = time.perf_counter()
     rounds: list[dict] = []
     failures: list[str] = []
@@ -570,31 +594,34 @@ def main(argv: list[str] | None = None) -> int:
                     break  # the first round failing is a setup problem (bad --hub-args...): do not repeat it
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    elapsed = time.perf_counter() - started
-    load_after = os.getloadavg()
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    meta.update(elapsed_s=time.perf_counter() - started, loadavg_end=os.getloadavg(), failures=failures,
+                uptime=subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    report(meta, rounds)
+    if args.json:
+        args.json.write_text(json.dumps({"meta": meta, "rounds": rounds}, indent=1, default=str))
+    return 0 if rounds and not failures else 1
 
-    print(f"Command: `{command}`  ")
-    print(f"Code: {code}.  ")
-    print(f"Hub: `hub.py {' '.join(settings.hub_args)}`; baseline: `bench/baseline_app.py` "
+
+def report(meta: dict[str, Any], rounds: list[dict]) -> None:
+    """The markdown to paste into docs/benchmarks.md: what ran, on what machine, and the table."""
+    stage_loads = [s["loadavg"] for r in rounds for app in ("hub", "baseline")
+                   for s in [*r[app].get("starts", []), r[app]] if "loadavg" in s]
+    start, end = meta["loadavg_start"], meta["loadavg_end"]
+    print(f"Command: `{meta['command']}`  ")
+    print(f"Code: {meta['code']}.  ")
+    print(f"Hub: `hub.py {' '.join(meta['hub_args'])}`; baseline: `bench/baseline_app.py` "
           f"(one process, torch + torchvision + TensorFlow, all models loaded at startup).  ")
-    print(f"Date: {started_at:%Y-%m-%d %H:%M} UTC; {os.cpu_count()} CPUs; "
-          f"load average at start {load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f}, "
-          f"at end {load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f} (`uptime`: {uptime}).  ")
-    print(f"Rounds: {len(rounds)} of {settings.rounds}; warm calls {settings.warm_calls} per demo and client; "
-          f"idle {settings.idle_s:.0f} s; mixed stream {settings.throughput_s:.0f} s; run took {elapsed / 60:.1f} min.")
+    during = f", {min(stage_loads):.1f}–{max(stage_loads):.1f} during the run" if stage_loads else ""
+    print(f"Date: {meta['date']}; {meta['cpus']} CPUs; load average (1 min) {start[0]:.2f} at start, "
+          f"{end[0]:.2f} at end{during} (`uptime` at the end: {meta['uptime']}).  ")
+    print(f"Rounds: {len(rounds)} of {meta['rounds_asked']}; warm calls {meta['warm_calls']} per demo and client; "
+          f"idle {meta['idle_s']:.0f} s; mixed stream {meta['throughput_s']:.0f} s; "
+          f"run took {meta['elapsed_s'] / 60:.1f} min.")
     print()
     if rounds:
         print(table(rounds))
-    for failure in failures:
+    for failure in meta["failures"]:
         print(f"\nFAILED {failure}")
-    if args.json:
-        args.json.write_text(json.dumps({
-            "command": command, "code": code, "date": started_at.isoformat(), "hub_args": settings.hub_args,
-            "loadavg_start": load_before, "loadavg_end": load_after, "elapsed_s": elapsed,
-            "rounds": rounds, "failures": failures,
-        }, indent=1, default=str))
-    return 0 if rounds and not failures else 1
 
 
 if __name__ == "__main__":
