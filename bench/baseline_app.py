@@ -160,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     blocks = build_blocks(contexts)
     blocks.queue(max_size=args.queue_size, default_concurrency_limit=1)
     log("serving", port=args.port, startup_s=round(time.perf_counter() - started, 2))
-    blocks.launch(server_name="127.0.0.1", server_port=args.port, ssr_mode=False, share=False,
-                  show_error=True, quiet=True)
+    blocks.launch(server_name="127.0.0.1", server_port=args.port, ssr_mode=False, share=False, quiet=True)
     return 0
 
 
