@@ -448,10 +448,10 @@ class Soak:
                 continue
             victim, sig = rng.choice(workers), next(signals)
             try:
+                runtime = next((a for a in victim.cmdline() if a.endswith(".runtime")), "?")
                 victim.send_signal(sig)
-            except psutil.NoSuchProcess:
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 continue
-            runtime = next((a for a in victim.cmdline() if a.endswith(".runtime")), "?")
             self.faults.append({"t": now, "signal": sig.name, "pid": victim.pid, "runtime": runtime})
             self.say(f"  t={now:5.0f} s  {sig.name} worker {victim.pid} ({runtime})")
 
