@@ -318,11 +318,6 @@ class AppView:
     message: str
     target: int
     replicas: tuple[Replica, ...]
-    dead: tuple[Replica, ...]
-
-    @property
-    def running(self) -> tuple[Replica, ...]:
-        return tuple(r for r in self.replicas if r.state == "RUNNING")
 
 
 def _text(value: Any) -> str:
@@ -345,8 +340,7 @@ def _app_views(details: dict) -> dict[str, AppView]:
         message = app.get("message") or dep.get("message") or ""
         views[app_name] = AppView(status=_text(app.get("status")), message=message,
                                   target=int(dep.get("target_num_replicas") or 0),
-                                  replicas=replicas(dep.get("replicas")),
-                                  dead=replicas(dep.get("recent_dead_replicas")))
+                                  replicas=replicas(dep.get("replicas")))
     return views
 
 
@@ -363,6 +357,8 @@ class RayModel:
         self._replica_died = False
         self._handle: Any = None
         self._started = time.monotonic()
+        #: when a view of Serve last showed the application (alive() trusts only newer ones)
+        self._seen_at = float("inf")
 
     # -- what it is ----------------------------------------------------------------
 
@@ -371,8 +367,7 @@ class RayModel:
 
     def _local(self, view: AppView | None) -> list[Replica]:
         """Its replicas with a process on this machine (any state but stopped)."""
-        node = self._backend.node_id
-        return [r for r in (view.replicas if view else ()) if r.pid and r.node_id == node
+        return [r for r in (view.replicas if view else ()) if r.pid and self._backend.is_local(r)
                 and r.state not in ("STOPPING", "STOPPED")]
 
     @property
@@ -391,7 +386,7 @@ class RayModel:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())) or "0 replicas"
         nodes = sorted({f"{r.node_id[:6]} ({r.node_ip})" for r in view.replicas if r.node_id})
         pids = [str(r.pid) for r in self._local(view)]
-        text = f"ray: {counts}"
+        text = f"ray: {counts} (target {view.target})"
         if nodes:
             text += " on node " + ", ".join(nodes)
         if pids:
@@ -403,8 +398,11 @@ class RayModel:
             return False
         if self._deploy is not None and self._deploy.is_alive():
             return True
-        view = self._view()
-        return view is not None and view.status not in ("DEPLOY_FAILED", "DELETING")
+        at, views = self._backend.cached_apps()
+        view = views.get(self.app_name)
+        if view is None:
+            return at < self._seen_at  # gone only if a view newer than its last sighting says so
+        return view.status not in ("DEPLOY_FAILED", "DELETING")
 
     def ended_by_hub(self) -> str | None:
         return self._ended
@@ -450,7 +448,8 @@ class RayModel:
         except WorkerFailed:
             self.kill("load failed")
             raise
-        self._backend.apps(max_age=0.0)  # `where` and memory() see the new replica at once
+        self._seen_at = time.monotonic()  # its replica just answered
+        self._backend.apps(max_age=0.0)  # `where` and memory() see it at once
         if info.get("error"):
             self.kill("load failed")
             raise ModelError(f"The {name} model could not be loaded; the operator can see why on the "
@@ -621,7 +620,10 @@ class RayBackend:
         os.environ.pop("RAY_ADDRESS", None)
         ray.init(address=address, namespace="demohub", log_to_driver=False, logging_level="WARNING",
                  configure_logging=False)
+        import psutil
+
         self.node_id = ray.get_runtime_context().get_node_id()
+        self._local_ips = {a.address for addrs in psutil.net_if_addrs().values() for a in addrs}
         # No HTTP proxies: the hub calls replicas through handles, and a proxy would bind a port.
         serve.start(proxy_location="Disabled")
 
@@ -640,14 +642,25 @@ class RayBackend:
                 at, views = self._apps_cache
             if time.monotonic() - at <= max_age:
                 return views
+            asked = time.monotonic()  # the view is as old as the question, not the answer
             try:
                 views = {k: v for k, v in _app_views(self._serve_details()).items()
                          if k.startswith(self.app_prefix)}
             except Exception:  # noqa: BLE001 - keep the last view; a later refresh retries
                 return views
             with self._lock:
-                self._apps_cache = (time.monotonic(), views)
+                self._apps_cache = (asked, views)
         return views
+
+    def is_local(self, replica: Replica) -> bool:
+        """Whether the replica's PID is a process on this machine. Through Ray
+        Client our "node" is the cluster's head, so its address must be ours too."""
+        return replica.node_id == self.node_id and replica.node_ip in self._local_ips
+
+    def cached_apps(self) -> tuple[float, dict[str, AppView]]:
+        """The cached view and when it was fetched (monotonic)."""
+        with self._lock:
+            return self._apps_cache
 
     def _serve_details(self, timeout: float = 10.0) -> dict:
         import ray
@@ -722,6 +735,7 @@ class RayBackend:
         if reuse:  # e.g. after a replica died: Serve restarted it; no redeploy
             model = RayModel(self, spec, app_name, None)
             model._handle = serve.get_app_handle(app_name)
+            model._seen_at = time.monotonic()
         else:
             app = serve.deployment(DemoReplica).options(**options).bind(*args)
             model = RayModel(self, spec, app_name, None)
@@ -801,7 +815,7 @@ class RayBackend:
         replica_pids: dict[int, str] = {}
         for app_name, view in views.items():
             for r in view.replicas:
-                if r.pid and r.node_id == self.node_id:
+                if r.pid and self.is_local(r):
                     replica_pids[r.pid] = app_name
         kinds: dict[str, list[int]] = {}
         orphans: dict[str, list[int]] = {}
@@ -838,7 +852,7 @@ class RayBackend:
         for app_name in sorted(ours - held - keep_apps):
             if app_name in views:
                 freed += sum(process_memory(r.pid, "pss") for r in views[app_name].replicas
-                             if r.pid and r.node_id == self.node_id)
+                             if r.pid and self.is_local(r))
                 self.delete(app_name, wait=0.0)
         return freed
 
