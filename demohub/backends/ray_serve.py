@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from demohub import wire
+from demohub import device, wire
 from demohub.backends import CallResult, LoadInfo, SharedProcess, Tick
 from demohub.errors import InputError, ModelError, WorkerFailed, WorkerTimeout
 from demohub.memory import process_memory
@@ -685,6 +685,16 @@ class RayBackend:
             actor["memory"] = memory
         pythonpath = [str(PROJECT_ROOT)] + ([str(spec.import_root)] if spec.import_root else [])
         env = {"PYTHONPATH": os.pathsep.join(pythonpath), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        # Replicas inherit their node's environment, not the hub's: pass what the
+        # worker path would have inherited (never secrets such as HF_TOKEN: set those
+        # on the nodes, since runtime_env is stored in Ray's GCS in clear).
+        env.update({k: v for k, v in os.environ.items() if k in ("HF_ENDPOINT", "HF_HUB_OFFLINE")})
+        # GPUs are Ray's to place: a demo asked to run on CUDA asks Ray for one
+        # (Ray then sets CUDA_VISIBLE_DEVICES); anything else runs on the CPU.
+        asked, _setting = device.requested(spec.name, spec.device, os.environ)
+        env[device.WORKER_VAR] = "cuda" if asked.startswith("cuda") else "cpu"
+        if asked.startswith("cuda"):
+            actor["num_gpus"] = 1
         if self.threads:
             env.update(OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads),
                        TF_NUM_INTRAOP_THREADS=str(self.threads), TF_NUM_INTEROP_THREADS="1")
@@ -724,8 +734,9 @@ class RayBackend:
         args = (spec.runtime, str(spec.import_root) if spec.import_root else None, str(model_dir), placeholder)
         # what the replica would load; a changed memory ask alone does not redeploy
         same = {k: v for k, v in options.items() if k != "ray_actor_options"}
-        fingerprint = hashlib.sha256(repr((args, same, options["ray_actor_options"].get("runtime_env"),
-                                           options["ray_actor_options"]["num_cpus"])).encode()).hexdigest()
+        actor = options["ray_actor_options"]
+        fingerprint = hashlib.sha256(repr((args, same, actor.get("runtime_env"), actor["num_cpus"],
+                                           actor.get("num_gpus"))).encode()).hexdigest()
         view = self.apps(max_age=0.0).get(app_name)
         with self._lock:
             reuse = (self._deployed.get(app_name) == fingerprint and view is not None
