@@ -42,12 +42,22 @@ def cluster():
         head.stop()
 
 
-def serve_apps() -> dict:
-    """Serve's own view: app name -> [(state, pid, actor name)] of its replicas."""
+def serve_details() -> dict:
     import ray
     from ray.serve.context import _get_global_client
 
-    details = ray.get(_get_global_client()._controller.get_serve_instance_details.remote(), timeout=10)
+    return ray.get(_get_global_client()._controller.get_serve_instance_details.remote(), timeout=10)
+
+
+def actor_options(app: str) -> dict:
+    """The ray_actor_options Serve deployed `app`'s replicas with."""
+    dep = serve_details()["applications"][app]["deployments"]["model"]
+    return dep["deployment_config"]["ray_actor_options"]
+
+
+def serve_apps() -> dict:
+    """Serve's own view: app name -> [(state, pid, actor name)] of its replicas."""
+    details = serve_details()
     out = {}
     for name, app in (details.get("applications") or {}).items():
         if not name.startswith(APP_PREFIX):
@@ -121,6 +131,8 @@ def test_first_request_scales_zero_to_one_with_progress(hub):
     assert metric(hub, "demohub_model_memory_bytes", model="alpha") > 10 * 2**20
     assert metric(hub, "demohub_shared_process_memory_bytes", process="ray: raylet") > 0
     assert f"{APP_PREFIX}beta" not in serve_apps()  # the other demo stays at zero
+    first_ask = actor_options(f"{APP_PREFIX}alpha")
+    assert first_ask["num_cpus"] == 1 and not first_ask.get("memory")  # no measurement yet
     assert not mapped_framework_libs(hub.pid)
 
 
@@ -144,12 +156,17 @@ def test_input_and_model_errors_keep_their_sentences(hub):
 def test_idle_model_scales_back_to_zero_and_returns(hub):
     client = hub.client()
     pid = client.predict(json.dumps({"op": "echo", "value": 3}), api_name="/alpha")["pid"]
+    time.sleep(1.5)  # a sweep measures the replica
+    last_measured = metric(hub, "demohub_model_memory_bytes", model="alpha")
     wait_for(lambda: f"{APP_PREFIX}alpha" not in serve_apps(), IDLE_TTL + 30, "Serve to drop idle alpha")
     wait_for(lambda: not psutil.pid_exists(pid), 30, "the idle replica's process to end")
     assert metric(hub, "demohub_evictions_total", model="alpha", reason="idle") >= 1
     assert metric(hub, "demohub_model_memory_bytes", model="alpha") == 0
     again = client.predict(json.dumps({"op": "echo", "value": 4}), api_name="/alpha")
     assert again["echo"] == 4 and again["pid"] != pid
+    # the new deployment asks Ray for memory sized from the last one's measured PSS (x1.25)
+    asked = actor_options(f"{APP_PREFIX}alpha")["memory"]
+    assert 1.1 * last_measured < asked < 1.4 * last_measured, (asked, last_measured)
 
 
 def test_killed_replica_fails_its_request_clearly_and_the_next_recovers(hub):
