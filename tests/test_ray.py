@@ -245,9 +245,13 @@ def test_hub_without_address_runs_its_own_loopback_ray_and_ends_it_even_if_kille
         assert out["pid"] in tree  # the replica runs under the hub's own Ray
         ports = _listening(tree | {hub.pid})
         assert ports and all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip, _ in ports), ports
+        temp_dirs = {Path(c.split("--temp-dir", 1)[1].split()[0]) for c in
+                     (" ".join(psutil.Process(p).cmdline()) for p in tree if _running(p)) if "--temp-dir" in c}
+        assert temp_dirs
         hub.proc.kill()  # no cleanup code runs in the hub
         hub.proc.wait(timeout=10)
     wait_for(lambda: not [p for p in tree if _running(p)], 45, "the hub's Ray processes to end")
+    wait_for(lambda: not any(d.exists() for d in temp_dirs), 15, "the local Ray's temp folder to go")
 
 
 def _running(pid: int) -> bool:

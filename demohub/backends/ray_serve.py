@@ -190,10 +190,17 @@ def _head_main(argv: list[str]) -> int:
 
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
     ray_args = [a for a in args.ray_args if a != "--"]
+    temp_dir = ray_args[ray_args.index("--temp-dir") + 1] if "--temp-dir" in ray_args else None
     from ray.scripts.scripts import main as ray_main
 
     sys.argv = ["ray", "start", *ray_args]
-    return ray_main() or 0
+    try:
+        return ray_main() or 0
+    finally:
+        # Ray's SIGTERM handler has ended its processes; their logs and sockets go too
+        # (LocalRay.stop does the same, but a hub killed with SIGKILL never calls it).
+        if temp_dir and Path(temp_dir).name.startswith("dh-ray-"):
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 # -- the replica (runs on a Ray worker, never in the hub) ---------------------------
