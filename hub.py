@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
-from demohub import tempdir
+from demohub import heap, tempdir
 from demohub.config import HubConfig, load_config
 from demohub.discovery import discover
 from demohub.registry import Registry
@@ -22,6 +22,7 @@ def _exit_on_signal(signum: int, _frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    heap.tune()  # before any server thread exists (see demohub/heap.py)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = load_config(argv)
     if config.mcp and importlib.util.find_spec("mcp") is None:
@@ -48,7 +49,11 @@ def serve(config: HubConfig, temp_folder: Path) -> int:
         options = dict(config.backend_options)
         if config.backend == "template":
             options["specs"] = specs  # each family's template imports its demos' runtimes
-        backend = make_backend(config.backend, **options)
+        try:
+            backend = make_backend(config.backend, **options)
+        except ConnectionError as exc:  # e.g. no Ray cluster at --ray-address
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     registry = Registry(specs, sources, config.limits, backend=backend)
     app = create_app(specs, registry, sources, queue_size=config.queue_size, mcp=config.mcp,
                      door=config.door, temp_folder=temp_folder)

@@ -12,7 +12,7 @@ import gradio as gr
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from demohub import metrics, tempdir
+from demohub import heap, metrics, tempdir
 from demohub.config import DoorSettings
 from demohub.gate import UPLOAD_OVERHEAD, BodyLimits, Door, Event, Gate
 from demohub.history import History
@@ -82,6 +82,7 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
         return JSONResponse({"status": "ok", "demos": [s.name for s in specs]})
 
     app.router.lifespan_context = history.lifespan(app.router.lifespan_context)
+    app.router.lifespan_context = heap.lifespan(app.router.lifespan_context)
     hub_metrics = metrics.HubMetrics(registry, queue_length=lambda: _queue_length(blocks))
 
     @app.get("/metrics")
