@@ -67,3 +67,16 @@ def test_metrics_after_traffic_and_no_framework_in_the_hub(demo_hub, client):
     assert 'demohub_hits_total{model="cassava"}' in text
     assert "demohub_queue_length 0" in text
     assert mapped_framework_libs(demo_hub.pid) == set()
+
+
+def test_queued_events_cannot_hold_every_gradio_thread(demo_hub):
+    """Gradio's queue runs at most 40 jobs at once; the demos' limits, counted
+    once per concurrency id, must leave room for every demo to be served."""
+    import json
+
+    config = json.loads(demo_hub.get("/config")[1])
+    limits = {}
+    for dep in config["dependencies"]:
+        if dep.get("queue") is not False and dep.get("concurrency_limit"):
+            limits[dep.get("concurrency_id") or dep["id"]] = dep["concurrency_limit"]
+    assert sum(limits.values()) <= 40 - 4, limits

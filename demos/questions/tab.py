@@ -48,8 +48,10 @@ def build(ctx) -> None:
         return readable_coarse(result["coarse"]), result["fine"], summary(result), result
 
     outputs = [coarse, fine, name, details]
-    button.click(classify, question, outputs, api_name=ctx.api_name, concurrency_limit=ctx.concurrency_limit)
-    question.submit(classify, question, outputs, api_visibility="private",
-                    concurrency_limit=ctx.concurrency_limit)
+    # One limit for both ways in (button and Enter), so the model's requests never hold
+    # more of Gradio's worker threads than one batch needs.
+    limit = dict(concurrency_limit=ctx.concurrency_limit, concurrency_id=ctx.api_name)
+    button.click(classify, question, outputs, api_name=ctx.api_name, **limit)
+    question.submit(classify, question, outputs, api_visibility="private", **limit)
     gr.Examples(examples=[[q] for q in EXAMPLES], inputs=question, label="Try a question",
                 cache_examples=False, api_visibility="private")
