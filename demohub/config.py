@@ -160,7 +160,7 @@ def _backend_options(args: argparse.Namespace, limits: Limits) -> dict:
     return {"address": args.ray_address, "max_replicas": max(1, args.ray_max_replicas),
             "idle_ttl_s": limits.idle_ttl_s, "threads": limits.worker_threads,
             # a Ray this hub starts itself offers the memory budget as its `memory` resource
-            "local_memory_bytes": limits.memory_budget}
+            "local_memory_bytes": limits.memory_budget, "max_models": limits.max_models}
 
 
 def load_config(argv: list[str] | None = None) -> HubConfig:

@@ -281,3 +281,18 @@ def test_a_node_without_the_hubs_snapshot_downloads_the_same_revision(tmp_path, 
         assert node_model_dir("/no/such/folder") == Path("/no/such/folder")  # left for load() to report
     finally:
         fake.stop()
+
+
+@pytest.mark.parametrize("address, says", [("127.0.0.1:1", "no Ray cluster answers at 127.0.0.1:1"),
+                                           ("ray://127.0.0.1:1", "no Ray cluster answers"),
+                                           ("nonsense", "is not an address")])
+def test_unreachable_ray_address_is_one_sentence_in_seconds(address, says):
+    import subprocess
+    import sys
+
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "hub.py"), "--backend", "ray", "--ray-address",
+                           address, "--demos-dir", str(TEST_DEMOS), "--port", "0"],
+                          capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+    assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
+    assert time.monotonic() - started < 30

@@ -68,6 +68,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class RayUnreachable(ConnectionError):
+    """The Ray cluster named by --ray-address / RAY_ADDRESS does not answer."""
+
+
+def probe(address: str, timeout: float = 10.0) -> None:
+    """Fail in seconds, with a sentence, when nothing listens at `address`:
+    `ray.init` would otherwise retry for minutes."""
+    if address in ("auto", "local"):  # Ray's own discovery of a cluster on this machine
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise RayUnreachable(f"--ray-address {address!r} is not an address: use host:port (the GCS, "
+                             "port 6379 by default) or ray://host:10001 (Ray Client)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayUnreachable(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one "
+                             "(ray start --head) or fix --ray-address / RAY_ADDRESS, or leave both unset "
+                             "to let the hub start a local Ray") from None
+
+
 def is_loopback(address: str) -> bool:
     host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
     return host in _LOOPBACK_HOSTS
@@ -583,10 +606,18 @@ class RayBackend:
     def __init__(self, address: str | None = None, *, max_replicas: int = 1, idle_ttl_s: float | None = 900.0,
                  num_cpus: float = 1.0, memory_headroom: float = 1.25, local_num_cpus: float | None = None,
                  local_memory_bytes: int | None = None, threads: int | None = None,
-                 app_prefix: str = APP_PREFIX, **_ignored: Any):
+                 app_prefix: str = APP_PREFIX, max_models: int | None = None, **_ignored: Any):
         self.max_replicas = max(1, int(max_replicas))
         self.idle_ttl_s = idle_ttl_s
         self.num_cpus = num_cpus
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if address is None and max_models:
+            # On a Ray of this machine alone (no autoscaler), `max_models` replicas
+            # must fit its cores, or the last one to load would wait for a CPU
+            # until its load timeout: ask for a share of a core instead.
+            cores = local_num_cpus or os.cpu_count() or 1
+            share = math.floor(100 * cores / max(1, max_models * self.max_replicas)) / 100
+            self.num_cpus = max(0.01, min(num_cpus, share))
         self.memory_headroom = memory_headroom
         self.threads = threads
         self.app_prefix = app_prefix
@@ -599,7 +630,6 @@ class RayBackend:
         self._shared_cache: tuple[float, list[SharedProcess]] = (0.0, [])
         self.local: LocalRay | None = None
         os.environ.update(DRIVER_ENV)
-        address = address or os.environ.get("RAY_ADDRESS") or None
         if address is None:
             self.local = LocalRay.start(num_cpus=local_num_cpus, memory_bytes=local_memory_bytes)
             address = self.local.address
@@ -609,6 +639,7 @@ class RayBackend:
                 os.environ.setdefault(key, value)
         self.address = address
         try:
+            probe(address)
             self._connect(address)
         except BaseException:
             if self.local is not None:
