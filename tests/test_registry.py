@@ -257,9 +257,10 @@ def test_missing_local_override_is_a_clear_error(tmp_path):
 
 
 def live_workers() -> int:
-    """Worker processes this test process started that are still running."""
+    """Worker processes this test process's registries started that are still running
+    (direct children only: a hub started by another test has workers of its own)."""
     count = 0
-    for child in psutil.Process().children(recursive=True):
+    for child in psutil.Process().children(recursive=False):
         try:
             forked = child.name().startswith("w:")  # a worker forked from a template names itself
             if (forked or "demohub.worker" in " ".join(child.cmdline())) and child.status() != psutil.STATUS_ZOMBIE:

@@ -25,7 +25,6 @@ UNSURE_BELOW = 0.5
 
 
 def load(model_dir: str | Path) -> folder.Loaded:
-    torch.set_grad_enabled(False)
     return folder.load(model_dir)
 
 

@@ -407,7 +407,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    torch.set_grad_enabled(True)  # the runtime turns it off process-wide; training in the same process needs it
     started = time.time()
     distill = args.distill if args.init == "minilm" else 0.0
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, distill=distill,
