@@ -101,10 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("spawn", "template", "ray"), default=_env("BACKEND", "spawn"),
                    help="how models run: a process each (spawn), or Ray Serve deployments (ray) "
                         "(HUB_BACKEND)")
-    p.add_argument("--start-method", choices=("spawn", "template"), default=_env("START_METHOD", "spawn"),
-                   help="how a local worker starts: a fresh interpreter (spawn), or forked from a "
-                        "per-framework template that has imported the framework (template) "
-                        "(HUB_START_METHOD)")
+    p.add_argument("--start-method", choices=("spawn", "template"), default=_env("START_METHOD", "template"),
+                   help="how a local worker starts: forked from a per-framework template that has "
+                        "imported the framework (template, the default: less memory, faster loads; "
+                        "docs/benchmarks.md), or a fresh interpreter (spawn) (HUB_START_METHOD)")
     p.add_argument("--template-ttl", type=float, default=float(_env("TEMPLATE_TTL", "-1")),
                    help="seconds a template with no model stays up; 0 keeps it (HUB_TEMPLATE_TTL; "
                         "default: --idle-ttl)")

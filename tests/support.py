@@ -65,9 +65,18 @@ class HubServer:
         return Client(self.url, verbose=False)
 
     def worker_pids(self) -> list[int]:
+        """The hub's model workers: its children, less the framework templates
+        (`--start-method template`) that fork them."""
         import psutil
 
-        return [c.pid for c in psutil.Process(self.pid).children(recursive=False)]
+        out = []
+        for child in psutil.Process(self.pid).children(recursive=False):
+            try:
+                if not child.name().startswith("template:"):
+                    out.append(child.pid)
+            except psutil.NoSuchProcess:
+                pass
+        return out
 
     def stop(self) -> None:
         if self.proc.poll() is None:

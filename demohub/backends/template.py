@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ast
 import ctypes
-import importlib.util
 import json
 import os
 import select
@@ -318,6 +317,9 @@ class Template:
                 if info is None:
                     raise TemplateUnusable(f"the {self.family} template said {message!r}", permanent=True)
                 self.hello = Hello(info["threads"], info["imported"], info["failed"], info["import_s"])
+                events.event("template_ready", None, family=self.family, pid=self.pid,
+                             seconds=info["import_s"], threads=info["threads"], failed=info["failed"],
+                             released_mb=round(info.get("released_bytes", 0) / 2**20, 1))
             return self.hello
         finally:
             self._ctl.release()
@@ -581,6 +583,8 @@ class TemplateBackend:
         spec = handle.spec
         family = self._families[spec.name]
         with self._lock:
+            if self._closed:
+                raise WorkerFailed(f"the {spec.name} model was not started: the hub is shutting down")
             t = self._template(family)
             t.pending += 1
         proc = None
