@@ -77,12 +77,16 @@ class RegistryCollector(Collector):
                                       labels=["model"])
         state = GaugeMetricFamily("demohub_model_state", "1 for the model's current state.",
                                   labels=["model", "state"])
+        replicas = GaugeMetricFamily("demohub_model_replicas",
+                                     "Copies of the model serving now (Ray Serve replicas; 1 for a worker process).",
+                                     labels=["model"])
         for s in statuses:
+            replicas.add_metric([s.name], s.replicas)
             memory.add_metric([s.name], s.memory_bytes)
             in_flight.add_metric([s.name], s.in_flight)
             for st in _STATES:
                 state.add_metric([s.name, st], 1 if s.state.value == st else 0)
-        yield from (memory, in_flight, state)
+        yield from (memory, in_flight, state, replicas)
 
         yield GaugeMetricFamily("demohub_loaded_models", "Models loaded now.", value=totals.loaded)
         yield GaugeMetricFamily("demohub_max_models", "Most models loaded at once.", value=totals.max_models)

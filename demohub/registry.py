@@ -93,6 +93,8 @@ class ModelStatus:
     traceback: str | None = None
     #: seconds until a failed load or download is tried again
     retry_in_s: float | None = None
+    #: copies serving now (1 for a local worker; Ray Serve's running replicas)
+    replicas: int = 0
 
 
 @dataclass(frozen=True)
@@ -318,6 +320,7 @@ class Registry:
                         download_fraction=source.fraction,
                         stats=slot.stats,
                         where=slot.worker.where if slot.worker else None,
+                        replicas=slot.worker.replicas if slot.worker else 0,
                         traceback=slot.traceback,
                         retry_in_s=retry_in,
                     )

@@ -24,7 +24,7 @@ from demohub.history import History, MemorySample, Request, TimelineEvent, laten
 from demohub.registry import ModelStatus, Registry
 
 STATUS_HEADERS = ["model", "state", "source", "memory", "last load s", "hits", "misses",
-                  "loads", "evictions", "crashes", "timeouts", "in flight", "error"]
+                  "loads", "evictions", "crashes", "timeouts", "in flight", "error", "where"]
 
 #: The time axis grows through these spans (seconds) up to the history's window.
 WINDOWS_S = (60, 120, 300, 600, 900, 1800, 3600)
@@ -53,7 +53,7 @@ def status_rows(statuses: list[ModelStatus]) -> list[list[Any]]:
             s.name, s.state.value, s.source, _mb(s.memory_bytes),
             f"{st.last_load_s:.1f}" if st.last_load_s else "–",
             st.hits, st.misses, st.loads, sum(st.evictions.values()), st.crashes, st.timeouts,
-            s.in_flight, (s.error or "")[:160],
+            s.in_flight, (s.error or "")[:160], s.where or "–",
         ])
     return rows
 

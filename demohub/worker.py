@@ -84,7 +84,7 @@ class Threads:
         self.current = threads
 
 
-def _reply(runtime: ModuleType, model: object, payload: object) -> bytes:
+def reply(runtime: ModuleType, model: object, payload: object) -> bytes:
     """The pickled reply to one request; never raises for the model's faults."""
     started = time.perf_counter()
     try:
@@ -119,7 +119,7 @@ def serve(channel: wire.Channel, runtime: ModuleType, model: object) -> None:
                 return
             _, payload, options = message
             threads.apply((options or {}).get("threads"))
-            channel.send_bytes(_reply(runtime, model, payload))
+            channel.send_bytes(reply(runtime, model, payload))
         except (EOFError, OSError):
             return
 

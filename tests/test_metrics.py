@@ -301,6 +301,7 @@ def test_scrape_of_a_real_hub_after_traffic(tmp_path):
     assert value(parsed, "demohub_loads_total", model="alpha") == 1
     assert value(parsed, "demohub_model_state", model="alpha", state="ready") == 1
     assert value(parsed, "demohub_model_memory_bytes", model="alpha") > 0
+    assert value(parsed, "demohub_model_replicas", model="alpha") == 1  # one worker process
     assert value(parsed, "demohub_queue_length") == 0
     # one observation per request, and they agree with the registry's own counters
     ok = value(parsed, "demohub_request_seconds_count", model="alpha", outcome="ok")

@@ -129,6 +129,8 @@ def test_first_request_scales_zero_to_one_with_progress(hub):
     assert [(s, pid) for s, pid, _ in replicas] == [("RUNNING", result["pid"])]  # answered by the Serve replica
     assert result["pid"] not in [p.pid for p in psutil.Process(hub.pid).children(recursive=True)]
     assert metric(hub, "demohub_model_memory_bytes", model="alpha") > 10 * 2**20
+    wait_for(lambda: metric(hub, "demohub_model_replicas", model="alpha") == 1, 10,
+             "/metrics to show the running replica")
     assert metric(hub, "demohub_shared_process_memory_bytes", process="ray: raylet") > 0
     assert f"{APP_PREFIX}beta" not in serve_apps()  # the other demo stays at zero
     first_ask = actor_options(f"{APP_PREFIX}alpha")
@@ -162,6 +164,7 @@ def test_idle_model_scales_back_to_zero_and_returns(hub):
     wait_for(lambda: not psutil.pid_exists(pid), 30, "the idle replica's process to end")
     assert metric(hub, "demohub_evictions_total", model="alpha", reason="idle") >= 1
     assert metric(hub, "demohub_model_memory_bytes", model="alpha") == 0
+    assert metric(hub, "demohub_model_replicas", model="alpha") == 0
     again = client.predict(json.dumps({"op": "echo", "value": 4}), api_name="/alpha")
     assert again["echo"] == 4 and again["pid"] != pid
     # the new deployment asks Ray for memory sized from the last one's measured PSS (x1.25)

@@ -64,6 +64,10 @@ class ModelHandle(Protocol):
     def where(self) -> str:
         """Where it runs, for people: "pid 1234", "ray: 1 replica on node 3f2a"."""
 
+    @property
+    def replicas(self) -> int:
+        """Copies of the model serving now (a local process: 1 while it lives)."""
+
     def wait_ready(self, timeout: float, tick: Tick | None = None) -> LoadInfo:
         """Block until the model is loaded; raises WorkerFailed / WorkerTimeout."""
 

@@ -323,7 +323,7 @@ class DemoReplica:
         if self._load_error is not None:
             return pickle.dumps((wire.LOAD_FAILED, self._load_error.splitlines()[0], self._load_error))
         self._threads.apply(threads)
-        return worker._reply(self._runtime, self._model, pickle.loads(payload))
+        return worker.reply(self._runtime, self._model, pickle.loads(payload))
 
 
 # -- the hub side -------------------------------------------------------------------
@@ -404,6 +404,11 @@ class RayModel:
     def pid(self) -> int | None:
         local = self._local(self._view())
         return local[0].pid if local else None
+
+    @property
+    def replicas(self) -> int:
+        view = self._view()
+        return 0 if view is None else sum(1 for r in view.replicas if r.state == "RUNNING")
 
     @property
     def where(self) -> str:

@@ -111,6 +111,10 @@ class LocalWorker:
     def where(self) -> str:
         return f"pid {self._proc.pid}"
 
+    @property
+    def replicas(self) -> int:
+        return 1 if self.alive() else 0
+
     def alive(self) -> bool:
         return self._proc.poll() is None
 

@@ -399,6 +399,10 @@ class TemplateWorker:
         return self._inner.pid if self._inner else None
 
     @property
+    def replicas(self) -> int:
+        return self._inner.replicas if self._inner else 0
+
+    @property
     def where(self) -> str:
         if self._inner is None:
             return "starting"
