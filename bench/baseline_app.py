@@ -22,7 +22,6 @@ import argparse
 import importlib
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -53,18 +52,10 @@ def model_folder(spec: Any, models_dir: Path, placeholder_dir: Path) -> tuple[Pa
 
 
 def ensure_placeholder(runtime: ModuleType, target: Path) -> None:
-    """Write the runtime's untrained folder once, atomically (rename into place)."""
-    if (target / "config.json").is_file():
-        return
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        runtime.placeholder(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """The runtime's untrained folder, written once, the way the hub's worker does it."""
+    from demohub.worker import build_placeholder
+
+    build_placeholder(runtime, target)
 
 
 @dataclass

@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from typing import Any
 
 import httpx
 import psutil
+from common import free_port, log, percentile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT.parent / "shared" / "data" / "images"
@@ -59,21 +59,6 @@ CLIENTS = 8
 REQUEST_TIMEOUT_S = 300.0
 START_TIMEOUT_S = 240.0
 HUB_ARGS = ["--max-models", "2", "--idle-ttl", "0"]
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def pss(pid: int) -> int:

@@ -33,7 +33,6 @@ import random
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from typing import Any, Callable
 
 import httpx
 import psutil
+from common import free_port, log, percentile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -62,22 +62,6 @@ QUESTIONS = (
 PHOTOS = {"cassava": ("cassava_1.jpg", "cassava_2.jpg", "cassava_3.jpg"), "durian": ("durian_1.jpg",)}
 START_TIMEOUT_S = 600.0
 REQUEST_TIMEOUT_S = 180.0
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..1)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
 
 
 # ---------------------------------------------------------------- one process tree
