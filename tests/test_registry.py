@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from demohub.backends.spawn import SpawnBackend
 from demohub.backends.template import TemplateBackend
 from demohub.discovery import discover
 from demohub.errors import (HubAtCapacity, InputError, ModelBusy, ModelError, ModelUnavailable,
@@ -447,3 +448,40 @@ def test_close_ends_a_worker_that_is_still_loading(build):
     while not gone(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert gone(pid)
+
+
+class SlowToEnd(SpawnBackend):
+    """Real workers whose `kill` first stalls, as reaping a process stuck in the
+    kernel can: the registry must never do that while holding its lock."""
+
+    def start(self, spec, model_dir, *, placeholder):
+        worker = super().start(spec, model_dir, placeholder=placeholder)
+        kill = worker.kill
+
+        def slow_kill(reason="killed"):
+            time.sleep(3.0)
+            kill(reason)
+
+        worker.kill = slow_kill
+        return worker
+
+
+def test_ending_a_crashed_worker_never_blocks_the_others(tmp_path):
+    specs = discover(TEST_DEMOS)
+    overrides = {n: ModelSource(local_dir=make_model(tmp_path / n)) for n in ("alpha", "beta")}
+    registry = Registry(specs, ModelSources(specs, tmp_path, tmp_path / "p", overrides), backend=SlowToEnd())
+    try:
+        registry.predict("alpha", {})
+        registry.predict("beta", {})
+        crasher = threading.Thread(target=lambda: pytest.raises(WorkerFailed, registry.predict,
+                                                                "alpha", {"op": "crash"}))
+        crasher.start()
+        time.sleep(0.5)  # the crash is being recorded and its worker ended (3 s)
+        started = time.monotonic()
+        registry.status()
+        assert registry.predict("beta", {"value": 1})["echo"] == 1
+        assert time.monotonic() - started < 1.5, "the registry's lock was held while a worker was ended"
+        crasher.join(timeout=30)
+        assert state(registry, "alpha").stats.crashes == 1
+    finally:
+        registry.close()

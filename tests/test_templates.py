@@ -242,3 +242,17 @@ def test_forked_workers_and_templates_exit_when_the_hub_dies(tmp_path):
         os.kill(hub.pid, signal.SIGKILL)
         hub.proc.wait(timeout=10)
         assert wait_until(lambda: gone(worker) and gone(template), 15), "a worker outlived the hub"
+
+
+def test_a_stopped_template_is_ended_and_its_family_still_loads(make_registry):
+    """SIGSTOP on a template used to hang every load of its family until the load
+    deadline (the abuse soak stopped one for 60 s and two requests hung)."""
+    registry, backend = make_registry(TEST_DEMOS, Limits(idle_ttl_s=None), template_ttl_s=None)
+    registry.predict("alpha", {})
+    [template] = backend.shared("pss")
+    os.kill(template.pid, signal.SIGSTOP)
+    started = time.monotonic()
+    result = registry.predict("beta", {"value": 5})  # needs a fork from the stopped template
+    assert result["echo"] == 5 and time.monotonic() - started < 20
+    assert wait_until(lambda: gone(template.pid), 5)
+    assert registry.predict("alpha", {"value": 6})["echo"] == 6  # the sibling never noticed

@@ -41,7 +41,7 @@ from typing import Any, Iterable
 
 from demohub import events, wire
 from demohub.backends import CallResult, LoadInfo, SharedProcess, Tick
-from demohub.backends.spawn import LocalWorker, SpawnBackend, worker_env
+from demohub.backends.spawn import STOPPED_GRACE_S, LocalWorker, SpawnBackend, is_stopped, worker_env
 from demohub.errors import WorkerFailed
 from demohub.memory import process_memory
 from demohub.spec import DemoSpec
@@ -343,6 +343,10 @@ class Template:
         return ForkedProcess(int(reply["forked"]))
 
     def _receive(self, deadline: float, tick: Tick | None, what: str) -> dict:
+        """The template's next message. A template stopped (SIGSTOP) for
+        STOPPED_GRACE_S is ended: waiting out the load deadline for it would hang
+        every load of its family."""
+        stopped_since: float | None = None
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -352,6 +356,15 @@ class Template:
                 break
             if tick:
                 tick()
+            if not is_stopped(self.pid):
+                stopped_since = None
+            elif stopped_since is None:
+                stopped_since = time.monotonic()
+            elif time.monotonic() - stopped_since > STOPPED_GRACE_S:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+                raise TemplateUnusable(f"the {self.family} template was paused (SIGSTOP) for over "
+                                       f"{STOPPED_GRACE_S:.0f} s and was ended", permanent=False)
         try:
             data = self._sock.recv(65536)
         except OSError as exc:
