@@ -119,6 +119,24 @@ def submit_with_progress(client, request: dict, api_name: str):
     return job, seen
 
 
+def status_row(hub, model: str) -> dict:
+    """The Status tab's table row for `model`, from the page's own (un-queued) refresh."""
+    import httpx
+
+    deps = json.loads(hub.get("/config")[1])["dependencies"]
+    for dep in deps:  # the page's refreshes on load; the Status tab's takes (watching, drawn)
+        if dep.get("queue") is not False or not any(t[1] == "load" for t in dep["targets"]):
+            continue
+        data = [False, "{}"][:len(dep.get("inputs") or [])]
+        reply = httpx.post(hub.url + "gradio_api/run/predict", timeout=60,
+                           json={"data": data, "fn_index": dep["id"], "session_hash": "ray-status"}).json()
+        for value in reply.get("data") or []:
+            if isinstance(value, dict) and "where" in (value.get("headers") or []):
+                rows = [dict(zip(value["headers"], row)) for row in value["data"]]
+                return next(r for r in rows if r["model"] == model)
+    raise AssertionError("no refresh of the page returned the status table")
+
+
 def test_first_request_scales_zero_to_one_with_progress(hub):
     assert f"{APP_PREFIX}alpha" not in serve_apps()  # nothing deployed before the first request
     job, seen = submit_with_progress(hub.client(), {"op": "echo", "value": 7}, "/alpha")
@@ -131,6 +149,10 @@ def test_first_request_scales_zero_to_one_with_progress(hub):
     assert metric(hub, "demohub_model_memory_bytes", model="alpha") > 10 * 2**20
     wait_for(lambda: metric(hub, "demohub_model_replicas", model="alpha") == 1, 10,
              "/metrics to show the running replica")
+    # the Status tab says where it runs, read from Serve: replica state, node, local pid
+    row = status_row(hub, "alpha")
+    assert row["where"].startswith("ray: 1 running") and " on node " in row["where"], row
+    assert str(result["pid"]) in row["where"] and row["memory"] != "–"
     assert metric(hub, "demohub_shared_process_memory_bytes", process="ray: raylet") > 0
     assert f"{APP_PREFIX}beta" not in serve_apps()  # the other demo stays at zero
     first_ask = actor_options(f"{APP_PREFIX}alpha")
