@@ -103,14 +103,7 @@ def run_hub(method: str, args: argparse.Namespace, workdir: Path, inputs: Inputs
             out["warm_s"] = {d: statistics.median(timed(lambda d=d: http_predict(http, server.url, d, inputs.next(d)))
                                                   for _ in range(5)) for d in DEMOS}
             server.remember_children()
-            time.sleep(2)
-            mem = tree_memory(server.pid)
-            out["loaded_pss"], out["loaded_rss"], out["processes"] = mem["pss"], mem["rss"], mem["processes"]
-            out["loaded_unique"] = tree_unique(server.pid)
-            cpu = tree_cpu(server.pid)
-            started = time.perf_counter()
-            time.sleep(args.idle_seconds)
-            out["idle_cpu"] = (tree_cpu(server.pid) - cpu) / (time.perf_counter() - started)
+            out.update(measure_loaded(server.pid, args.idle_seconds))
             log(f"{method}: first answers {fmt_s(out['first_answer_s'])}; loaded PSS {mib(out['loaded_pss'])}; "
                 f"idle CPU {out['idle_cpu'] * 100:.1f} %")
             if not wait_for(lambda: not workers(server.pid), IDLE_TTL_S + 30):
@@ -178,6 +171,19 @@ def tree_unique(pid: int) -> int:
     return unique_bytes([pid] + [c.pid for c in children(pid)])
 
 
+def measure_loaded(pid: int, idle_seconds: float) -> dict:
+    """With every model loaded: the tree's memory, then its CPU while idle."""
+    time.sleep(2)
+    mem = tree_memory(pid)
+    out = {"loaded_pss": mem["pss"], "loaded_rss": mem["rss"], "processes": mem["processes"],
+           "loaded_unique": tree_unique(pid)}
+    cpu = tree_cpu(pid)
+    started = time.perf_counter()
+    time.sleep(idle_seconds)
+    out["idle_cpu"] = (tree_cpu(pid) - cpu) / (time.perf_counter() - started)
+    return out
+
+
 def run_baseline(args: argparse.Namespace, workdir: Path, inputs: Inputs) -> dict[str, Any]:
     """The one-process app (bench/baseline_app.py, every model loaded at startup):
     the same loaded-state figures, for the memory target."""
@@ -194,14 +200,7 @@ def run_baseline(args: argparse.Namespace, workdir: Path, inputs: Inputs) -> dic
                 http_predict(http, server.url, demo, inputs.next(demo))
             out["warm_s"] = {d: statistics.median(timed(lambda d=d: http_predict(http, server.url, d, inputs.next(d)))
                                                   for _ in range(5)) for d in DEMOS}
-        time.sleep(2)
-        mem = tree_memory(server.pid)
-        out["loaded_pss"], out["loaded_rss"], out["processes"] = mem["pss"], mem["rss"], mem["processes"]
-        out["loaded_unique"] = tree_unique(server.pid)
-        cpu = tree_cpu(server.pid)
-        started = time.perf_counter()
-        time.sleep(args.idle_seconds)
-        out["idle_cpu"] = (tree_cpu(server.pid) - cpu) / (time.perf_counter() - started)
+        out.update(measure_loaded(server.pid, args.idle_seconds))
         log(f"baseline: loaded PSS {mib(out['loaded_pss'])}, unique {mib(out['loaded_unique'])}; "
             f"idle CPU {out['idle_cpu'] * 100:.1f} %")
     finally:
