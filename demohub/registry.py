@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
@@ -458,6 +459,15 @@ class Registry:
             finally:
                 with self._lock:
                     slot.loading = None
+        except HubError as exc:
+            self._load_failed(slot, exc)
+            raise
+        except Exception as exc:  # noqa: BLE001 - a fault in the mechanism: logged in full, told in a sentence
+            failure = ModelError(f"The {name} model could not be started; the operator can see why on the "
+                                 "Status tab and in the server log. Try again in a moment.",
+                                 detail=traceback.format_exc())
+            self._load_failed(slot, failure)
+            raise failure from None
         except BaseException as exc:
             self._load_failed(slot, exc)
             raise

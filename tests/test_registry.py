@@ -485,3 +485,24 @@ def test_ending_a_crashed_worker_never_blocks_the_others(tmp_path):
         assert state(registry, "alpha").stats.crashes == 1
     finally:
         registry.close()
+
+
+class BrokenStart(SpawnBackend):
+    """A mechanism fault (here the errno the template race raised): not the model's."""
+
+    def start(self, spec, model_dir, *, placeholder):
+        raise OSError(9, "Bad file descriptor")
+
+
+def test_a_fault_in_the_mechanism_reaches_the_client_as_a_sentence(tmp_path):
+    specs = discover(TEST_DEMOS)
+    registry = Registry(specs, ModelSources(specs, tmp_path, tmp_path / "p", {}), backend=BrokenStart())
+    try:
+        with pytest.raises(ModelError, match="could not be started") as caught:
+            registry.predict("alpha", {})
+        assert "Bad file descriptor" not in str(caught.value) and "OSError" not in str(caught.value)
+        alpha = state(registry, "alpha")
+        assert "OSError" in alpha.traceback and "Bad file descriptor" in alpha.traceback
+        assert alpha.state == State.FAILED and alpha.retry_in_s > 0
+    finally:
+        registry.close()

@@ -328,8 +328,8 @@ class Template:
         """Ask the template for a worker serving on `worker_end`; it is this process's child."""
         self._lock_until(deadline, None)
         try:
-            self._sock.settimeout(max(0.001, deadline - time.monotonic()))
-            try:
+            try:  # another thread may have given up on this template and closed its socket
+                self._sock.settimeout(max(0.001, deadline - time.monotonic()))
                 socket.send_fds(self._sock, [json.dumps({"fork": request}).encode()], [worker_end.fileno()])
             except (OSError, socket.timeout) as exc:
                 raise TemplateUnusable(f"the {self.family} template is gone ({exc})", permanent=False) from None
@@ -351,7 +351,10 @@ class Template:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TemplateUnusable(f"the {self.family} template did not {what} in time", permanent=False)
-            readable, _, _ = select.select([self._sock], [], [], min(0.25, remaining))
+            try:
+                readable, _, _ = select.select([self._sock], [], [], min(0.25, remaining))
+            except (OSError, ValueError) as exc:  # closed by a thread that gave up on it
+                raise TemplateUnusable(f"the {self.family} template is gone ({exc})", permanent=False) from None
             if readable:
                 break
             if tick:
