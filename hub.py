@@ -12,7 +12,7 @@ import uvicorn
 
 from demohub import heap, tempdir
 from demohub.config import HubConfig, load_config
-from demohub.discovery import discover
+from demohub.discovery import DemoError, discover
 from demohub.registry import Registry
 from demohub.sources import ModelSources
 
@@ -40,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
 def serve(config: HubConfig, temp_folder: Path) -> int:
     from demohub.app import create_app
 
-    specs = discover(config.demos_dir, config.only)
+    try:
+        specs = discover(config.demos_dir, config.only)
+    except DemoError as exc:  # a folder that breaks the plugin contract: say which, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     sources = ModelSources(specs, config.models_dir, config.placeholder_dir, config.models)
     backend = None  # the registry's default: a process per model
     if config.backend != "spawn":

@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "start a one-node Ray on 127.0.0.1)")
     p.add_argument("--ray-max-replicas", type=int, default=int(_env("RAY_MAX_REPLICAS", "1")),
                    help="most Ray Serve replicas per demo (HUB_RAY_MAX_REPLICAS)")
+    p.add_argument("--ray-connect-timeout", type=float, default=float(_env("RAY_CONNECT_TIMEOUT", "90")),
+                   help="seconds to wait for the Ray cluster to accept the hub as a driver before giving "
+                        "up with an error (HUB_RAY_CONNECT_TIMEOUT)")
     p.add_argument("--device", default=_env("DEVICE"),
                    help="auto, cpu, cuda or cuda:N for every demo's worker (HUB_DEVICE; default: each "
                         "demo's SPEC.device, normally auto); HUB_DEVICE_<NAME>=cpu overrides one demo")
@@ -160,7 +163,8 @@ def _backend_options(args: argparse.Namespace, limits: Limits) -> dict:
     return {"address": args.ray_address, "max_replicas": max(1, args.ray_max_replicas),
             "idle_ttl_s": limits.idle_ttl_s, "threads": limits.worker_threads,
             # a Ray this hub starts itself offers the memory budget as its `memory` resource
-            "local_memory_bytes": limits.memory_budget, "max_models": limits.max_models}
+            "local_memory_bytes": limits.memory_budget, "max_models": limits.max_models,
+            "connect_timeout_s": max(1.0, args.ray_connect_timeout)}
 
 
 def load_config(argv: list[str] | None = None) -> HubConfig:

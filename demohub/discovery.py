@@ -23,6 +23,9 @@ class DemoError(Exception):
 def discover(demos_dir: Path, only: tuple[str, ...] = ()) -> list[DemoSpec]:
     """Specs of the demos in `demos_dir`, sorted by name (a stable tab order)."""
     demos_dir = demos_dir.resolve()
+    if not demos_dir.is_dir():
+        raise DemoError(f"no demos folder at {demos_dir}; pass --demos-dir with a folder that holds one "
+                        "package per demo")
     root = demos_dir.parent
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))

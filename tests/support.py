@@ -97,6 +97,7 @@ def start_hub(*args: str, env: dict[str, str] | None = None, timeout: float = 60
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    full_env.setdefault("PYTHONUNBUFFERED", "1")  # a hub that hangs has still said how far it got
     cmd = [sys.executable, str(PROJECT_ROOT / "hub.py"), "--host", "127.0.0.1", "--port", str(port),
            "--cache-dir", str(cache_dir), *args]
     with open(log, "wb") as out:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import pickle
+import subprocess
 import sys
 import textwrap
 import uuid
@@ -201,3 +202,15 @@ def test_the_hub_refuses_any_module_it_has_not_imported_yet():
     assert name not in sys.modules
     # modules already in the hub (and numpy, demohub) unpickle as before
     assert wire.loads_guarded(pickle.dumps({"a": [1, 2.5]})) == {"a": [1, 2.5]}
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda tmp: tmp / "no-such-folder", "no demos folder at"),
+    (lambda tmp: write_demo(new_package_dir(tmp), "notab", tab="def make(ctx):\n    pass\n").parent,
+     r"must define build(ctx)"),
+])
+def test_the_hub_refuses_a_bad_demos_folder_with_one_sentence(tmp_path, make, says):
+    """An author's first run: the hub names the folder or file to fix, exits 2, no traceback."""
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "hub.py"), "--demos-dir", str(make(tmp_path)),
+                           "--port", "0"], capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+    assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import logging
 import math
 import os
 import pickle
@@ -58,6 +59,11 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 #: Never start a Ray implicitly: after `ray.shutdown()` a Serve background thread
 #: calling into Ray would otherwise start a fresh local cluster with default settings.
 DRIVER_ENV = {"RAY_ENABLE_AUTO_CONNECT": "0"}
+
+#: how long the hub waits for `ray.init` (and Serve) before it gives up with a sentence
+CONNECT_TIMEOUT_S = 90.0
+
+log = logging.getLogger(__name__)
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -611,7 +617,8 @@ class RayBackend:
     def __init__(self, address: str | None = None, *, max_replicas: int = 1, idle_ttl_s: float | None = 900.0,
                  num_cpus: float = 1.0, memory_headroom: float = 1.25, local_num_cpus: float | None = None,
                  local_memory_bytes: int | None = None, threads: int | None = None,
-                 app_prefix: str = APP_PREFIX, max_models: int | None = None, **_ignored: Any):
+                 app_prefix: str = APP_PREFIX, max_models: int | None = None,
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S, **_ignored: Any):
         self.max_replicas = max(1, int(max_replicas))
         self.idle_ttl_s = idle_ttl_s
         self.num_cpus = num_cpus
@@ -645,11 +652,42 @@ class RayBackend:
         self.address = address
         try:
             probe(address)
-            self._connect(address)
+            self._connect_within(address, connect_timeout_s)
         except BaseException:
             if self.local is not None:
                 self.local.stop()
             raise
+
+    def _connect_within(self, address: str, timeout: float) -> None:
+        """`_connect` with a deadline: `ray.init` and Ray Client's handshake have
+        waits without one (a listener that never answers, a client server that
+        never starts its session), and a hub must fail with a sentence instead.
+
+        The connecting thread belongs to this call; it cannot be cancelled, so
+        after the deadline it is left to the process, which exits (hub.py)."""
+        log.info("connecting to Ray at %s", address)
+        started = time.monotonic()
+        done = threading.Event()
+        failed: list[BaseException] = []
+
+        def connect() -> None:
+            try:
+                self._connect(address)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                failed.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=connect, name="ray-connect", daemon=True).start()
+        if not done.wait(timeout):
+            raise RayUnreachable(
+                f"Ray at {address} accepts connections but did not finish connecting within {timeout:.0f} s; "
+                "check that it is a Ray head (the GCS port, or ray://host:10001 for Ray Client) and that it is "
+                "healthy (`ray status`, and the head's ray_client_server log for ray://), or give it longer "
+                "with --ray-connect-timeout")
+        if failed:
+            raise failed[0]
+        log.info("connected to Ray at %s in %.1f s", address, time.monotonic() - started)
 
     def _connect(self, address: str) -> None:
         import logging
@@ -659,6 +697,9 @@ class RayBackend:
 
         logging.getLogger("ray").setLevel(logging.WARNING)
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        # ray.init runs on the connecting thread, so it warns it set no SIGTERM handler: hub.py sets its own.
+        logging.getLogger("ray._private.worker").addFilter(
+            lambda record: "SIGTERM handler is not set" not in record.getMessage())
         # RAY_ADDRESS would override `address` inside ray.init; ours is explicit.
         os.environ.pop("RAY_ADDRESS", None)
         ray.init(address=address, namespace="demohub", log_to_driver=False, logging_level="WARNING",
