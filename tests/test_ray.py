@@ -18,7 +18,7 @@ import psutil
 import pytest
 from gradio_client.exceptions import AppError
 
-from demohub.backends.ray_serve import APP_PREFIX, LocalRay, node_model_dir
+from demohub.backends.ray import APP_PREFIX, LocalRay, node_model_dir
 from support import PROJECT_ROOT, TEST_DEMOS, mapped_framework_libs, running_hub
 
 pytestmark = pytest.mark.timeout(240)

@@ -2,12 +2,13 @@
 (what to load, when to evict, what the budget allows) and the mechanisms that
 start, call, measure and end a model.
 
-Each mechanism is one module in this package:
+Each mechanism is one module (for Ray, a subpackage) in this package:
 
 - `spawn`: a fresh `python -m demohub.worker` process per model (the default).
 - `template`: workers forked from a per-framework template process that has
   already imported the framework (`--start-method template`).
-- `ray_serve`: one Ray Serve deployment per demo (`--backend ray`).
+- `ray`: one Ray Serve application per demo (`--backend ray`); a package:
+  the Ray head, the replica, and the hub side.
 
 The registry only ever sees `Backend` and `ModelHandle`; it never knows which
 one it is driving.
@@ -130,7 +131,7 @@ def make_backend(name: str, **options: Any) -> Backend:
 
         return TemplateBackend(**options)
     if name == "ray":
-        from demohub.backends.ray_serve import RayBackend
+        from demohub.backends.ray import RayBackend
 
         return RayBackend(**options)
     raise ValueError(f"unknown backend {name!r}; choose spawn, template or ray")

@@ -1,4 +1,4 @@
-"""The Ray Serve backend: each demo is one Serve application whose replicas
+"""The hub side of the Ray Serve backend: each demo is one Serve application whose replicas
 load the demo's own runtime (`load`/`predict`), placed by Ray on whichever node
 has the CPU and memory the model needs.
 
@@ -14,48 +14,36 @@ Ray would otherwise cloudpickle return values and exceptions into the hub,
 and unpickling a torch tensor imports torch. Results are unpickled with
 `wire.loads_guarded`, and every replica-side exception becomes a message.
 
-Ray is imported only here, and only after the environment it reads at import
-time is set (loopback-only node IP, auth token).
+Ray is imported only inside functions, after the environment it reads at
+import time is set (loopback-only node IP, auth token).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import importlib
 import logging
 import math
 import os
 import pickle
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from demohub import device, wire
 from demohub.backends import CallResult, LoadInfo, SharedProcess, Tick
+from demohub.backends.ray.head import (HEAD_MODULE, LOOPBACK_ENV, PROJECT_ROOT, LocalRay, RayUnreachable,
+                                       is_loopback, probe)
+from demohub.backends.ray.replica import DemoReplica
 from demohub.errors import InputError, ModelError, WorkerFailed, WorkerTimeout
 from demohub.memory import process_memory
 from demohub.spec import DemoSpec
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 #: Serve application names are `<prefix><demo name>`; the deployment inside is "model".
 APP_PREFIX = "demohub-"
 DEPLOYMENT = "model"
 
-#: Environment a process needs *before* `import ray` to talk to a loopback-only
-#: node: Ray otherwise replaces 127.0.0.1 by the machine's routable address.
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 #: Never start a Ray implicitly: after `ray.shutdown()` a Serve background thread
 #: calling into Ray would otherwise start a fresh local cluster with default settings.
 DRIVER_ENV = {"RAY_ENABLE_AUTO_CONNECT": "0"}
@@ -64,275 +52,6 @@ DRIVER_ENV = {"RAY_ENABLE_AUTO_CONNECT": "0"}
 CONNECT_TIMEOUT_S = 90.0
 
 log = logging.getLogger(__name__)
-
-_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RayUnreachable(ConnectionError):
-    """The Ray cluster named by --ray-address / RAY_ADDRESS does not answer."""
-
-
-def probe(address: str, timeout: float = 10.0) -> None:
-    """Fail in seconds, with a sentence, when nothing listens at `address`:
-    `ray.init` would otherwise retry for minutes."""
-    if address in ("auto", "local"):  # Ray's own discovery of a cluster on this machine
-        return
-    target = address.split("://", 1)[-1]
-    host, _, port = target.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit():
-        raise RayUnreachable(f"--ray-address {address!r} is not an address: use host:port (the GCS, "
-                             "port 6379 by default) or ray://host:10001 (Ray Client)")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise RayUnreachable(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one "
-                             "(ray start --head) or fix --ray-address / RAY_ADDRESS, or leave both unset "
-                             "to let the hub start a local Ray") from None
-
-
-def is_loopback(address: str) -> bool:
-    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
-    return host in _LOOPBACK_HOSTS
-
-
-# -- a local single-node Ray --------------------------------------------------------
-
-
-@dataclass
-class LocalRay:
-    """A one-node Ray head on 127.0.0.1, started and owned (by PID) by this process.
-
-    It runs `ray start --head --block` under a small watcher (`python -m
-    demohub.backends.ray_serve head`) that ends it if its parent dies, so a
-    hub killed with SIGKILL leaves no Ray behind. Every port is loopback-only,
-    the dashboard is off, the object store is bounded, and access needs a
-    token written for this instance only (not `~/.ray/auth_token`).
-    """
-
-    proc: subprocess.Popen
-    address: str
-    temp_dir: Path
-    #: what a driver process must have in its environment before `import ray`
-    env: dict[str, str] = field(default_factory=dict)
-    #: the Ray Client address (`ray://127.0.0.1:PORT`), as a front outside a cluster uses it
-    client_address: str = ""
-
-    @classmethod
-    def start(cls, num_cpus: float | None = None, memory_bytes: int | None = None,
-              object_store_bytes: int = 100 * 2**20, timeout: float = 120.0) -> "LocalRay":
-        temp_dir = Path(tempfile.mkdtemp(prefix="dh-ray-", dir="/tmp"))  # unix socket paths stay short
-        token = temp_dir / "auth_token"
-        token.write_text(secrets.token_hex(32))
-        token.chmod(0o600)
-        env = dict(LOOPBACK_ENV, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
-        head_env = {**os.environ, **env,
-                    # nothing to drain (no HTTP proxies): SIGTERM ends it at once, not after 30 s
-                    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
-                    # a Ray Client session starts a server process; 30 s is too short on a busy machine
-                    "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "120",
-                    "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-        client_port = _free_port()
-        args = ["--head", "--block", "--port", "0", "--node-ip-address", "127.0.0.1",
-                "--include-dashboard", "false", "--disable-usage-stats",
-                # streams worker logs to drivers; ours run with log_to_driver=False (~45 MB saved)
-                "--include-log-monitor", "false",
-                "--temp-dir", str(temp_dir), "--object-store-memory", str(object_store_bytes),
-                # ports Ray would otherwise take at fixed numbers (a second Ray on the machine clashes)
-                "--ray-client-server-port", str(client_port),
-                "--dashboard-agent-listen-port", str(_free_port())]
-        if num_cpus is not None:
-            args += ["--num-cpus", str(num_cpus)]
-        if memory_bytes:
-            args += ["--memory", str(int(memory_bytes))]
-        log = open(temp_dir / "head.log", "wb")  # noqa: SIM115 - the child holds it
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "demohub.backends.ray_serve", "head", "--parent", str(os.getpid()),
-                 "--", *args],
-                env=head_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        finally:
-            log.close()
-        address_file = temp_dir / "ray_current_cluster"
-        deadline = time.monotonic() + timeout
-        head = cls(proc, "", temp_dir, env, client_address=f"ray://127.0.0.1:{client_port}")
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                text = (temp_dir / "head.log").read_text(errors="replace")[-3000:]
-                head.stop()
-                raise RuntimeError(f"the local Ray head exited with code {proc.returncode}:\n{text}")
-            if address_file.exists() and address_file.read_text().strip():
-                head.address = address_file.read_text().strip()
-                return head
-            time.sleep(0.2)
-        head.stop()
-        raise RuntimeError(f"the local Ray head did not start within {timeout:.0f} s")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM the head (Ray ends every process it started); then SIGKILL
-        it and any of its descendants still there, by PID."""
-        import psutil
-
-        try:
-            descendants = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            descendants = []
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        _gone, alive = psutil.wait_procs(descendants, timeout=5)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=5)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-
-def _head_main(argv: list[str]) -> int:
-    """`python -m demohub.backends.ray_serve head --parent PID -- <ray start args>`."""
-    parser = argparse.ArgumentParser(prog="ray_serve head")
-    parser.add_argument("--parent", type=int, required=True)
-    parser.add_argument("ray_args", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-
-    def watch() -> None:
-        while os.getppid() == args.parent:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)  # Ray's handler ends the processes it started
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
-    ray_args = [a for a in args.ray_args if a != "--"]
-    temp_dir = ray_args[ray_args.index("--temp-dir") + 1] if "--temp-dir" in ray_args else None
-    from ray.scripts.scripts import main as ray_main
-
-    sys.argv = ["ray", "start", *ray_args]
-    try:
-        return ray_main() or 0
-    finally:
-        # Ray's SIGTERM handler has ended its processes; their logs and sockets go too
-        # (LocalRay.stop does the same, but a hub killed with SIGKILL never calls it).
-        if temp_dir and Path(temp_dir).name.startswith("dh-ray-"):
-            shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-# -- the replica (runs on a Ray worker, never in the hub) ---------------------------
-
-
-def node_model_dir(model_dir: str) -> Path:
-    """The model folder on the node running this replica.
-
-    A path that exists here is used as is (one machine, or a shared volume).
-    A Hugging Face cache snapshot path (`.../models--org--name/snapshots/<sha>`)
-    that does not is downloaded again on this node, into this node's own cache.
-    Anything else is left for the placeholder builder or `load` to report.
-    """
-    path = Path(model_dir)
-    if path.exists():
-        return path
-    parts = path.parts
-    if "snapshots" in parts:
-        i = parts.index("snapshots")
-        repo = parts[i - 1] if i > 0 else ""
-        if repo.startswith("models--") and i + 1 < len(parts):
-            from huggingface_hub import snapshot_download
-
-            repo_id = repo[len("models--"):].replace("--", "/", 1)
-            return Path(snapshot_download(repo_id, revision=parts[i + 1],
-                                          cache_dir=os.environ.get("HF_HUB_CACHE") or None,
-                                          endpoint=os.environ.get("HF_ENDPOINT") or None))
-    return path
-
-
-def _bind_replica_grpc_to_node_ip() -> None:
-    """Serve 2.60 starts each replica's inter-deployment gRPC server on "[::]:0"
-    (every interface) with no setting to change it, right after our constructor
-    returns. Bind it to the node's own address instead: 127.0.0.1 on a
-    loopback-only node, the address other nodes use in a cluster. (Our calls
-    go through Ray actor calls, not this server.)"""
-    import ray
-    from ray.serve._private import replica
-
-    original = replica.add_port_to_grpc_server
-    if getattr(original, "_demohub", False):
-        return
-    host = ray.util.get_node_ip_address()
-    host = f"[{host}]" if ":" in host else host
-
-    def bind(server: Any, address: str) -> int:
-        if address.startswith("[::]:"):
-            address = f"{host}:{address.rsplit(':', 1)[1]}"
-        return original(server, address)
-
-    bind._demohub = True  # type: ignore[attr-defined]
-    replica.add_port_to_grpc_server = bind
-
-
-class DemoReplica:
-    """One copy of a demo's model inside a Serve replica: the same steps as a
-    spawn worker (`demohub.worker`), so a demo behaves the same on Ray.
-
-    A load failure is kept and reported (rather than raised) so the hub gets
-    the demo's own message at once instead of Serve retrying the constructor.
-    """
-
-    def __init__(self, runtime: str, import_root: str | None, model_dir: str, placeholder: bool):
-        from demohub import worker
-
-        _bind_replica_grpc_to_node_ip()
-        started = time.perf_counter()
-        self._runtime: Any = None
-        self._model: Any = None
-        self._load_error: str | None = None
-        self._threads = worker.Threads()
-        try:
-            if import_root and import_root not in sys.path:
-                sys.path.insert(0, import_root)
-            module = importlib.import_module(runtime)
-            worker.check_runtime(module)
-            path = node_model_dir(model_dir)
-            if placeholder:
-                path = worker.build_placeholder(module, path)
-            self._model = module.load(path)
-            self._runtime = module
-        except BaseException as exc:  # noqa: BLE001 - reported to the hub by info()/predict()
-            self._load_error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-        self._load_s = time.perf_counter() - started
-
-    def info(self) -> bytes:
-        import ray
-
-        return pickle.dumps({"load_s": self._load_s, "pid": os.getpid(), "error": self._load_error,
-                             "node_id": ray.get_runtime_context().get_node_id()})
-
-    def predict(self, payload: bytes, threads: int | None = None) -> bytes:
-        """`payload` is a pickled request (or batch) from our own hub; the reply
-        is the worker's pickled reply tuple."""
-        from demohub import worker
-
-        if self._load_error is not None:
-            return pickle.dumps((wire.LOAD_FAILED, self._load_error.splitlines()[0], self._load_error))
-        self._threads.apply(threads)
-        return worker.reply(self._runtime, self._model, pickle.loads(payload))
-
-
-# -- the hub side -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -597,7 +316,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _process_kind(name: str, cmd: str) -> str:
     """A stable name for one of Ray's processes (many are just "python")."""
-    for marker, kind in (("demohub.backends.ray_serve", "head launcher"), ("log_monitor.py", "log monitor"),
+    for marker, kind in ((f"{HEAD_MODULE} head", "head launcher"), ("log_monitor.py", "log monitor"),
                          ("monitor.py", "autoscaler monitor"), ("dashboard.py", "dashboard head")):
         if marker in cmd:
             return kind
@@ -979,8 +698,3 @@ class RayBackend:
             if self.local is not None:
                 self.local.stop()
 
-
-if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "head":
-        sys.exit(_head_main(sys.argv[2:]))
-    sys.exit("usage: python -m demohub.backends.ray_serve head --parent PID -- <ray start args>")

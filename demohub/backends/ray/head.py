@@ -1,0 +1,199 @@
+"""The Ray head the hub talks to: a one-node Ray on 127.0.0.1 that the hub
+starts and owns (`LocalRay`), or a cluster's head named by --ray-address,
+checked before connecting (`probe`, `is_loopback`).
+
+Stands alone: the standard library only, with psutil and Ray imported where
+they are used. The watcher that runs `ray start --head` is `_head_main`
+(`python -m demohub.backends.ray head`, see __main__.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+#: `python -m HEAD_MODULE head ...` is the watcher around `ray start --head` (see __main__.py)
+HEAD_MODULE = "demohub.backends.ray"
+
+#: Environment a process needs *before* `import ray` to talk to a loopback-only
+#: node: Ray otherwise replaces 127.0.0.1 by the machine's routable address.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RayUnreachable(ConnectionError):
+    """The Ray cluster named by --ray-address / RAY_ADDRESS does not answer."""
+
+
+def probe(address: str, timeout: float = 10.0) -> None:
+    """Fail in seconds, with a sentence, when nothing listens at `address`:
+    `ray.init` would otherwise retry for minutes."""
+    if address in ("auto", "local"):  # Ray's own discovery of a cluster on this machine
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise RayUnreachable(f"--ray-address {address!r} is not an address: use host:port (the GCS, "
+                             "port 6379 by default) or ray://host:10001 (Ray Client)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayUnreachable(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one "
+                             "(ray start --head) or fix --ray-address / RAY_ADDRESS, or leave both unset "
+                             "to let the hub start a local Ray") from None
+
+
+def is_loopback(address: str) -> bool:
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in _LOOPBACK_HOSTS
+
+
+# -- a local single-node Ray --------------------------------------------------------
+
+
+@dataclass
+class LocalRay:
+    """A one-node Ray head on 127.0.0.1, started and owned (by PID) by this process.
+
+    It runs `ray start --head --block` under a small watcher (`python -m
+    demohub.backends.ray head`) that ends it if its parent dies, so a
+    hub killed with SIGKILL leaves no Ray behind. Every port is loopback-only,
+    the dashboard is off, the object store is bounded, and access needs a
+    token written for this instance only (not `~/.ray/auth_token`).
+    """
+
+    proc: subprocess.Popen
+    address: str
+    temp_dir: Path
+    #: what a driver process must have in its environment before `import ray`
+    env: dict[str, str] = field(default_factory=dict)
+    #: the Ray Client address (`ray://127.0.0.1:PORT`), as a front outside a cluster uses it
+    client_address: str = ""
+
+    @classmethod
+    def start(cls, num_cpus: float | None = None, memory_bytes: int | None = None,
+              object_store_bytes: int = 100 * 2**20, timeout: float = 120.0) -> "LocalRay":
+        temp_dir = Path(tempfile.mkdtemp(prefix="dh-ray-", dir="/tmp"))  # unix socket paths stay short
+        token = temp_dir / "auth_token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        env = dict(LOOPBACK_ENV, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+        head_env = {**os.environ, **env,
+                    # nothing to drain (no HTTP proxies): SIGTERM ends it at once, not after 30 s
+                    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+                    # a Ray Client session starts a server process; 30 s is too short on a busy machine
+                    "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "120",
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+        client_port = _free_port()
+        args = ["--head", "--block", "--port", "0", "--node-ip-address", "127.0.0.1",
+                "--include-dashboard", "false", "--disable-usage-stats",
+                # streams worker logs to drivers; ours run with log_to_driver=False (~45 MB saved)
+                "--include-log-monitor", "false",
+                "--temp-dir", str(temp_dir), "--object-store-memory", str(object_store_bytes),
+                # ports Ray would otherwise take at fixed numbers (a second Ray on the machine clashes)
+                "--ray-client-server-port", str(client_port),
+                "--dashboard-agent-listen-port", str(_free_port())]
+        if num_cpus is not None:
+            args += ["--num-cpus", str(num_cpus)]
+        if memory_bytes:
+            args += ["--memory", str(int(memory_bytes))]
+        log = open(temp_dir / "head.log", "wb")  # noqa: SIM115 - the child holds it
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", HEAD_MODULE, "head", "--parent", str(os.getpid()), "--", *args],
+                env=head_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        finally:
+            log.close()
+        address_file = temp_dir / "ray_current_cluster"
+        deadline = time.monotonic() + timeout
+        head = cls(proc, "", temp_dir, env, client_address=f"ray://127.0.0.1:{client_port}")
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                text = (temp_dir / "head.log").read_text(errors="replace")[-3000:]
+                head.stop()
+                raise RuntimeError(f"the local Ray head exited with code {proc.returncode}:\n{text}")
+            if address_file.exists() and address_file.read_text().strip():
+                head.address = address_file.read_text().strip()
+                return head
+            time.sleep(0.2)
+        head.stop()
+        raise RuntimeError(f"the local Ray head did not start within {timeout:.0f} s")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the head (Ray ends every process it started); then SIGKILL
+        it and any of its descendants still there, by PID."""
+        import psutil
+
+        try:
+            descendants = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            descendants = []
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        _gone, alive = psutil.wait_procs(descendants, timeout=5)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _head_main(argv: list[str]) -> int:
+    """`python -m demohub.backends.ray head --parent PID -- <ray start args>`."""
+    parser = argparse.ArgumentParser(prog=f"python -m {HEAD_MODULE} head")
+    parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("ray_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    def watch() -> None:
+        while os.getppid() == args.parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)  # Ray's handler ends the processes it started
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+    ray_args = [a for a in args.ray_args if a != "--"]
+    temp_dir = ray_args[ray_args.index("--temp-dir") + 1] if "--temp-dir" in ray_args else None
+    from ray.scripts.scripts import main as ray_main
+
+    sys.argv = ["ray", "start", *ray_args]
+    try:
+        return ray_main() or 0
+    finally:
+        # Ray's SIGTERM handler has ended its processes; their logs and sockets go too
+        # (LocalRay.stop does the same, but a hub killed with SIGKILL never calls it).
+        if temp_dir and Path(temp_dir).name.startswith("dh-ray-"):
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
