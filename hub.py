@@ -60,7 +60,7 @@ def serve(config: HubConfig, temp_folder: Path) -> int:
             return 2
     registry = Registry(specs, sources, config.limits, backend=backend)
     app = create_app(specs, registry, sources, queue_size=config.queue_size, mcp=config.mcp,
-                     door=config.door, temp_folder=temp_folder)
+                     door=config.door, temp_folder=temp_folder, queue_rest_after_s=config.queue_rest_after_s)
     sources.start()
     registry.start()
     print(f"demo hub: {len(specs)} demos ({', '.join(s.name for s in specs)}) on "

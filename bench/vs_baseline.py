@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 IMAGES = ROOT.parent / "shared" / "data" / "images"
 DEFAULT_HUB_ARGS = "--max-models 3 --idle-ttl 0"
+#: the hub's default --queue-rest-after plus a margin (demohub/pacing.py)
+REST_AFTER_S = 12.0
 DEMOS = ("cassava", "durian", "questions")
 MIX = {"questions": 0.6, "cassava": 0.2, "durian": 0.2}
 CLIENTS = 8
@@ -347,10 +349,14 @@ def loaded_stage(server: Server, settings: Settings, inputs: Inputs, seed: int) 
     server.remember_children()
     time.sleep(3)
     out["loaded_memory"] = tree_memory(server.pid)
+    # Idle means at rest: both apps wait out the hub's quiet time (--queue-rest-after, 10 s) first.
+    time.sleep(REST_AFTER_S)
     cpu_before = tree_cpu(server.pid)
     idle_started = time.perf_counter()
     time.sleep(settings.idle_s)
     out["idle_cpu"] = (tree_cpu(server.pid) - cpu_before) / (time.perf_counter() - idle_started)
+    with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:  # what resting costs the next caller
+        out["after_rest_s"] = timed(lambda: http_predict(http, server.url, "questions", inputs.next("questions")))
     mem = out["loaded_memory"]
     log(f"{server.name}: all loaded: PSS {mem['pss'] / 2**20:.0f} MiB, RSS {mem['rss'] / 2**20:.0f} MiB, "
         f"USS {mem['uss'] / 2**20:.0f} MiB in {mem['processes']} processes; idle CPU "
@@ -431,6 +437,7 @@ FIGURES = [
     *[Figure(f"memory, all three loaded, {m.upper()} of the tree", "MiB", _path("loaded_memory", m, scale=2**-20))
       for m in ("pss", "rss", "uss")],
     Figure("idle CPU, all three loaded", "% of a core", _path("idle_cpu", scale=100)),
+    Figure("first questions answer after the idle time (HTTP)", "ms", _path("after_rest_s", scale=1000)),
     Figure(f"mixed stream, {CLIENTS} clients, answers per second (higher is better)", "/s",
            _path("throughput", "answers_per_s"), higher_is_better=True),
     Figure("server CPU-seconds per answered request (mixed stream)", "s", _path("throughput", "cpu_s_per_answer")),

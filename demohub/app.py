@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from demohub import heap, metrics, tempdir
 from demohub.config import DoorSettings
 from demohub.gate import UPLOAD_OVERHEAD, BodyLimits, Door, Event, Gate
+from demohub.pacing import QueuePacer, WakeOnRequest
 from demohub.history import History
 from demohub.registry import Registry
 from demohub.sources import ModelSources
@@ -62,11 +63,12 @@ def _sweeper(folder: Path, ttl_s: float):
 
 def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
                queue_size: int = 32, mcp: bool = False, door: DoorSettings = DoorSettings(),
-               temp_folder: Path | None = None) -> FastAPI:
+               temp_folder: Path | None = None, queue_rest_after_s: float = 10.0) -> FastAPI:
     history = History(registry)  # the Status tab's plots: sampled while the app serves (lifespan below)
     blocks = build_blocks(specs, registry, sources, history)
     # api_open=False: Gradio's own refusal of direct calls to queued events (the gate refuses first).
     blocks.queue(max_size=queue_size, default_concurrency_limit=1, api_open=False)
+    pacer = QueuePacer(blocks._queue, quiet_after_s=queue_rest_after_s)
     # Gradio keeps each session's last inputs in its state (for deep links, which the hub
     # does not use); an LRU of `door.sessions` bounds that to sessions x --max-body.
     blocks.state_session_capacity = door.sessions
@@ -83,7 +85,9 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
 
     app.router.lifespan_context = history.lifespan(app.router.lifespan_context)
     app.router.lifespan_context = heap.lifespan(app.router.lifespan_context)
-    hub_metrics = metrics.HubMetrics(registry, queue_length=lambda: _queue_length(blocks))
+    app.router.lifespan_context = pacer.lifespan(app.router.lifespan_context)
+    hub_metrics = metrics.HubMetrics(registry, queue_length=lambda: _queue_length(blocks),
+                                     queue_poll=lambda: pacer.poll_interval)
 
     @app.get("/metrics")
     def scrape() -> Response:
@@ -98,4 +102,5 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
     app.add_middleware(Gate, door=Door(door_events(blocks), api_docs=docs, mcp=mcp),
                        limits=BodyLimits(max_body=door.max_body,
                                          max_upload=door.max_file_size + UPLOAD_OVERHEAD))
+    app.add_middleware(WakeOnRequest, pacer=pacer)  # outermost: a request refused by the door still wakes it
     return app

@@ -48,9 +48,11 @@ class RegistryCollector(Collector):
     """The registry's own numbers, read once per scrape (nothing is copied in
     between, so /metrics can never disagree with the Status tab)."""
 
-    def __init__(self, registry: Registry, queue_length: Callable[[], int | None] = lambda: None):
+    def __init__(self, registry: Registry, queue_length: Callable[[], int | None] = lambda: None,
+                 queue_poll: Callable[[], float | None] = lambda: None):
         self._registry = registry
         self._queue_length = queue_length
+        self._queue_poll = queue_poll
 
     def describe(self) -> list[Metric]:
         return []  # registering must not collect: a collect reads every process's memory
@@ -107,6 +109,11 @@ class RegistryCollector(Collector):
         if queue_length is not None:
             yield GaugeMetricFamily("demohub_queue_length", "Requests waiting in Gradio's queue.",
                                     value=queue_length)
+        poll = self._queue_poll()
+        if poll is not None:
+            yield GaugeMetricFamily("demohub_queue_poll_seconds", "How often Gradio's queue looks for new "
+                                    "work: its own 1 ms, or slower while the hub rests (demohub.pacing).",
+                                    value=poll)
 
 
 class HubMetrics:
@@ -115,9 +122,10 @@ class HubMetrics:
     `close()` (the app's lifetime); events for models this hub does not serve
     are ignored."""
 
-    def __init__(self, registry: Registry, queue_length: Callable[[], int | None] = lambda: None):
+    def __init__(self, registry: Registry, queue_length: Callable[[], int | None] = lambda: None,
+                 queue_poll: Callable[[], float | None] = lambda: None):
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(RegistryCollector(registry, queue_length))
+        self.registry.register(RegistryCollector(registry, queue_length, queue_poll))
         self._names = frozenset(registry.names)
         self.request_seconds = Histogram(
             "demohub_request_seconds",

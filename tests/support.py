@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +18,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEST_DEMOS = FIXTURES / "testdemos"
+
+#: Hub logs and model caches of this test process; removed when it exits (no temp folder left behind).
+RUN_DIR = Path(tempfile.mkdtemp(prefix="hub-tests-"))
+atexit.register(shutil.rmtree, RUN_DIR, ignore_errors=True)
 
 #: Shared libraries that must never be mapped into the hub process.
 FRAMEWORK_LIBS = ("libtorch", "_pywrap_tensorflow", "libtensorflow", "tokenizers.abi3", "tokenizers.cpython")
@@ -92,8 +98,8 @@ def start_hub(*args: str, env: dict[str, str] | None = None, timeout: float = 60
               cache_dir: Path | None = None) -> HubServer:
     """Start `hub.py` with `args` and wait until /healthz answers."""
     port = free_port()
-    log = Path(tempfile.mkstemp(prefix="hub-", suffix=".log")[1])
-    cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="hub-cache-"))
+    log = Path(tempfile.mkstemp(prefix="hub-", suffix=".log", dir=RUN_DIR)[1])
+    cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="hub-cache-", dir=RUN_DIR))
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
