@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-size", type=int, default=int(_env("QUEUE_SIZE", "32")),
                    help="requests waiting per hub before 'busy, try again' (HUB_QUEUE_SIZE)")
     p.add_argument("--queue-rest-after", type=float, default=float(_env("QUEUE_REST_AFTER", "10")),
-                   help="seconds without a request after which Gradio's queue polls every 20 ms instead "
-                        "of every 1 ms, so an idle hub costs ~0.4 %% of a core, not ~3 %%; the next request "
+                   help="seconds without a request after which Gradio's queue polls every 5 ms instead "
+                        "of every 1 ms, so an idle hub costs ~1 %% of a core, not ~3 %%; the next request "
                         "wakes it (HUB_QUEUE_REST_AFTER; 0: never rest)")
     p.add_argument("--mcp", action="store_true", default=_env("MCP", "") == "1",
                    help="also serve every demo as an MCP tool (needs gradio[mcp])")
