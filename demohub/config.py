@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "start a one-node Ray on 127.0.0.1)")
     p.add_argument("--ray-max-replicas", type=int, default=int(_env("RAY_MAX_REPLICAS", "1")),
                    help="most Ray Serve replicas per demo (HUB_RAY_MAX_REPLICAS)")
+    p.add_argument("--ray-app-prefix", default=_env("RAY_APP_PREFIX", "demohub-"),
+                   help="prefix of this hub's Serve application names, so two hubs can share a cluster "
+                        "(HUB_RAY_APP_PREFIX; default demohub-)")
     p.add_argument("--ray-connect-timeout", type=float, default=float(_env("RAY_CONNECT_TIMEOUT", "90")),
                    help="seconds to wait for the Ray cluster to accept the hub as a driver before giving "
                         "up with an error (HUB_RAY_CONNECT_TIMEOUT)")
@@ -170,7 +174,15 @@ def _backend_options(args: argparse.Namespace, limits: Limits) -> dict:
             "idle_ttl_s": limits.idle_ttl_s, "threads": limits.worker_threads,
             # a Ray this hub starts itself offers the memory budget as its `memory` resource
             "local_memory_bytes": limits.memory_budget, "max_models": limits.max_models,
-            "connect_timeout_s": max(1.0, args.ray_connect_timeout)}
+            "connect_timeout_s": max(1.0, args.ray_connect_timeout),
+            "app_prefix": _app_prefix(args.ray_app_prefix)}
+
+
+def _app_prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value):
+        print(f"error: --ray-app-prefix {value!r}: use letters, digits, '-' and '_', e.g. team-a-", file=sys.stderr)
+        raise SystemExit(2)
+    return value
 
 
 def load_config(argv: list[str] | None = None) -> HubConfig:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -368,3 +369,46 @@ def test_unreachable_ray_address_is_one_sentence_in_seconds(address, says):
                           capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
     assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_a_replica_on_another_node_runs_there_and_reports_its_own_memory(cluster):
+    """Two raylets on 127.0.0.1, the closest to a multi-node cluster this machine
+    allows: the head (where the hub's driver runs) has its CPUs taken, so Serve
+    places the replica on the added node. The hub reads /proc only for replicas
+    on its own node, so that replica reports its memory itself; a second hub on
+    the same cluster keeps apart by its application prefix."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    head_node = ray.get_runtime_context().get_node_id()  # this test process is a driver on the head
+    node = cluster.add_node(num_cpus=1)
+
+    @ray.remote(num_cpus=2)
+    class HoldTheHead:
+        def ready(self) -> bool:
+            return True
+
+    hold = HoldTheHead.options(scheduling_strategy=NodeAffinitySchedulingStrategy(head_node, soft=False)).remote()
+    try:
+        assert ray.get(hold.ready.remote(), timeout=90)  # waits for other hubs' replicas to scale to zero
+        with running_hub("--backend", "ray", "--ray-address", cluster.address, "--demos-dir", str(TEST_DEMOS),
+                         "--only", "alpha", "--ray-app-prefix", "second-hub-", env=cluster.env,
+                         timeout=120) as hub:
+            connect_serve()
+            out = hub.client().predict(json.dumps({"op": "echo", "value": 3}), api_name="/alpha")
+            assert out["echo"] == 3
+            app = serve_details()["applications"]["second-hub-alpha"]
+            ((replica,),) = [dep["replicas"] for dep in app["deployments"].values()]
+            assert replica["node_id"] != head_node and replica["pid"] == out["pid"]
+            assert out["pid"] in {p.pid for p in psutil.Process(node.pid).children(recursive=True)}
+            with urllib.request.urlopen(hub.url + "metrics", timeout=30) as resp:
+                metrics = resp.read().decode()
+            memory = [line for line in metrics.splitlines()
+                      if line.startswith('demohub_model_memory_bytes{model="alpha"}')]
+            assert memory and float(memory[0].split()[-1]) > 10 * 2**20, memory
+        wait_for(lambda: "second-hub-alpha" not in serve_details()["applications"], 30,
+                 "the second hub's application to go with it")
+    finally:
+        ray.kill(hold)
+        cluster.stop_node(node)
+    assert not node.temp_dir.exists()

@@ -50,6 +50,9 @@ DRIVER_ENV = {"RAY_ENABLE_AUTO_CONNECT": "0"}
 
 #: how long the hub waits for `ray.init` (and Serve) before it gives up with a sentence
 CONNECT_TIMEOUT_S = 90.0
+#: how often the hub asks a replica on another node for its memory, and how long it waits
+REMOTE_MEMORY_EVERY_S = 10.0
+REMOTE_MEMORY_TIMEOUT_S = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,8 @@ class RayModel:
         self._started = time.monotonic()
         #: when a view of Serve last showed the application (alive() trusts only newer ones)
         self._seen_at = float("inf")
+        #: what a replica last said of its own memory, and when (for replicas on other nodes)
+        self._reported: tuple[float, dict[str, int]] = (0.0, {})
 
     # -- what it is ----------------------------------------------------------------
 
@@ -168,14 +173,35 @@ class RayModel:
         return self._ended
 
     def memory(self, metric: str) -> int:
-        """PSS/USS/RSS of its replicas on this machine (replicas on other nodes
-        are not measured from here)."""
+        """PSS/USS/RSS of its replicas: read from /proc for those on this
+        machine; for those on other nodes, what a replica reports of itself
+        (asked at most every REMOTE_MEMORY_EVERY_S) times their number."""
         if self._ended is not None:
             return 0
-        total = sum(process_memory(r.pid, metric) for r in self._local(self._view()))
+        view = self._view()
+        local = self._local(view)
+        total = sum(process_memory(r.pid, metric) for r in local)
+        remote = [r for r in (view.replicas if view else ()) if r.state == "RUNNING" and r not in local]
+        if remote:
+            total += self._replica_report().get(metric, 0) * len(remote)
         if total:
             self._backend.remember_memory(self.spec.name, total)
         return total
+
+    def _replica_report(self) -> dict[str, int]:
+        """One replica's own memory figures, refreshed by a short Ray call when
+        older than REMOTE_MEMORY_EVERY_S; the last figures if the call fails."""
+        at, report = self._reported
+        if time.monotonic() - at < REMOTE_MEMORY_EVERY_S or self._handle is None:
+            return report
+        try:
+            data = self._handle.options(method_name="memory").remote().result(timeout_s=REMOTE_MEMORY_TIMEOUT_S)
+            if isinstance(data, dict):
+                report = {k: int(v) for k, v in data.items() if k in ("pss", "uss", "rss")}
+        except Exception:  # noqa: BLE001 - a busy or restarting replica: keep the last figures
+            pass
+        self._reported = (time.monotonic(), report)
+        return report
 
     # -- talking to it ---------------------------------------------------------------
 
@@ -210,6 +236,8 @@ class RayModel:
             raise
         self._seen_at = time.monotonic()  # its replica just answered
         self._backend.apps(max_age=0.0)  # `where` and memory() see it at once
+        if isinstance(info.get("memory"), dict):
+            self._reported = (time.monotonic(), info["memory"])
         if info.get("error"):
             self.kill("load failed")
             raise ModelError(f"The {name} model could not be loaded; the operator can see why on the "

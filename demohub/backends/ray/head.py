@@ -10,6 +10,7 @@ they are used. The watcher that runs `ray start --head` is `_head_main`
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -90,6 +91,8 @@ class LocalRay:
     env: dict[str, str] = field(default_factory=dict)
     #: the Ray Client address (`ray://127.0.0.1:PORT`), as a front outside a cluster uses it
     client_address: str = ""
+    #: raylets `add_node` joined to this head (ended with it)
+    nodes: list["LocalNode"] = field(default_factory=list)
 
     @classmethod
     def start(cls, num_cpus: float | None = None, memory_bytes: int | None = None,
@@ -145,30 +148,89 @@ class LocalRay:
     def pid(self) -> int:
         return self.proc.pid
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM the head (Ray ends every process it started); then SIGKILL
-        it and any of its descendants still there, by PID."""
-        import psutil
+    def add_node(self, num_cpus: float, resources: dict[str, float] | None = None,
+                 object_store_bytes: int = 100 * 2**20, timeout: float = 120.0) -> "LocalNode":
+        """A second raylet joined to this head, on 127.0.0.1 too: a two-node
+        cluster on one machine (Ray's own multi-node tests do the same), so
+        placement on a node that is not the hub's can be tried here. It ends
+        with the head (`stop`), or by `stop_node`."""
+        node_dir = Path(tempfile.mkdtemp(prefix="dh-ray-node-", dir="/tmp"))  # its own logs and sockets
+        node_log = node_dir / "node.log"
+        args = ["--address", self.address, "--block", "--node-ip-address", "127.0.0.1", "--temp-dir", str(node_dir),
+                "--disable-usage-stats", "--include-log-monitor", "false", "--num-cpus", str(num_cpus),
+                "--object-store-memory", str(object_store_bytes),
+                "--dashboard-agent-listen-port", str(_free_port())]
+        if resources:
+            args += ["--resources", json.dumps(resources)]
+        with open(node_log, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", HEAD_MODULE, "head", "--parent", str(os.getpid()), "--", *args],
+                env={**os.environ, **self.env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        node = LocalNode(proc, node_dir)
+        self.nodes.append(node)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = node_log.read_text(errors="replace")
+            if proc.poll() is not None:
+                self.stop_node(node)
+                raise RuntimeError(f"the added Ray node exited with code {proc.returncode}:\n{text[-3000:]}")
+            if "Ray runtime started" in text:
+                return node
+            time.sleep(0.2)
+        self.stop_node(node)
+        raise RuntimeError(f"the added Ray node did not start within {timeout:.0f} s")
 
-        try:
-            descendants = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            descendants = []
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        _gone, alive = psutil.wait_procs(descendants, timeout=5)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+    def stop_node(self, node: "LocalNode", timeout: float = 30.0) -> None:
+        """End one node `add_node` started, and remove its temp folder."""
+        _end_tree(node.proc, timeout)
+        shutil.rmtree(node.temp_dir, ignore_errors=True)
+        if node in self.nodes:
+            self.nodes.remove(node)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """End the added nodes, then the head; remove its temp folder."""
+        for node in list(self.nodes):
+            self.stop_node(node, timeout)
+        _end_tree(self.proc, timeout)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@dataclass
+class LocalNode:
+    """A raylet `LocalRay.add_node` started: its watcher process and its temp folder."""
+
+    proc: subprocess.Popen
+    temp_dir: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def _end_tree(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM `proc` (Ray ends every process it started), then SIGKILL any of
+    its descendants still there, by PID."""
+    import psutil
+
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    _gone, alive = psutil.wait_procs(descendants, timeout=5)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
 
 
 def _head_main(argv: list[str]) -> int:

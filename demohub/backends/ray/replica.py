@@ -104,7 +104,14 @@ class DemoReplica:
         import ray
 
         return pickle.dumps({"load_s": self._load_s, "pid": os.getpid(), "error": self._load_error,
-                             "node_id": ray.get_runtime_context().get_node_id()})
+                             "node_id": ray.get_runtime_context().get_node_id(), "memory": self.memory()})
+
+    def memory(self) -> dict[str, int]:
+        """This replica's own PSS/USS/RSS: the hub reads /proc only on its own
+        machine, so a replica on another node reports itself."""
+        from demohub.memory import rollup
+
+        return rollup(os.getpid())
 
     def predict(self, payload: bytes, threads: int | None = None) -> bytes:
         """`payload` is a pickled request (or batch) from our own hub; the reply
