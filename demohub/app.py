@@ -3,16 +3,13 @@ door (`demohub.gate`): size limits, every prediction through the bounded queue."
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 
-import anyio
 import gradio as gr
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from demohub import heap, metrics, tempdir
+from demohub import heap, lifespans, metrics, tempdir
 from demohub.config import DoorSettings
 from demohub.gate import UPLOAD_OVERHEAD, BodyLimits, Door, Event, Gate
 from demohub.pacing import QueuePacer, WakeOnRequest
@@ -40,27 +37,6 @@ def door_events(blocks: gr.Blocks) -> dict[int, Event]:
     }
 
 
-def _sweeper(folder: Path, ttl_s: float):
-    """A lifespan that sweeps the run's temp folder (see `demohub.tempdir`) every ttl/2."""
-
-    async def sweep_forever() -> None:
-        while True:
-            await asyncio.sleep(max(1.0, ttl_s / 2))
-            await anyio.to_thread.run_sync(tempdir.sweep, folder, ttl_s)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app):
-        task = asyncio.create_task(sweep_forever())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    return lifespan
-
-
 def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
                queue_size: int = 32, mcp: bool = False, door: DoorSettings = DoorSettings(),
                temp_folder: Path | None = None, queue_rest_after_s: float = 10.0) -> FastAPI:
@@ -77,7 +53,9 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
     docs = door.api_docs
     app = FastAPI(title="Demo hub", docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
                   openapi_url="/openapi.json" if docs else None,
-                  lifespan=_sweeper(temp_folder, ttl) if temp_folder else None)
+                  # the run's temp folder (see demohub.tempdir), swept every ttl/2
+                  lifespan=lifespans.every(max(1.0, ttl / 2), lambda: tempdir.sweep(temp_folder, ttl),
+                                           in_thread=True)(None) if temp_folder else None)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

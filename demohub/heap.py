@@ -11,12 +11,10 @@ two arenas, a fixed 256 KiB mmap threshold and a periodic `malloc_trim`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 
-import anyio
+from demohub import lifespans
 
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
@@ -51,22 +49,5 @@ def trim() -> None:
 
 def lifespan(inner):
     """Wrap an app lifespan with a task that trims the heap every TRIM_EVERY_S
-    seconds; the task lives exactly as long as the app serves."""
-
-    async def trim_forever() -> None:
-        while True:
-            await asyncio.sleep(TRIM_EVERY_S)
-            await anyio.to_thread.run_sync(trim)
-
-    @contextlib.asynccontextmanager
-    async def wrapped(app):
-        task = asyncio.create_task(trim_forever())
-        try:
-            async with inner(app) as state:
-                yield state
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    return wrapped
+    seconds, in a worker thread; the task lives exactly as long as the app serves."""
+    return lifespans.every(TRIM_EVERY_S, trim, in_thread=True)(inner)

@@ -17,10 +17,10 @@ the server's event loop by the middleware.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from typing import Any, Callable
+
+from demohub import lifespans
 
 #: Paths that never lead to queue work, so they do not wake it (a scrape every 15 s would).
 QUIET_PATHS = ("/healthz", "/metrics")
@@ -68,24 +68,7 @@ class QueuePacer:
 
     def lifespan(self, inner: Callable) -> Callable:
         """Wrap an app lifespan with the task that calls `check()` every second."""
-
-        async def check_forever() -> None:
-            while True:
-                await asyncio.sleep(CHECK_EVERY_S)
-                self.check()
-
-        @contextlib.asynccontextmanager
-        async def wrapped(app):
-            task = asyncio.create_task(check_forever())
-            try:
-                async with inner(app) as state:
-                    yield state
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-        return wrapped
+        return lifespans.every(CHECK_EVERY_S, self.check)(inner)
 
 
 class WakeOnRequest:
