@@ -406,6 +406,10 @@ def test_a_replica_on_another_node_runs_there_and_reports_its_own_memory(cluster
             memory = [line for line in metrics.splitlines()
                       if line.startswith('demohub_model_memory_bytes{model="alpha"}')]
             assert memory and float(memory[0].split()[-1]) > 10 * 2**20, memory
+            # not a replica the hub could read in /proc as its own node's: the figure is the replica's report
+            loads = [json.loads(line) for line in hub.logs().splitlines()
+                     if line.startswith('{"ts"') and '"event": "load"' in line]
+            assert loads and "on node" in loads[-1]["where"] and ", pid " not in loads[-1]["where"], loads
         wait_for(lambda: "second-hub-alpha" not in serve_details()["applications"], 30,
                  "the second hub's application to go with it")
     finally:

@@ -151,22 +151,20 @@ class LocalRay:
     def add_node(self, num_cpus: float, resources: dict[str, float] | None = None,
                  object_store_bytes: int = 100 * 2**20, timeout: float = 120.0) -> "LocalNode":
         """A second raylet joined to this head, on 127.0.0.1 too: a two-node
-        cluster on one machine (Ray's own multi-node tests do the same), so
-        placement on a node that is not the hub's can be tried here. It ends
-        with the head (`stop`), or by `stop_node`."""
+        cluster on one machine, so placement on a node that is not the hub's can
+        be tried here. `ray start` refuses to join a loopback-only head, so the
+        node is started the way Ray's own `ray.cluster_utils.Cluster` starts
+        one (see `_node_main`). It ends with the head (`stop`), or by `stop_node`."""
         node_dir = Path(tempfile.mkdtemp(prefix="dh-ray-node-", dir="/tmp"))  # its own logs and sockets
-        node_log = node_dir / "node.log"
-        args = ["--address", self.address, "--block", "--node-ip-address", "127.0.0.1", "--temp-dir", str(node_dir),
-                "--disable-usage-stats", "--include-log-monitor", "false", "--num-cpus", str(num_cpus),
-                "--object-store-memory", str(object_store_bytes),
-                "--dashboard-agent-listen-port", str(_free_port())]
+        node_log = self.temp_dir / f"{node_dir.name}.log"  # outside node_dir: the watcher removes that at exit
+        args = ["--parent", str(os.getpid()), "--gcs-address", self.address, "--num-cpus", str(num_cpus),
+                "--object-store-bytes", str(object_store_bytes), "--temp-dir", str(node_dir)]
         if resources:
             args += ["--resources", json.dumps(resources)]
         with open(node_log, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", HEAD_MODULE, "head", "--parent", str(os.getpid()), "--", *args],
-                env={**os.environ, **self.env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen([sys.executable, "-m", HEAD_MODULE, "node", *args],
+                                    env={**os.environ, **self.env}, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         node = LocalNode(proc, node_dir)
         self.nodes.append(node)
         deadline = time.monotonic() + timeout
@@ -175,7 +173,7 @@ class LocalRay:
             if proc.poll() is not None:
                 self.stop_node(node)
                 raise RuntimeError(f"the added Ray node exited with code {proc.returncode}:\n{text[-3000:]}")
-            if "Ray runtime started" in text:
+            if NODE_READY in text:
                 return node
             time.sleep(0.2)
         self.stop_node(node)
@@ -231,6 +229,42 @@ def _end_tree(proc: subprocess.Popen, timeout: float) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=5)
+
+
+NODE_READY = "demohub: ray node ready"
+
+
+def _node_main(argv: list[str]) -> int:
+    """`python -m demohub.backends.ray node --parent PID --gcs-address ADDR ...`:
+    a raylet joined to a loopback-only head, as `ray.cluster_utils.Cluster.add_node`
+    starts one (a DeveloperAPI), running until its parent dies or it gets SIGTERM."""
+    parser = argparse.ArgumentParser(prog=f"python -m {HEAD_MODULE} node")
+    parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--gcs-address", required=True)
+    parser.add_argument("--num-cpus", type=float, required=True)
+    parser.add_argument("--object-store-bytes", type=int, required=True)
+    parser.add_argument("--temp-dir", required=True)
+    parser.add_argument("--resources", default=None)
+    args = parser.parse_args(argv)
+    from ray._private.node import Node
+    from ray._private.parameter import RayParams
+
+    params = RayParams(gcs_address=args.gcs_address, node_ip_address="127.0.0.1", num_cpus=args.num_cpus,
+                       resources=json.loads(args.resources) if args.resources else None,
+                       object_store_memory=args.object_store_bytes, min_worker_port=0, max_worker_port=0,
+                       include_log_monitor=False, node_manager_port=0, temp_dir=args.temp_dir)
+    node = Node(params, head=False, shutdown_at_exit=False, spawn_reaper=False)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(NODE_READY, flush=True)
+    try:
+        while not stop.wait(1.0) and os.getppid() == args.parent:
+            pass
+    finally:
+        node.kill_all_processes(check_alive=False, allow_graceful=True)
+        if Path(args.temp_dir).name.startswith("dh-ray-"):
+            shutil.rmtree(args.temp_dir, ignore_errors=True)
+    return 0
 
 
 def _head_main(argv: list[str]) -> int:
