@@ -416,3 +416,35 @@ def test_a_replica_on_another_node_runs_there_and_reports_its_own_memory(cluster
         ray.kill(hold)
         cluster.stop_node(node)
     assert not node.temp_dir.exists()
+
+
+def test_ports_for_a_local_ray_are_picked_outside_the_kernels_ephemeral_range():
+    """A port picked with bind(0) can be taken by any of Ray's own processes before
+    Ray binds it (a CI run lost its head that way); ours come from below that range."""
+    from demohub.backends.ray.head import _ephemeral_low, _free_port
+
+    picks = {_free_port() for _ in range(50)}
+    assert all(24000 < port < _ephemeral_low() for port in picks) and len(picks) > 10
+
+
+def test_a_head_whose_port_is_taken_while_it_starts_is_started_again(monkeypatch):
+    import socket
+
+    import demohub.backends.ray.head as head_module
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    picks = iter([taken.getsockname()[1]])  # the first head's Ray Client port: already in use
+    real = head_module._free_port
+    monkeypatch.setattr(head_module, "_free_port", lambda: next(picks, None) or real())
+    head = LocalRay.start(num_cpus=1, timeout=120)
+    try:
+        port = int(head.client_address.rsplit(":", 1)[1])
+        assert port != taken.getsockname()[1] and head.proc.poll() is None
+        assert any(c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                   for c in psutil.net_connections(kind="tcp"))
+    finally:
+        head.stop()
+        taken.close()
+    assert not head.temp_dir.exists()

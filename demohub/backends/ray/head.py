@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -36,8 +37,29 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
+    """A free port on 127.0.0.1 *below* the kernel's ephemeral range (and above
+    Ray's fixed ranges): a port picked with bind(0) comes from that
+    range, so between our pick and Ray's bind any process binding port 0 (Ray
+    starts dozens) could take it, and a Ray head whose client server cannot bind
+    its port ends itself. Above 24000: Ray Client's per-session servers use 23000-23999."""
+    low, high = 24001, max(24002, _ephemeral_low() - 1)
+    for _ in range(200):
+        port = random.randint(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # a crowded range: fall back to the kernel's pick
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -73,6 +95,22 @@ def is_loopback(address: str) -> bool:
 # -- a local single-node Ray --------------------------------------------------------
 
 
+class _HeadEnded(RuntimeError):
+    """The head process ended while starting (tried again with other ports)."""
+
+
+def _listening(port: int, root: int) -> bool:
+    """Whether a process of `root`'s tree listens on `port` (a stranger on it does not count)."""
+    import psutil
+
+    try:
+        tree = {root, *(c.pid for c in psutil.Process(root).children(recursive=True))}
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid in tree
+                   for c in psutil.net_connections(kind="tcp"))
+    except psutil.Error:
+        return False
+
+
 @dataclass
 class LocalRay:
     """A one-node Ray head on 127.0.0.1, started and owned (by PID) by this process.
@@ -96,7 +134,23 @@ class LocalRay:
 
     @classmethod
     def start(cls, num_cpus: float | None = None, memory_bytes: int | None = None,
-              object_store_bytes: int = 100 * 2**20, timeout: float = 120.0) -> "LocalRay":
+              object_store_bytes: int = 100 * 2**20, timeout: float = 120.0, attempts: int = 3) -> "LocalRay":
+        """Start the head and return once it serves (its GCS address written and
+        its Ray Client port answering). A head that ends while starting (a port
+        taken between our pick and Ray's bind, say) is started again with other
+        ports, up to `attempts` times; the last failure is raised with its log."""
+        deadline = time.monotonic() + timeout
+        for attempt in range(1, attempts + 1):
+            try:
+                return cls._start_once(num_cpus, memory_bytes, object_store_bytes, deadline)
+            except _HeadEnded:
+                if attempt == attempts or time.monotonic() >= deadline:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start_once(cls, num_cpus: float | None, memory_bytes: int | None, object_store_bytes: int,
+                    deadline: float) -> "LocalRay":
         temp_dir = Path(tempfile.mkdtemp(prefix="dh-ray-", dir="/tmp"))  # unix socket paths stay short
         token = temp_dir / "auth_token"
         token.write_text(secrets.token_hex(32))
@@ -130,19 +184,19 @@ class LocalRay:
         finally:
             log.close()
         address_file = temp_dir / "ray_current_cluster"
-        deadline = time.monotonic() + timeout
         head = cls(proc, "", temp_dir, env, client_address=f"ray://127.0.0.1:{client_port}")
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 text = (temp_dir / "head.log").read_text(errors="replace")[-3000:]
                 head.stop()
-                raise RuntimeError(f"the local Ray head exited with code {proc.returncode}:\n{text}")
-            if address_file.exists() and address_file.read_text().strip():
+                raise _HeadEnded(f"the local Ray head exited with code {proc.returncode}:\n{text}")
+            if not head.address and address_file.exists() and address_file.read_text().strip():
                 head.address = address_file.read_text().strip()
+            if head.address and _listening(client_port, proc.pid):  # its last process is up: it serves
                 return head
             time.sleep(0.2)
         head.stop()
-        raise RuntimeError(f"the local Ray head did not start within {timeout:.0f} s")
+        raise RuntimeError("the local Ray head did not start in time")
 
     @property
     def pid(self) -> int:
@@ -249,16 +303,22 @@ def _node_main(argv: list[str]) -> int:
     from ray._private.node import Node
     from ray._private.parameter import RayParams
 
+    def orphaned() -> None:  # Node() waits for the GCS without end; a node whose parent died must go
+        while os.getppid() == args.parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=orphaned, daemon=True, name="parent-watch").start()
     params = RayParams(gcs_address=args.gcs_address, node_ip_address="127.0.0.1", num_cpus=args.num_cpus,
                        resources=json.loads(args.resources) if args.resources else None,
                        object_store_memory=args.object_store_bytes, min_worker_port=0, max_worker_port=0,
                        include_log_monitor=False, node_manager_port=0, temp_dir=args.temp_dir)
     node = Node(params, head=False, shutdown_at_exit=False, spawn_reaper=False)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # from here on, SIGTERM ends the node cleanly
     print(NODE_READY, flush=True)
     try:
-        while not stop.wait(1.0) and os.getppid() == args.parent:
+        while not stop.wait(1.0):
             pass
     finally:
         node.kill_all_processes(check_alive=False, allow_graceful=True)
