@@ -432,6 +432,7 @@ def test_a_head_whose_port_is_taken_while_it_starts_is_started_again(monkeypatch
 
     import demohub.backends.ray.head as head_module
 
+    started = time.time()
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
@@ -448,3 +449,7 @@ def test_a_head_whose_port_is_taken_while_it_starts_is_started_again(monkeypatch
         head.stop()
         taken.close()
     assert not head.temp_dir.exists()
+    # nothing of the first head (its agents outlive it unless ended) nor of the second is left
+    wait_for(lambda: not [p for p in psutil.process_iter(["name", "create_time"]) if p.info["name"] and
+                          p.info["name"].startswith("ray::") and p.info["create_time"] >= started],
+             15, "every Ray process this test started to go")

@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -93,6 +94,33 @@ def is_loopback(address: str) -> bool:
 
 
 # -- a local single-node Ray --------------------------------------------------------
+
+
+class _Descendants:
+    """Every process seen under `root` (psutil handles: a recycled PID is never ended)."""
+
+    def __init__(self, root: int):
+        self.root = root
+        self.procs: dict[int, Any] = {}
+
+    def update(self) -> None:
+        import psutil
+
+        try:
+            for child in psutil.Process(self.root).children(recursive=True):
+                self.procs.setdefault(child.pid, child)
+        except psutil.Error:
+            pass
+
+    def kill(self) -> None:
+        import psutil
+
+        for proc in self.procs.values():
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(list(self.procs.values()), timeout=5)
 
 
 class _HeadEnded(RuntimeError):
@@ -185,10 +213,13 @@ class LocalRay:
             log.close()
         address_file = temp_dir / "ray_current_cluster"
         head = cls(proc, "", temp_dir, env, client_address=f"ray://127.0.0.1:{client_port}")
+        seen = _Descendants(proc.pid)  # a head that ends early can orphan some (its agents): end them too
         while time.monotonic() < deadline:
+            seen.update()
             if proc.poll() is not None:
                 text = (temp_dir / "head.log").read_text(errors="replace")[-3000:]
                 head.stop()
+                seen.kill()
                 raise _HeadEnded(f"the local Ray head exited with code {proc.returncode}:\n{text}")
             if not head.address and address_file.exists() and address_file.read_text().strip():
                 head.address = address_file.read_text().strip()
