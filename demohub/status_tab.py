@@ -1,6 +1,6 @@
 """The Status tab: a totals line and a table to read, and plots to look at —
-memory over time per model and per process (with the budget when set), the
-hub process beside it, load / evict / crash events on the same time axis, and
+memory over time per model and per process, stacked, and their total against
+the budget when one is set, the hub process beside it, load / evict / crash events on the same time axis, and
 request latency with its p50/p95 per demo.
 
 The page's timer refreshes it. The plots are sent only while the tab is open,
@@ -31,14 +31,14 @@ WINDOWS_S = (60, 120, 300, 600, 900, 1800, 3600)
 MODEL_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 SHARED_COLORS = ["#7fb3d5", "#76d7c4", "#bb8fce", "#a3a3a3"]
 #: The sum is light: it is drawn first, under the per-process lines it adds up.
-FIXED_COLORS = {"all processes": "#c7c7c7", "budget": "#d62728", "hub process": "#7f7f7f"}
+FIXED_COLORS = {"all processes": "#444444", "budget": "#d62728", "hub process": "#7f7f7f"}
 EVENT_COLORS = {"load": "#2ca02c", "evict": "#ff7f0e", "crash": "#d62728", "load failed": "#9467bd",
                 "request failed": "#e377c2"}
 QUANTILE_COLORS = {"p50": "#6baed6", "p95": "#08519c"}
 X = "seconds from now"
 #: The requests plot shows at most this many (the latest); p50/p95 use them all.
 MAX_REQUEST_POINTS = 1000
-PLOTS = ("memory", "hub", "events", "requests", "latency")
+PLOTS = ("memory", "total", "hub", "events", "requests", "latency")
 
 
 def _mb(n: int) -> str:
@@ -110,24 +110,30 @@ def _keep_changes(rows: list[dict]) -> list[dict]:
 
 
 def memory_frame(samples: list[MemorySample], now: float) -> pd.DataFrame:
-    """One line per model's worker and per shared process, their sum, and the budget (MB)."""
-    series: dict[str, list[dict]] = {"all processes": []}  # first: drawn under the lines it adds up
-
-    def add(name: str, sample: MemorySample, value: int, pid: int | None = None) -> None:
-        series.setdefault(name, []).append({
-            X: round(sample.ts - now, 1), "MB": round(value / 2**20, 1), "process": name,
-            "pid": str(pid) if pid else "", "at": _clock(sample.ts)})
-
+    """Every sample's memory per model's worker and per shared process (MB): the
+    bars of the stacked plot, so each stack is what the workers held together then."""
+    rows = []
     for sample in samples:
-        for model, value in sample.models.items():
-            add(model, sample, value, sample.pids.get(model))
-        for name, value in sample.shared.items():
-            add(name, sample, value)
-        add("all processes", sample, sum(sample.models.values()) + sum(sample.shared.values()))
-        if sample.budget:
-            add("budget", sample, sample.budget)
-    rows = [row for points in series.values() for row in _keep_changes(points)]
+        parts = [(model, value, sample.pids.get(model)) for model, value in sample.models.items()]
+        parts += [(name, value, None) for name, value in sample.shared.items()]
+        for name, value, pid in parts:
+            if value:
+                rows.append({X: round(sample.ts - now, 1), "MB": round(value / 2**20, 1), "process": name,
+                             "pid": str(pid) if pid else "", "at": _clock(sample.ts)})
     return _frame(rows, **{X: "float64", "MB": "float64", "process": "str", "pid": "str", "at": "str"})
+
+
+def total_frame(samples: list[MemorySample], now: float) -> pd.DataFrame:
+    """The stack's height over time against the budget line (MB)."""
+    series: dict[str, list[dict]] = {"all processes": [], "budget": []}
+    for sample in samples:
+        for name, value in (("all processes", sum(sample.models.values()) + sum(sample.shared.values())),
+                            ("budget", sample.budget)):
+            if value or name == "all processes":  # the total is drawn at zero too; the budget only if set
+                series[name].append({X: round(sample.ts - now, 1), "MB": round(value / 2**20, 1),
+                                     "process": name, "at": _clock(sample.ts)})
+    rows = [row for points in series.values() for row in _keep_changes(points)]
+    return _frame(rows, **{X: "float64", "MB": "float64", "process": "str", "at": "str"})
 
 
 def hub_frame(samples: list[MemorySample], now: float) -> pd.DataFrame:
@@ -213,6 +219,7 @@ class StatusTab:
         requests = self.history.requests(since)
         frames = {
             "memory": memory_frame(samples, now),
+            "total": total_frame(samples, now),
             "hub": hub_frame(samples, now),
             "events": events_frame(self.history.timeline(since), requests, now, span, self.registry.names),
             "requests": requests_frame(requests, now, span, self.registry.names),
@@ -263,8 +270,11 @@ def build(registry: Registry, history: History) -> StatusTab:
         table = gr.Dataframe(headers=STATUS_HEADERS, interactive=False, wrap=True)
         with gr.Row():
             with gr.Column(scale=3):
-                memory = gr.LinePlot(y="MB", color="process", title="Memory per process (MB)", y_lim=[0, None],
-                                     height=280, elem_id="plot-memory", **{**axis, "tooltip": ["at", "pid"]})
+                memory = gr.BarPlot(y="MB", color="process", title="Memory per process, stacked (MB)",
+                                    y_lim=[0, None], height=280, elem_id="plot-memory",
+                                    **{**axis, "tooltip": ["at", "pid"]})
+                total = gr.LinePlot(y="MB", color="process", title="All of them against the budget (MB)",
+                                    y_lim=[0, None], height=200, elem_id="plot-total", **axis)
                 events_plot = gr.ScatterPlot(y="model", color="event", title="Loads, evictions, crashes",
                                              height=200, elem_id="plot-events", **{**axis, "tooltip": ["at", "detail"]})
                 requests = gr.ScatterPlot(y="ms", color="model", title="Requests (ms, waiting for a load included)",
@@ -276,5 +286,5 @@ def build(registry: Registry, history: History) -> StatusTab:
                                  x_lim=[0, None], height=460, elem_id="plot-latency", tooltip=["requests"])
         watching = gr.Checkbox(False, visible=False)
         drawn = gr.Textbox("{}", visible=False)
-    plots = {"memory": memory, "hub": hub, "events": events_plot, "requests": requests, "latency": lat}
+    plots = {"memory": memory, "total": total, "hub": hub, "events": events_plot, "requests": requests, "latency": lat}
     return StatusTab(registry, history, tab, totals, table, plots, watching, drawn)

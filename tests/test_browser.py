@@ -137,11 +137,19 @@ def line_of(page, plot: str, series: str) -> list[tuple[float, float]]:
     return sorted({(p["seconds from now"], p["MB"]) for p in points if p.get("process") == series and p.get("at")})
 
 
-def rises_falls_rises(line: list[tuple[float, float]]) -> bool:
-    values = [mb for _, mb in line]
-    up = next((i for i, v in enumerate(values) if v > 10), None)
-    down = next((i for i in range(up + 1, len(values)) if values[i] == 0), None) if up is not None else None
-    return down is not None and any(v > 10 for v in values[down + 1:])
+def stacks(page) -> list[dict[str, float]]:
+    """The stacked memory plot's bars, as {process: MB} per sample, in time order."""
+    by_time: dict[float, dict[str, float]] = {}
+    for bar in (parse_label(label) for label in plot_labels(page, "memory")):
+        if bar.get("at"):
+            by_time.setdefault(bar["seconds from now"], {})[bar["process"]] = bar["MB"]
+    return [by_time[t] for t in sorted(by_time)]
+
+
+def there_gone_back(samples: list[dict[str, float]], process: str) -> bool:
+    """`process` holds memory (> 10 MB), then has no bar while others do, then holds memory again."""
+    marks = ["x" if s.get(process, 0) > 10 else "-" for s in samples]
+    return bool(re.search(r"x+-+x", "".join(marks)))
 
 
 def wait_for_plot(page, plot: str, *needles: str, timeout: float = 60_000) -> None:
@@ -154,8 +162,8 @@ def wait_for_plot(page, plot: str, *needles: str, timeout: float = 60_000) -> No
 
 def test_status_tab_plots_what_happened(browser):
     """A hub holding one model at a time: questions, then cassava (evicting questions), then
-    questions again. The Status tab must draw it: memory rising and falling per process under
-    the budget line, the hub process, loads and evictions on the same time axis, every
+    questions again. The Status tab must draw it: each process's memory stacked sample by
+    sample (questions' bar there, gone, back), their total under the budget line, the hub process, loads and evictions on the same time axis, every
     request, and p50/p95 per demo; a new request changes a plot's data without redrawing it."""
     with running_hub("--only", "questions,cassava", "--max-models", "1", "--memory-budget", "3G",
                      cache_dir=PROJECT_ROOT / ".cache" / "test-hub") as hub:
@@ -183,18 +191,21 @@ def test_status_tab_plots_what_happened(browser):
         wait_for_plot(page, "hub", "process: hub process")
         assert max(mb for _, mb in line_of(page, "hub", "hub process")) > 20
         wait_for_plot(page, "memory", "process: cassava")
-        memory = [parse_label(label) for label in plot_labels(page, "memory")]
+        wait_for_plot(page, "total", "process: budget")
+        total = [parse_label(label) for label in plot_labels(page, "total")]
         metrics = hub.get("/metrics")[1]
         budget_bytes = float(re.search(r"^demohub_memory_budget_bytes (\S+)$", metrics, re.M).group(1))
-        budget = {p["MB"] for p in memory if p.get("process") == "budget"}
+        budget = {p["MB"] for p in total if p.get("process") == "budget"}
         assert budget == {round(budget_bytes / 2**20, 1)}, budget
-        # questions' worker: measured while loaded, at zero once cassava evicted it, then back
+        # questions' worker: a bar in every sample while loaded, none once cassava evicted it, then back
         deadline = time.monotonic() + 60
-        while not rises_falls_rises(line_of(page, "memory", "questions")) and time.monotonic() < deadline:
+        while not there_gone_back(stacks(page), "questions") and time.monotonic() < deadline:
             page.wait_for_timeout(500)
-        assert rises_falls_rises(line_of(page, "memory", "questions")), line_of(page, "memory", "questions")
+        assert there_gone_back(stacks(page), "questions"), stacks(page)
         legend = page.locator("#plot-memory svg g.role-legend-label text").all_text_contents()
-        assert {"questions", "cassava", "all processes", "budget"} <= set(legend), legend
+        assert {"questions", "cassava"} <= set(legend), legend
+        legend = page.locator("#plot-total svg g.role-legend-label text").all_text_contents()
+        assert {"all processes", "budget"} <= set(legend), legend
         requests = [label for label in plot_labels(page, "requests") if "model: questions" in label
                     and not label.endswith("at: ")]
         assert len(requests) == 4, requests

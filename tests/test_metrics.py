@@ -233,19 +233,23 @@ def test_latency_quantiles_match_numpy():
 
 # -- the plot frames -------------------------------------------------------------------------
 
-def test_memory_frame_has_a_line_per_process_the_sum_and_the_budget():
+def test_memory_frame_stacks_every_sample_and_the_total_runs_against_the_budget():
     now = 1000.0
     samples = [MemorySample(ts=now - 30 + 3 * i, models={"alpha": (100 if 3 <= i < 7 else 0) * 2**20, "beta": 0},
                             pids={"alpha": 42} if 3 <= i < 7 else {}, shared={"template torch (pid 9)": 50 * 2**20},
                             hub=120 * 2**20, budget=300 * 2**20) for i in range(10)]
     frame = status_tab.memory_frame(samples, now)
-    assert set(frame["process"]) == {"alpha", "beta", "template torch (pid 9)", "all processes", "budget"}
+    assert set(frame["process"]) == {"alpha", "template torch (pid 9)"}  # a model at zero has no bar
     alpha = frame[frame["process"] == "alpha"]
-    assert list(alpha["MB"]) == [0, 0, 100, 100, 0, 0]  # flat runs keep only their ends
-    assert set(alpha[alpha["MB"] > 0]["pid"]) == {"42"}
-    assert list(frame[frame["process"] == "all processes"]["MB"]) == [50, 50, 150, 150, 50, 50]
-    assert list(frame[frame["process"] == "budget"]["MB"]) == [300, 300]
+    assert list(alpha["MB"]) == [100] * 4 and set(alpha["pid"]) == {"42"}
+    assert len(frame[frame["process"] == "template torch (pid 9)"]) == 10  # one bar a sample: they stack
+    stacks = frame.groupby("seconds from now")["MB"].sum()
+    assert list(stacks) == [50, 50, 50, 150, 150, 150, 150, 50, 50, 50]
     assert frame["seconds from now"].between(-30, 0).all()
+    total = status_tab.total_frame(samples, now)
+    assert set(total["process"]) == {"all processes", "budget"}
+    assert list(total[total["process"] == "all processes"]["MB"]) == [50, 50, 150, 150, 50, 50]  # flat runs: ends
+    assert list(total[total["process"] == "budget"]["MB"]) == [300, 300]
     hub = status_tab.hub_frame(samples, now)
     assert list(hub["MB"]) == [120, 120]
 
@@ -335,7 +339,8 @@ def test_a_plot_is_redrawn_only_when_its_axis_or_series_change(registry):
 
         first = tab.refresh(True, "{}")
         assert all(isinstance(u, dict) and u["x_lim"] for u in plots(first).values())
-        assert plots(first)["memory"]["colors_in_legend"] == ["all processes", "alpha", "beta"]
+        assert plots(first)["memory"]["colors_in_legend"] == []  # nothing loaded: no bar yet
+        assert plots(first)["total"]["colors_in_legend"] == ["all processes"]  # at zero; no budget set
         second = tab.refresh(True, first[-1])
         assert all(isinstance(u, dict) for u in plots(second).values())  # the confirming redraw
         third = tab.refresh(True, second[-1])
