@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "start a one-node Ray on 127.0.0.1)")
     p.add_argument("--ray-max-replicas", type=int, default=int(_env("RAY_MAX_REPLICAS", "1")),
                    help="most Ray Serve replicas per demo (HUB_RAY_MAX_REPLICAS)")
-    p.add_argument("--ray-app-prefix", default=_env("RAY_APP_PREFIX", "demohub-"),
+    p.add_argument("--ray-app-prefix", type=ray_app_prefix, default=_env("RAY_APP_PREFIX", "demohub-"),
                    help="prefix of this hub's Serve application names, so two hubs can share a cluster "
                         "(HUB_RAY_APP_PREFIX; default demohub-)")
     p.add_argument("--ray-connect-timeout", type=float, default=float(_env("RAY_CONNECT_TIMEOUT", "90")),
@@ -175,13 +174,13 @@ def _backend_options(args: argparse.Namespace, limits: Limits) -> dict:
             # a Ray this hub starts itself offers the memory budget as its `memory` resource
             "local_memory_bytes": limits.memory_budget, "max_models": limits.max_models,
             "connect_timeout_s": max(1.0, args.ray_connect_timeout),
-            "app_prefix": _app_prefix(args.ray_app_prefix)}
+            "app_prefix": args.ray_app_prefix}
 
 
-def _app_prefix(value: str) -> str:
+def ray_app_prefix(value: str) -> str:
+    """argparse type for --ray-app-prefix: a Serve application name must be plain."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value):
-        print(f"error: --ray-app-prefix {value!r}: use letters, digits, '-' and '_', e.g. team-a-", file=sys.stderr)
-        raise SystemExit(2)
+        raise argparse.ArgumentTypeError(f"{value!r}: use letters, digits, '-' and '_', e.g. team-a-")
     return value
 
 
