@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,8 +21,8 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import free_port, log  # noqa: E402
-from vs_baseline import PYTHON, REQUEST_TIMEOUT_S, ROOT, Inputs, Server, http_predict, timed  # noqa: E402
+from common import log  # noqa: E402
+from vs_baseline import REQUEST_TIMEOUT_S, ROOT, Inputs, http_predict, hubs_side_by_side, timed  # noqa: E402
 
 SETTINGS = {"never rests": "0", "rests after 1 s": "1"}
 
@@ -36,17 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=15.0)
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache")
     args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-pacing-"))
-    servers: dict[str, Server] = {}
-    try:
-        for label, rest in SETTINGS.items():
-            port = free_port()
-            cmd = [PYTHON, str(ROOT / "hub.py"), "--host", "127.0.0.1", "--port", str(port), "--cache-dir",
-                   str(args.cache_dir), "--only", "questions", "--queue-rest-after", rest]
-            env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-            servers[label] = Server(label, cmd, ROOT, env, workdir / f"rest-{rest}.log", port)
-        for server in servers.values():
-            server.wait_page()
+    hubs = {label: ["--cache-dir", str(args.cache_dir), "--only", "questions", "--queue-rest-after", rest]
+            for label, rest in SETTINGS.items()}
+    with hubs_side_by_side(hubs, "bench-pacing-") as servers:
         inputs = Inputs()
         warm: dict[str, list[float]] = {k: [] for k in servers}
         after_rest: dict[str, list[float]] = {k: [] for k in servers}
@@ -79,10 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         resting, never = "rests after 1 s", "never rests"
         print(f"\nresting / never resting: idle CPU {idle[resting] / idle[never]:.2f}, first answer after a pause "
               f"(p50) {statistics.median(after_rest[resting]) / statistics.median(after_rest[never]):.2f}")
-    finally:
-        for server in servers.values():
-            server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)  # this run's hub logs, made above
     return 0
 
 

@@ -39,9 +39,10 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import httpx
 import psutil
@@ -291,6 +292,28 @@ def app_env(app: str, settings: Settings) -> dict[str, str]:
     env["GRADIO_ANALYTICS_ENABLED"] = "False"
     env["GRADIO_TEMP_DIR"] = str(settings.workdir / f"gradio-{app}")
     return env
+
+
+@contextmanager
+def hubs_side_by_side(hub_args: dict[str, list[str]], prefix: str) -> Iterator[dict[str, Server]]:
+    """One real hub.py per label, each with its own extra arguments, serving at once on
+    127.0.0.1; yields them once every page answers, and ends them (by PID) and their
+    logs' folder however the run ends."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    servers: dict[str, Server] = {}
+    try:
+        for i, (label, args) in enumerate(hub_args.items()):
+            port = free_port()
+            cmd = [PYTHON, str(ROOT / "hub.py"), "--host", "127.0.0.1", "--port", str(port), *args]
+            env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+            servers[label] = Server(label, cmd, ROOT, env, workdir / f"hub-{i}.log", port)
+        for server in servers.values():
+            server.wait_page()
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # made above: this run's hub logs
 
 
 def start(app: str, settings: Settings) -> Server:

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import free_port, log, percentile  # noqa: E402
-from vs_baseline import DEMOS, PYTHON, REQUEST_TIMEOUT_S, ROOT, Inputs, Server, http_predict, timed  # noqa: E402
+from common import log, percentile  # noqa: E402
+from vs_baseline import DEMOS, REQUEST_TIMEOUT_S, ROOT, Inputs, http_predict, hubs_side_by_side, timed  # noqa: E402
 
 METHODS = ("template", "spawn")
 
@@ -40,18 +38,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="model folders (placeholders are written on first use)")
     args = parser.parse_args(argv)
     demos = [d for d in args.demos.split(",") if d]
-    workdir = Path(tempfile.mkdtemp(prefix="warm-methods-"))
-    servers: dict[str, Server] = {}
-    try:
-        for method in METHODS:
-            port = free_port()
-            cmd = [PYTHON, str(ROOT / "hub.py"), "--host", "127.0.0.1", "--port", str(port),
-                   "--cache-dir", str(args.cache_dir), "--max-models", "3", "--idle-ttl", "0",
-                   "--start-method", method, "--only", ",".join(demos)]
-            env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-            servers[method] = Server(method, cmd, ROOT, env, workdir / f"{method}.log", port)
-        for server in servers.values():
-            server.wait_page()
+    common_args = ["--cache-dir", str(args.cache_dir), "--max-models", "3", "--idle-ttl", "0",
+                   "--only", ",".join(demos)]
+    hubs = {method: [*common_args, "--start-method", method] for method in METHODS}
+    with hubs_side_by_side(hubs, "warm-methods-") as servers:
         inputs = Inputs()
         times: dict[tuple[str, str], list[float]] = {}
         with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
@@ -76,10 +66,6 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(" / ".join(f"{percentile(v, q) * 1000:.1f}" for q in (0.1, 0.5, 0.9)))
             ratio = statistics.median(times[(demo, "template")]) / statistics.median(times[(demo, "spawn")])
             print(f"| {demo} | {cells[0]} | {cells[1]} | **{ratio:.2f}** |")
-    finally:
-        for server in servers.values():
-            server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)  # this run's hub logs, made above
     return 0
 
 
