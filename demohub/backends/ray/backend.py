@@ -83,22 +83,21 @@ def _text(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
+def _replica(r: dict) -> Replica:
+    return Replica(state=_text(r.get("state")), pid=r.get("pid"), node_id=r.get("node_id") or "",
+                   node_ip=r.get("node_ip") or "", actor_name=r.get("actor_name") or "")
+
+
 def _app_views(details: dict) -> dict[str, AppView]:
     views = {}
     for app_name, app in (details.get("applications") or {}).items():
         dep = (app.get("deployments") or {}).get(DEPLOYMENT)
         if dep is None:
             continue
-
-        def replicas(items):
-            return tuple(Replica(state=_text(r.get("state")), pid=r.get("pid"), node_id=r.get("node_id") or "",
-                                 node_ip=r.get("node_ip") or "", actor_name=r.get("actor_name") or "")
-                         for r in items or ())
-
-        message = app.get("message") or dep.get("message") or ""
-        views[app_name] = AppView(status=_text(app.get("status")), message=message,
+        views[app_name] = AppView(status=_text(app.get("status")),
+                                  message=app.get("message") or dep.get("message") or "",
                                   target=int(dep.get("target_num_replicas") or 0),
-                                  replicas=replicas(dep.get("replicas")))
+                                  replicas=tuple(_replica(r) for r in dep.get("replicas") or ()))
     return views
 
 
