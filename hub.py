@@ -46,18 +46,16 @@ def serve(config: HubConfig, temp_folder: Path) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     sources = ModelSources(specs, config.models_dir, config.placeholder_dir, config.models)
-    backend = None  # the registry's default: a process per model
-    if config.backend != "spawn":
-        from demohub.backends import make_backend
+    from demohub.backends import make_backend
 
-        options = dict(config.backend_options)
-        if config.backend == "template":
-            options["specs"] = specs  # each family's template imports its demos' runtimes
-        try:
-            backend = make_backend(config.backend, **options)
-        except ConnectionError as exc:  # e.g. no Ray cluster at --ray-address
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    options = dict(config.backend_options)
+    if config.backend == "template":
+        options["specs"] = specs  # each family's template imports its demos' runtimes
+    try:
+        backend = make_backend(config.backend, **options)
+    except ConnectionError as exc:  # e.g. no Ray cluster at --ray-address
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     registry = Registry(specs, sources, config.limits, backend=backend)
     app = create_app(specs, registry, sources, queue_size=config.queue_size, mcp=config.mcp,
                      door=config.door, temp_folder=temp_folder, queue_rest_after_s=config.queue_rest_after_s)

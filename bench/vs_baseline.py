@@ -385,6 +385,8 @@ def loaded_stage(server: Server, settings: Settings, inputs: Inputs, seed: int) 
         f"USS {mem['uss'] / 2**20:.0f} MiB in {mem['processes']} processes; idle CPU "
         f"{out['idle_cpu'] * 100:.1f} % of a core")
     out["throughput"] = mixed_stream(server.url, server.pid, settings.throughput_s, seed)
+    # what the stream left loaded (the hub's extra copies of busy models end a minute later)
+    out["stream_memory"] = tree_memory(server.pid)
     tp = out["throughput"]
     log(f"{server.name}: mixed stream: {tp['answered']} answers in {tp['seconds']:.0f} s "
         f"({tp['answers_per_s']:.2f}/s), {tp['cpu_s_per_answer']:.2f} CPU-s each, {len(tp['errors'])} errors")
@@ -465,6 +467,8 @@ FIGURES = [
            _path("throughput", "answers_per_s"), higher_is_better=True),
     Figure("server CPU-seconds per answered request (mixed stream)", "s", _path("throughput", "cpu_s_per_answer")),
     *[Figure(f"mixed stream, {d} latency p50", "s", _path("throughput", "per_demo", d, "p50")) for d in DEMOS],
+    *[Figure(f"memory right after the mixed stream, {m.upper()} of the tree", "MiB",
+             _path("stream_memory", m, scale=2**-20)) for m in ("pss", "rss")],
 ]
 
 

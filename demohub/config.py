@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a load waits for room before 'hub is at capacity'")
     p.add_argument("--worker-threads", type=int, default=int(_env("WORKER_THREADS", "0")) or None,
                    help="CPU threads per worker (default: all cores)")
+    p.add_argument("--max-copies", type=int, default=int(_env("MAX_COPIES", "0")) or None,
+                   help="most worker processes of one model when its requests pile up: a copy is added "
+                        "while every copy is busy and the memory budget has room, and ends after a minute "
+                        "it is not needed (HUB_MAX_COPIES; default: the machine's cores, at most 4; "
+                        "1: one process per model; a demo's SPEC.max_copies can lower it)")
     p.add_argument("--model", action="append", default=[], metavar="NAME=SOURCE",
                    help="model source override: cassava=org/repo@rev or cassava=/path/to/folder "
                         "(also HUB_MODEL_<NAME>)")
@@ -163,12 +168,19 @@ def _backend_name(args: argparse.Namespace) -> str:
     return args.backend
 
 
+def default_copies() -> int:
+    """One copy per core (a CPU-bound call uses about one), at most 4."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 def _backend_options(args: argparse.Namespace, limits: Limits) -> dict:
+    copies = max(1, args.max_copies or default_copies())
     if _backend_name(args) == "template":
         ttl = limits.idle_ttl_s if args.template_ttl < 0 else (args.template_ttl or None)
-        return {"threads": limits.worker_threads, "template_ttl_s": ttl, "prewarm": args.prewarm}
+        return {"threads": limits.worker_threads, "template_ttl_s": ttl, "prewarm": args.prewarm,
+                "max_copies": copies}
     if args.backend != "ray":
-        return {}
+        return {"threads": limits.worker_threads, "max_copies": copies}
     return {"address": args.ray_address, "max_replicas": max(1, args.ray_max_replicas),
             "idle_ttl_s": limits.idle_ttl_s, "threads": limits.worker_threads,
             # a Ray this hub starts itself offers the memory budget as its `memory` resource

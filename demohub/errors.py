@@ -36,6 +36,16 @@ class WorkerTimeout(WorkerFailed):
     """The worker did not answer within the model's deadline and was killed."""
 
 
+class CopyFailed(WorkerFailed):
+    """One copy of a model that runs as several failed this request and was
+    ended; the model's other copies keep serving. `crashed`: it died without
+    the hub's doing (a timeout the hub enforced is not a crash)."""
+
+    def __init__(self, message: str, crashed: bool):
+        super().__init__(message)
+        self.crashed = crashed
+
+
 class ModelError(WorkerFailed):
     """The model raised on one request, or could not load. `str()` is for the
     visitor; `detail` (the exception and traceback) is for the operator's log

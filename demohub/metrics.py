@@ -80,7 +80,7 @@ class RegistryCollector(Collector):
         state = GaugeMetricFamily("demohub_model_state", "1 for the model's current state.",
                                   labels=["model", "state"])
         replicas = GaugeMetricFamily("demohub_model_replicas",
-                                     "Copies of the model serving now (Ray Serve replicas; 1 for a worker process).",
+                                     "Copies of the model serving now (worker processes, or Ray Serve replicas).",
                                      labels=["model"])
         for s in statuses:
             replicas.add_metric([s.name], s.replicas)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from demohub import batching, events
 from demohub.backends import Backend, ModelHandle, SharedProcess
-from demohub.errors import (HubAtCapacity, HubError, InputError, ModelBusy, ModelError,
+from demohub.errors import (CopyFailed, HubAtCapacity, HubError, InputError, ModelBusy, ModelError,
                             ModelUnavailable, WorkerFailed, WorkerTimeout)
 from demohub.memory import own_memory
 from demohub.sources import ModelSources, SourceState, SourceStatus
@@ -56,6 +56,11 @@ class Limits:
     #: first wait after a failed load, doubled on each failure up to the cap
     load_retry_s: float = 2.0
     load_retry_cap_s: float = 300.0
+    #: an extra copy of a model ends once the model has not needed it this long
+    copy_idle_ttl_s: float = 60.0
+    #: a model gets copies only if its calls take this long on average
+    #: (questions' 15 ms calls queue briefly; docs/benchmarks.md, "copies")
+    copy_min_call_s: float = 0.05
 
 
 @dataclass
@@ -136,6 +141,8 @@ class _Slot:
     in_flight: int = 0  # requests inside predict(): waiting for a load or calling
     calls: int = 0  # of those, the ones inside the model right now
     last_used: float = 0.0
+    #: the last time more than one of its calls ran at once (extra copies end after a while without)
+    crowded_at: float = 0.0
     memory: int = 0
     #: the model's size when last measured, kept after eviction to plan the next load
     last_memory: int = 0
@@ -197,7 +204,7 @@ class Registry:
         spec = self._slots[name].spec
         if name in self._batchers:
             return spec.max_batch
-        return max(1, min(spec.concurrency_limit, self.backend.concurrency(spec)))
+        return max(1, self.backend.concurrency(spec))  # one call per worker copy or replica
 
     def predict(self, name: str, request: Any, progress: Progress | None = None) -> Any:
         """Run `request` through `name`'s model, loading it first if needed."""
@@ -240,10 +247,13 @@ class Registry:
     def sweep(self) -> None:
         """Evict models idle past the TTL, notice dead workers, refresh memory."""
         now = time.monotonic()
-        to_stop, to_kill = [], []
+        to_stop, to_kill, to_shrink = [], [], []
         with self._lock:
             for slot in self._slots.values():
                 worker = slot.worker
+                if (worker is not None and worker.replicas > 1
+                        and now - slot.crowded_at > self.limits.copy_idle_ttl_s):
+                    to_shrink.append(worker)  # it has not needed its extra copies for a while
                 if worker is None or slot.state != State.READY or slot.calls:
                     continue  # a request inside the model owns what happens to it
                 if not worker.alive():
@@ -257,6 +267,8 @@ class Registry:
             worker.kill()
         for worker in to_stop:
             worker.stop()
+        for worker in to_shrink:
+            worker.shrink()
         measured = [(slot, worker, worker.memory(self.limits.memory_metric)) for slot, worker in loaded]
         with self._lock:
             for slot, worker, memory in measured:
@@ -513,7 +525,7 @@ class Registry:
         A reserved load counts at its last measured size, so two concurrent
         first loads cannot both fit under a budget meant for one."""
         deadline = time.monotonic() + self.limits.capacity_wait_s
-        trimmed = False
+        trimmed = no_spare = False
         while True:
             shared = self._shared_bytes()
             with self._lock:
@@ -525,10 +537,13 @@ class Registry:
                 if not over_count and not over_memory:
                     slot.reserved = True
                     return
-                victim = self._lru_idle(others)
+                spare = over_memory and not no_spare and self._has_spare_copy(others)
+                victim = None if spare else self._lru_idle(others)
                 worker = None
                 trim = victim is None and over_memory and not over_count and not trimmed
-                if victim is not None:
+                if spare:
+                    pass  # an extra copy of a loaded model goes before any whole model
+                elif victim is not None:
                     worker = self._detach(victim, "capacity" if over_count else "memory")
                 elif trim:
                     keep = {s.spec.name for s in others} | {slot.spec.name}
@@ -541,7 +556,9 @@ class Registry:
                             "serving requests. Try again in a moment."
                         )
                     self._room.wait(min(remaining, 0.5))
-            if worker is not None:
+            if spare:
+                no_spare = not self._shrink_idle_copies(others)
+            elif worker is not None:
                 worker.stop()
             elif trim:  # idle templates and the like go before anyone waits
                 trimmed = True
@@ -563,6 +580,10 @@ class Registry:
                 total = shared + sum(s.memory for s in loaded)
                 if total <= budget:
                     return
+                spare = self._has_spare_copy(loaded)
+            if spare and self._shrink_idle_copies(loaded):
+                continue  # extra copies go before whole models
+            with self._lock:
                 victim = self._lru_idle([s for s in loaded if s is not keep])
                 if victim is None:
                     if keep is not None:  # report once per load, not on every sweep
@@ -582,16 +603,73 @@ class Registry:
         running = sum(s.calls for s in self._slots.values())
         return max(1, self.cores // max(1, running))
 
+    def _copy_pays(self, slot: _Slot) -> bool:
+        """Whether a waiting request waits long enough for a copy to pay: a model
+        whose calls are short drains its queue sooner than another process earns
+        back the CPU it takes from the others."""
+        stats = slot.stats
+        return stats.predictions > 0 and stats.predict_seconds_total / stats.predictions >= self.limits.copy_min_call_s
+
+    def _copy_fits(self, slot: _Slot, worker: ModelHandle) -> bool:
+        """Whether one more copy of `slot`'s model fits the memory budget, at the
+        size one copy has now (a forked copy shares more, so this errs safe)."""
+        budget = self.limits.memory_budget
+        if budget is None:
+            return True
+        shared = self._shared_bytes()
+        with self._lock:
+            if slot.worker is not worker or not worker.replicas:
+                return False
+            one_copy = slot.memory // worker.replicas
+            held = shared + sum(s.planned_memory for s in self._slots.values())
+        return held + one_copy <= budget
+
+    @staticmethod
+    def _spare_copies(among: list[_Slot]) -> list[tuple[_Slot, ModelHandle]]:
+        """Models in `among` with an extra copy not in a call (call with the lock held)."""
+        return [(s, s.worker) for s in among
+                if s.worker is not None and s.worker.replicas > 1 and s.calls < s.worker.replicas]
+
+    def _has_spare_copy(self, among: list[_Slot]) -> bool:
+        return bool(self._spare_copies(among))
+
+    def _shrink_idle_copies(self, among: list[_Slot]) -> bool:
+        """End one idle extra copy of any model in `among` (extra copies go before
+        whole models); True if one was ended. Call without the lock."""
+        with self._lock:
+            crowded = self._spare_copies(among)
+        for slot, worker in sorted(crowded, key=lambda sw: sw[0].crowded_at):
+            if worker.shrink():
+                memory = worker.memory(self.limits.memory_metric)
+                with self._lock:
+                    if slot.worker is worker and memory:
+                        slot.memory = slot.last_memory = memory
+                return True
+        return False
+
     def _call(self, slot: _Slot, worker: ModelHandle, request: Any) -> Any:
         """One call, bounded by the demo's predict deadline from the moment its
         model is ready (waiting for the model to be free counts against it)."""
         with self._lock:
             slot.calls += 1
             threads = self._grant_threads()
+            if slot.calls > 1:
+                slot.crowded_at = time.monotonic()
+            wants_copy = slot.calls > worker.replicas
+        if wants_copy and self._copy_pays(slot) and self._copy_fits(slot, worker):
+            worker.grow()
         to_kill: list[ModelHandle] = []
         try:
             result = worker.call(request, slot.spec.predict_timeout_s, threads=threads)
         except (InputError, ModelBusy):
+            raise
+        except CopyFailed as exc:  # one copy of several: the others keep serving
+            with self._lock:
+                if exc.crashed:
+                    slot.stats.crashes += 1
+                else:
+                    slot.stats.timeouts += 1
+            events.event("copy_failed_call", slot.spec.name, error=str(exc)[:300], crashed=exc.crashed)
             raise
         except ModelError as exc:
             with self._lock:

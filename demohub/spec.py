@@ -79,7 +79,14 @@ class DemoSpec:
     predict_timeout_s: float = 60.0
     load_timeout_s: float = 300.0
     expected_load_s: float = 5.0
+    #: calls one loaded copy of the model takes at once in a one-process app
+    #: (bench/baseline_app.py's event limit). The hub runs one call per worker
+    #: process and adds copies of a busy model instead (see `max_copies`).
     concurrency_limit: int = 1
+    #: most worker processes the hub may run of this model when its requests
+    #: pile up; None: the hub's `--max-copies`. 1 for a model that must not be
+    #: duplicated (one GPU's memory, a licence).
+    max_copies: int | None = None
     #: glob patterns of the files the runtime needs from a Hub repo (passed to
     #: `snapshot_download(allow_patterns=...)`); empty: the whole repo. A repo that
     #: ships several weight formats then downloads only the one the demo reads.

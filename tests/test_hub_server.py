@@ -132,8 +132,9 @@ def test_bad_demo_folder_fails_fast_with_a_message(tmp_path):
         start_hub("--demos-dir", str(demos), timeout=30)
 
 
-def test_full_queue_answers_busy_instead_of_growing():
-    with running_hub(*DEMO_ARGS, "--queue-size", "1") as hub:
+@pytest.mark.parametrize("copies", [1, 2])
+def test_full_queue_answers_busy_instead_of_growing(copies):
+    with running_hub(*DEMO_ARGS, "--queue-size", "1", "--max-copies", str(copies)) as hub:
         client = hub.client()
         client.predict("{}", api_name="/alpha")
         jobs = [client.submit('{"op": "sleep", "seconds": 1}', api_name="/alpha") for _ in range(8)]
@@ -144,9 +145,10 @@ def test_full_queue_answers_busy_instead_of_growing():
                 outcomes.append("ok")
             except Exception as exc:  # noqa: BLE001 - the message is the point
                 outcomes.append(str(exc))
-    # 1 running (one worker process answers one call at a time, whatever the spec asks) + 1 queued;
-    # the others are told at once instead of waiting, unseen, in a lock behind the worker
-    assert outcomes.count("ok") == 2
+    # one running per copy (a worker process answers one call at a time, whatever the spec asks;
+    # a busy model gets up to --max-copies processes) + 1 queued; the others are told at once
+    # instead of waiting, unseen, in a lock behind the workers
+    assert outcomes.count("ok") == copies + 1
     assert all("Queue is full! Please try again" in o for o in outcomes if o != "ok")
 
 

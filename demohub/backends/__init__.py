@@ -7,6 +7,8 @@ Each mechanism is one module (for Ray, a subpackage) in this package:
 - `spawn`: a fresh `python -m demohub.worker` process per model (the default).
 - `template`: workers forked from a per-framework template process that has
   already imported the framework (`--start-method template`).
+- `copies`: wraps `spawn` or `template` so one model may run as several
+  worker processes when its requests pile up (`--max-copies`).
 - `ray`: one Ray Serve application per demo (`--backend ray`); a package:
   the Ray head, the replica, and the hub side.
 
@@ -16,6 +18,7 @@ one it is driving.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -93,6 +96,32 @@ class ModelHandle(Protocol):
     def kill(self, reason: str = "killed") -> None:
         """End it now; `reason` becomes `ended_by_hub()`."""
 
+    def grow(self) -> bool:
+        """Start one more copy in the background, for a model whose requests pile
+        up; False when this handle cannot (one process; Ray Serve scales its own)."""
+
+    def shrink(self) -> bool:
+        """End one idle copy beyond the first; False when there is none."""
+
+
+def copies_allowed(spec: DemoSpec, most: int) -> int:
+    """How many copies of `spec`'s model a backend may run: the hub's `most`,
+    lowered by the demo's own `max_copies`. A batching demo keeps one copy: its
+    concurrent requests share a call instead (demohub/batching.py)."""
+    if spec.max_batch > 1:
+        return 1
+    return max(1, min(spec.max_copies or most, most))
+
+
+class OneCopy:
+    """For handles that are one copy, or whose copies someone else scales."""
+
+    def grow(self) -> bool:
+        return False
+
+    def shrink(self) -> bool:
+        return False
+
 
 class Backend(Protocol):
     """Starts models. One per hub, owned by the registry, closed with it."""
@@ -100,7 +129,9 @@ class Backend(Protocol):
     name: str
 
     def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool) -> ModelHandle:
-        """Begin loading `spec`'s model from `model_dir`; returns at once."""
+        """Begin loading `spec`'s model from `model_dir`; returns at once. (The
+        local backends also take `threads`: the CPU threads the process starts
+        with, for an extra copy started because calls already run at once.)"""
 
     def concurrency(self, spec: DemoSpec) -> int:
         """How many calls one loaded model of `spec` can run at once."""
@@ -120,16 +151,27 @@ class Backend(Protocol):
         """End everything this backend started."""
 
 
-def make_backend(name: str, **options: Any) -> Backend:
-    """The backend called `name` ("spawn", "template", "ray")."""
-    if name == "spawn":
-        from demohub.backends.spawn import SpawnBackend
+def make_backend(name: str, max_copies: int = 1, **options: Any) -> Backend:
+    """The backend called `name` ("spawn", "template", "ray"); a local one runs
+    up to `max_copies` worker processes of a busy model (Ray has its replicas)."""
+    if name in ("spawn", "template"):
+        inner: Backend
+        if name == "spawn":
+            from demohub.backends.spawn import SpawnBackend
 
-        return SpawnBackend(**options)
-    if name == "template":
-        from demohub.backends.template import TemplateBackend
+            inner = SpawnBackend(**options)
+        else:
+            from demohub.backends.template import TemplateBackend
 
-        return TemplateBackend(**options)
+            inner = TemplateBackend(**options)
+        if max_copies <= 1:
+            return inner
+        from demohub.backends.copies import CopiesBackend
+
+        # an extra copy exists because calls run at once: it takes its share of
+        # the cores, not all of them (TensorFlow fixes its pool at start)
+        extra = None if options.get("threads") else max(1, len(os.sched_getaffinity(0)) // max_copies)
+        return CopiesBackend(inner, max_copies, extra)
     if name == "ray":
         from demohub.backends.ray import RayBackend
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from demohub import device, wire
-from demohub.backends import CallResult, LoadInfo, SharedProcess, Tick
+from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick
 from demohub.errors import InputError, ModelBusy, ModelError, WorkerFailed, WorkerTimeout
 from demohub.memory import worker_memory
 from demohub.spec import DemoSpec
@@ -55,17 +55,22 @@ def worker_env(threads: int | None = None, wait_policy: str | None = None) -> di
     """The environment a worker starts with: our code importable, the framework
     thread pools sized and their idle threads told to sleep, before any
     framework is imported."""
-    env = dict(os.environ)
+    env = with_threads(dict(os.environ), threads)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-    if threads:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
-            env[var] = str(threads)
-        env["TF_NUM_INTEROP_THREADS"] = "1"
     if wait_policy:
         env["OMP_WAIT_POLICY"] = wait_policy
     elif "GOMP_SPINCOUNT" not in env:
         env.setdefault("OMP_WAIT_POLICY", DEFAULT_WAIT_POLICY)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def with_threads(env: dict[str, str], threads: int | None) -> dict[str, str]:
+    """`env` with the framework thread pools sized to `threads` (None: as is).
+    torch can change its pool per call; TensorFlow only reads this at start."""
+    if threads:
+        env = {**env, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1"}
     return env
 
 
@@ -87,7 +92,7 @@ def is_stopped(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] in (b"T", b"t")
 
 
-class LocalWorker:
+class LocalWorker(OneCopy):
     """One model in one local process.
 
     Calls are serialised by `_busy` (owned by this handle, held for exactly one
@@ -264,7 +269,8 @@ class SpawnBackend:
     def __init__(self, threads: int | None = None, wait_policy: str | None = None):
         self._env = worker_env(threads, wait_policy)
 
-    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool) -> LocalWorker:
+    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool,
+              threads: int | None = None) -> LocalWorker:
         parent_sock, child_sock = socket.socketpair()
         cmd = [sys.executable, "-m", "demohub.worker", "--fd", str(child_sock.fileno()),
                "--runtime", spec.runtime, "--model-dir", str(model_dir)]
@@ -273,7 +279,7 @@ class SpawnBackend:
         if spec.import_root:
             cmd += ["--import-root", str(spec.import_root)]
         try:
-            env = device.worker_env(self._env, spec.name, spec.device)
+            env = device.worker_env(with_threads(self._env, threads), spec.name, spec.device)
             proc = subprocess.Popen(cmd, pass_fds=(child_sock.fileno(),), env=env,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         except BaseException:

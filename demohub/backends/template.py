@@ -40,8 +40,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from demohub import events, wire
-from demohub.backends import CallResult, LoadInfo, SharedProcess, Tick
-from demohub.backends.spawn import STOPPED_GRACE_S, LocalWorker, SpawnBackend, is_stopped, worker_env
+from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick
+from demohub.backends.spawn import (STOPPED_GRACE_S, LocalWorker, SpawnBackend, is_stopped, with_threads,
+                                    worker_env)
 from demohub.errors import WorkerFailed
 from demohub.memory import process_memory
 from demohub.spec import DemoSpec
@@ -392,7 +393,7 @@ class Template:
 # -- a worker forked from a template ----------------------------------------------------------
 
 
-class TemplateWorker:
+class TemplateWorker(OneCopy):
     """A model handle that becomes a `LocalWorker` once its process exists: forked
     from its family's template, or spawned when the family cannot fork. The fork
     (and a template start) happens in `wait_ready`, where the load's deadline and
@@ -506,11 +507,12 @@ class TemplateBackend:
 
     # -- Backend ----------------------------------------------------------------------------
 
-    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool) -> TemplateWorker:
+    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool,
+              threads: int | None = None) -> TemplateWorker:
         family = self._know(spec)
-        env = _device_env(self._env, spec)
+        env = _device_env(with_threads(self._env, threads), spec)
         if family not in FAMILIES or family in self.unsafe:
-            return _Spawned(self._spawn.start(spec, model_dir, placeholder=placeholder), family)
+            return _Spawned(self._spawn.start(spec, model_dir, placeholder=placeholder, threads=threads), family)
         return TemplateWorker(self, spec, model_dir, placeholder, env)
 
     def concurrency(self, spec: DemoSpec) -> int:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from demohub import device, wire
-from demohub.backends import CallResult, LoadInfo, SharedProcess, Tick
+from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick, copies_allowed
 from demohub.backends.ray.head import (HEAD_MODULE, LOOPBACK_ENV, PROJECT_ROOT, LocalRay, RayUnreachable,
                                        is_loopback, probe)
 from demohub.backends.ray.replica import DemoReplica
@@ -101,7 +101,7 @@ def _app_views(details: dict) -> dict[str, AppView]:
     return views
 
 
-class RayModel:
+class RayModel(OneCopy):
     """The hub's handle on one demo's Serve application."""
 
     def __init__(self, backend: "RayBackend", spec: DemoSpec, app_name: str, deploy: threading.Thread | None):
@@ -531,7 +531,7 @@ class RayBackend:
         actor["runtime_env"] = {"env_vars": env}
         autoscaling: dict[str, Any] = {
             "min_replicas": 0 if self.idle_ttl_s else 1, "initial_replicas": 1,
-            "max_replicas": self.max_replicas,
+            "max_replicas": copies_allowed(spec, self.max_replicas),
             "target_ongoing_requests": 1,
             "upscale_delay_s": 0.0,
             "downscale_delay_s": 30.0,
@@ -599,7 +599,7 @@ class RayBackend:
         return model
 
     def concurrency(self, spec: DemoSpec) -> int:
-        return self.max_replicas  # one call per replica at a time
+        return copies_allowed(spec, self.max_replicas)  # one call per replica at a time
 
     def delete(self, app_name: str, wait: float = 0.0) -> None:
         """Delete one of our applications; wait up to `wait` seconds for it to go."""
