@@ -3,6 +3,7 @@ door (`demohub.gate`): size limits, every prediction through the bounded queue."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import gradio as gr
@@ -42,6 +43,11 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
                temp_folder: Path | None = None, queue_rest_after_s: float = 10.0) -> FastAPI:
     history = History(registry)  # the Status tab's plots: sampled while the app serves (lifespan below)
     blocks = build_blocks(specs, registry, sources, history)
+    # After every event Gradio rebuilds a pandas summary of its last 10,000 events, for a
+    # monitoring page the hub does not serve: ~10 % of the hub process's CPU under load
+    # (docs/benchmarks.md, "copies"). Read when the queue is made; an operator's setting wins.
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
     # api_open=False: Gradio's own refusal of direct calls to queued events (the gate refuses first).
     blocks.queue(max_size=queue_size, default_concurrency_limit=1, api_open=False)
     pacer = QueuePacer(blocks._queue, quiet_after_s=queue_rest_after_s)

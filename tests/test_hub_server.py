@@ -136,20 +136,23 @@ def test_bad_demo_folder_fails_fast_with_a_message(tmp_path):
 def test_full_queue_answers_busy_instead_of_growing(copies):
     with running_hub(*DEMO_ARGS, "--queue-size", "1", "--max-copies", str(copies)) as hub:
         client = hub.client()
-        client.predict("{}", api_name="/alpha")
+        client.predict('{"op": "sleep", "seconds": 0.2}', api_name="/alpha")  # calls long enough for a copy
         jobs = [client.submit('{"op": "sleep", "seconds": 1}', api_name="/alpha") for _ in range(8)]
-        outcomes = []
+        outcomes, pids = [], set()
         for job in jobs:
             try:
-                job.result()
+                pids.add(job.result()["pid"])
                 outcomes.append("ok")
             except Exception as exc:  # noqa: BLE001 - the message is the point
                 outcomes.append(str(exc))
+        replicas = hub.get("/metrics")[1]
     # one running per copy (a worker process answers one call at a time, whatever the spec asks;
     # a busy model gets up to --max-copies processes) + 1 queued; the others are told at once
     # instead of waiting, unseen, in a lock behind the workers
     assert outcomes.count("ok") == copies + 1
     assert all("Queue is full! Please try again" in o for o in outcomes if o != "ok")
+    assert len(pids) == copies  # the second copy answered too
+    assert f'demohub_model_replicas{{model="alpha"}} {copies}.0' in replicas
 
 
 def test_a_demo_whose_tab_breaks_does_not_stop_the_hub(tmp_path):
