@@ -1,15 +1,17 @@
-"""What copies of a busy model buy and cost (demohub/backends/copies.py).
+"""What copies of a busy model buy and cost (demohub/backends/copies.py), and
+what bounding Gradio's per-event analytics saves (demohub/app.py).
 
-The same hub twice, one process per model (`--max-copies 1`) and the default
-(a busy model may get more worker processes), one at a time so each has the
-machine to itself, in ABBA order over rounds so drifts in the machine's load
-fall on both. Each hub loads all three demos, takes a short mixed stream to
+The same hub three times: one process per model (`--max-copies 1`), the default
+(a busy model may get more worker processes), and the default with Gradio's own
+analytics settings back (a summary of the last 10,000 events after every event);
+one at a time so each has the machine to itself, the order reversed every round
+so drifts in the machine's load fall on all. Each hub loads all three demos, takes a short mixed stream to
 warm up (the copies start there), then the measured mixed stream: 8 clients,
 60 % questions, 20 % cassava, 20 % durian, as in bench/vs_baseline.py. Reported:
 answers per second, CPU-seconds per answer, p50 latency per demo, the copies
 the hub started, and the tree's memory right after the stream.
 
-    .venv/bin/python bench/bench_copies.py                  # 2 rounds of 30 s streams, ~8 min
+    .venv/bin/python bench/bench_copies.py                  # 2 rounds of 30 s streams, ~6 min
     .venv/bin/python bench/bench_copies.py --rounds 1 --seconds 15   # a smoke run
 """
 
@@ -29,11 +31,32 @@ from common import log  # noqa: E402
 from vs_baseline import (DEMOS, REQUEST_TIMEOUT_S, ROOT, Inputs, describe_code, http_predict,  # noqa: E402
                          hubs_side_by_side, mixed_stream, tree_memory)
 
-SETTINGS = {"one process per model": ["--max-copies", "1"], "copies (default)": []}
+#: label: (hub arguments, environment). The third undoes the hub's bound on Gradio's
+#: per-event analytics summary (demohub/app.py) to show what that bound saves.
+SETTINGS: dict[str, tuple[list[str], dict[str, str]]] = {
+    "one process per model": (["--max-copies", "1"], {}),
+    "copies (default)": ([], {}),
+    "copies, Gradio's default analytics": ([], {"GRADIO_ANALYTICS_MAX_EVENTS": "10000",
+                                                "GRADIO_ANALYTICS_CACHE_FREQUENCY": "1"}),
+}
 
 
-def one_run(label: str, args: list[str], cache_dir: Path, warmup_s: float, seconds: float, seed: int) -> dict:
+def one_run(label: str, cache_dir: Path, warmup_s: float, seconds: float, seed: int) -> dict:
+    args, env = SETTINGS[label]
     hub_args = ["--cache-dir", str(cache_dir), "--max-models", "3", "--idle-ttl", "0", *args]
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the hub inherits it; put back below
+    try:
+        return _measure(label, hub_args, warmup_s, seconds, seed)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _measure(label: str, hub_args: list[str], warmup_s: float, seconds: float, seed: int) -> dict:
     with hubs_side_by_side({label: hub_args}, "bench-copies-") as servers:
         server = servers[label]
         inputs = Inputs()
@@ -64,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         order = list(SETTINGS) if r % 2 == 0 else list(SETTINGS)[::-1]
         for label in order:
-            runs[label].append(one_run(label, SETTINGS[label], args.cache_dir, args.warmup, args.seconds, seed=r))
+            runs[label].append(one_run(label, args.cache_dir, args.warmup, args.seconds, seed=r))
     print(f"Load average (1 min) at the end {os.getloadavg()[0]:.2f}; {args.rounds} round(s), "
           f"{args.seconds:g} s measured after {args.warmup:g} s of warm-up.\n")
 
@@ -80,12 +103,12 @@ def main(argv: list[str] | None = None) -> int:
                *[(f"{d} latency p50 (s)", lambda x, d=d: x["stream"]["per_demo"][d]["p50"], 3) for d in DEMOS],
                ("tree PSS right after the stream (MiB)", lambda x: x["memory"]["pss"] / 2**20, 0),
                ("tree RSS right after the stream (MiB)", lambda x: x["memory"]["rss"] / 2**20, 0)]
-    one, many = SETTINGS
-    print(f"| figure | {one} | {many} | {many} / {one} |")
-    print("|---|---|---|---|")
+    one, many, unbounded = SETTINGS
+    print(f"| figure | {one} | {many} | {unbounded} | {many} / {one} | {many} / {unbounded} |")
+    print("|---|---|---|---|---|---|")
     for name, get, digits in figures:
-        print(f"| {name} | {span(one, get, digits)} | {span(many, get, digits)} | "
-              f"**{med(many, get) / med(one, get):.2f}** |")
+        print(f"| {name} | {span(one, get, digits)} | {span(many, get, digits)} | {span(unbounded, get, digits)} | "
+              f"**{med(many, get) / med(one, get):.2f}** | **{med(many, get) / med(unbounded, get):.2f}** |")
     started = {label: sorted({m for run in runs[label] for m in run["copies"]}) for label in SETTINGS}
     print(f"\ncopies started (any round): {started[many] or 'none'}; errors: "
           f"{sum(len(run['stream']['errors']) for label in SETTINGS for run in runs[label])}")
