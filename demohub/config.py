@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-copies", type=int, default=int(_env("MAX_COPIES", "0")) or None,
                    help="most worker processes of one model when its requests pile up: a copy is added "
                         "while every copy is busy and the memory budget has room, and ends after a minute "
-                        "it is not needed (HUB_MAX_COPIES; default: the machine's cores, at most 4; "
-                        "1: one process per model; a demo's SPEC.max_copies can lower it)")
+                        "it is not needed (HUB_MAX_COPIES; default: the machine's cores, at most 4, with "
+                        "--start-method template, 1 with spawn; 1: one process per model; a demo's "
+                        "SPEC.max_copies can lower it)")
     p.add_argument("--model", action="append", default=[], metavar="NAME=SOURCE",
                    help="model source override: cassava=org/repo@rev or cassava=/path/to/folder "
                         "(also HUB_MODEL_<NAME>)")
@@ -168,13 +169,17 @@ def _backend_name(args: argparse.Namespace) -> str:
     return args.backend
 
 
-def default_copies() -> int:
-    """One copy per core (a CPU-bound call uses about one), at most 4."""
+def default_copies(start_method: str) -> int:
+    """With templates, one copy per core (a CPU-bound call uses about one), at most 4.
+    A spawned copy imports its framework again (seconds of CPU, hundreds of MB): one
+    (docs/benchmarks.md, "copies of a busy model")."""
+    if start_method != "template":
+        return 1
     return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 def _backend_options(args: argparse.Namespace, limits: Limits) -> dict:
-    copies = max(1, args.max_copies or default_copies())
+    copies = max(1, args.max_copies or default_copies(_backend_name(args)))
     if _backend_name(args) == "template":
         ttl = limits.idle_ttl_s if args.template_ttl < 0 else (args.template_ttl or None)
         return {"threads": limits.worker_threads, "template_ttl_s": ttl, "prewarm": args.prewarm,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,16 @@ def test_flags_and_environment(monkeypatch, tmp_path):
     assert config.limits.idle_ttl_s is None
     assert config.models["cassava"] == ModelSource("org/cassava", "deadbeef")
     assert config.models["questions"].local_dir == tmp_path
+
+
+def test_copies_default_to_the_cores_with_templates_and_one_with_spawn(monkeypatch):
+    monkeypatch.delenv("HUB_MAX_COPIES", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    assert load_config([]).backend_options["max_copies"] == max(1, min(4, cores))
+    assert load_config(["--start-method", "spawn"]).backend_options["max_copies"] == 1
+    assert load_config(["--start-method", "spawn", "--max-copies", "3"]).backend_options["max_copies"] == 3
+    monkeypatch.setenv("HUB_MAX_COPIES", "1")
+    assert load_config([]).backend_options["max_copies"] == 1
 
 
 def test_discovery_is_sorted_and_sets_import_root():
