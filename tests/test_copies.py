@@ -13,14 +13,9 @@ import time
 import psutil
 import pytest
 
-from demohub.backends import make_backend
-from demohub.discovery import discover
 from demohub.errors import WorkerFailed
 from demohub.registry import Limits, Registry, State
-from demohub.sources import ModelSources
-from demohub.spec import ModelSource
-from support import TEST_DEMOS
-from test_registry import make_model, state
+from test_registry import make_registry, state
 
 
 @pytest.fixture(params=["spawn", "template"])
@@ -32,13 +27,7 @@ def build(tmp_path, request):
 
     def _build(limits=Limits(), copies=2, alpha=None, beta=None, min_call_s=0.0, **spec_changes) -> Registry:
         limits = dataclasses.replace(limits, copy_min_call_s=min_call_s)
-        specs = [dataclasses.replace(s, **spec_changes) for s in discover(TEST_DEMOS)]
-        overrides = {name: ModelSource(local_dir=make_model(tmp_path / name, **config))
-                     for name, config in (("alpha", alpha), ("beta", beta)) if config is not None}
-        sources = ModelSources(specs, tmp_path / "models", tmp_path / "placeholders", overrides)
-        options = {"specs": specs, "template_ttl_s": limits.idle_ttl_s} if request.param == "template" else {}
-        backend = make_backend(request.param, max_copies=copies, **options)
-        registry = Registry(specs, sources, limits, backend=backend)
+        registry = make_registry(tmp_path, request.param, limits, copies, alpha=alpha, beta=beta, **spec_changes)
         registries.append(registry)
         return registry
 

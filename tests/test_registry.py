@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from demohub.backends import make_backend
 from demohub.backends.spawn import SpawnBackend
-from demohub.backends.template import TemplateBackend
 from demohub.discovery import discover
 from demohub.errors import (HubAtCapacity, InputError, ModelBusy, ModelError, ModelUnavailable,
                             WorkerFailed, WorkerTimeout)
@@ -30,6 +30,20 @@ def make_model(folder: Path, **config) -> Path:
     return folder
 
 
+def make_registry(tmp_path: Path, method: str, limits: Limits = Limits(), copies: int = 1,
+                  alpha: dict | None = None, beta: dict | None = None, **spec_changes) -> Registry:
+    """A registry over the test demos whose local backend starts workers by
+    `method` and runs up to `copies` of a busy model; alpha's and beta's model
+    folders hold the given configs."""
+    specs = [dataclasses.replace(s, **spec_changes) for s in discover(TEST_DEMOS)]
+    overrides = {name: ModelSource(local_dir=make_model(tmp_path / name, **config))
+                 for name, config in (("alpha", alpha), ("beta", beta)) if config is not None}
+    sources = ModelSources(specs, tmp_path / "models", tmp_path / "placeholders", overrides)
+    options = {"specs": specs, "template_ttl_s": limits.idle_ttl_s} if method == "template" else {}
+    backend = make_backend(method, max_copies=copies, threads=limits.worker_threads, **options)
+    return Registry(specs, sources, limits, backend=backend)
+
+
 @pytest.fixture(params=["spawn", "template"])
 def build(tmp_path, request):
     """build(limits, alpha={config}, beta={config}, **spec_changes) -> Registry, once
@@ -38,17 +52,7 @@ def build(tmp_path, request):
     registries = []
 
     def _build(limits=Limits(), alpha=None, beta=None, **spec_changes) -> Registry:
-        specs = [dataclasses.replace(s, **spec_changes) for s in discover(TEST_DEMOS)]
-        overrides = {}
-        for name, config in (("alpha", alpha), ("beta", beta)):
-            if config is not None:
-                overrides[name] = ModelSource(local_dir=make_model(tmp_path / name, **config))
-        sources = ModelSources(specs, tmp_path / "models", tmp_path / "placeholders", overrides)
-        backend = None
-        if request.param == "template":
-            backend = TemplateBackend(specs=specs, threads=limits.worker_threads,
-                                      template_ttl_s=limits.idle_ttl_s)
-        registry = Registry(specs, sources, limits, backend=backend)
+        registry = make_registry(tmp_path, request.param, limits, alpha=alpha, beta=beta, **spec_changes)
         registries.append(registry)
         return registry
 
