@@ -1,6 +1,7 @@
 """The model registry: the policy. Lazy, single-flight loads, bounded by a model
 count, a memory budget and an idle TTL, evicting the least recently used idle
-model first; failed loads back off; each call gets a share of the CPU.
+model first; failed loads back off; each call gets a share of the CPU; a busy
+model gets another copy while the budget has room, and loses it when idle.
 
 How a model actually runs (a spawned process, a forked child, a Ray replica)
 is the backend's business (`demohub.backends`): the registry only starts,
