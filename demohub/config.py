@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from demohub.backends import usable_cores
 from demohub.backends.spawn import PROJECT_ROOT
 from demohub.device import validate as validate_device
 from demohub.memory import MEMORY_METRICS
@@ -175,7 +176,7 @@ def default_copies(start_method: str) -> int:
     (docs/benchmarks.md, "copies of a busy model")."""
     if start_method != "template":
         return 1
-    return max(1, min(4, len(os.sched_getaffinity(0))))
+    return max(1, min(4, usable_cores()))
 
 
 def _backend_options(args: argparse.Namespace, limits: Limits) -> dict:

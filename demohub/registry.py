@@ -15,7 +15,6 @@ starting, calling, measuring and ending models happen outside it.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import traceback
@@ -25,7 +24,7 @@ from enum import Enum
 from typing import Any, Callable
 
 from demohub import batching, events
-from demohub.backends import Backend, ModelHandle, SharedProcess
+from demohub.backends import Backend, ModelHandle, SharedProcess, usable_cores
 from demohub.errors import (CopyFailed, HubAtCapacity, HubError, InputError, ModelBusy, ModelError,
                             ModelUnavailable, WorkerFailed, WorkerTimeout)
 from demohub.memory import own_memory
@@ -178,7 +177,7 @@ class Registry:
             backend = SpawnBackend(threads=limits.worker_threads)
         self.limits = limits
         self.backend = backend
-        self.cores = cores or len(os.sched_getaffinity(0))
+        self.cores = cores or usable_cores()
         self._sources = sources
         self._slots = {spec.name: _Slot(spec) for spec in specs}
         #: concurrent requests share one call, for models whose spec allows batches and
@@ -538,7 +537,7 @@ class Registry:
                 if not over_count and not over_memory:
                     slot.reserved = True
                     return
-                spare = over_memory and not no_spare and self._has_spare_copy(others)
+                spare = over_memory and not no_spare and bool(self._spare_copies(others))
                 victim = None if spare else self._lru_idle(others)
                 worker = None
                 trim = victim is None and over_memory and not over_count and not trimmed
@@ -581,7 +580,7 @@ class Registry:
                 total = shared + sum(s.memory for s in loaded)
                 if total <= budget:
                     return
-                spare = self._has_spare_copy(loaded)
+                spare = bool(self._spare_copies(loaded))
             if spare and self._shrink_idle_copies(loaded):
                 continue  # extra copies go before whole models
             with self._lock:
@@ -630,9 +629,6 @@ class Registry:
         """Models in `among` with an extra copy not in a call (call with the lock held)."""
         return [(s, s.worker) for s in among
                 if s.worker is not None and s.worker.replicas > 1 and s.calls < s.worker.replicas]
-
-    def _has_spare_copy(self, among: list[_Slot]) -> bool:
-        return bool(self._spare_copies(among))
 
     def _shrink_idle_copies(self, among: list[_Slot]) -> bool:
         """End one idle extra copy of any model in `among` (extra copies go before

@@ -104,6 +104,11 @@ class ModelHandle(Protocol):
         """End one idle copy beyond the first; False when there is none."""
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0))
+
+
 def copies_allowed(spec: DemoSpec, most: int) -> int:
     """How many copies of `spec`'s model a backend may run: the hub's `most`,
     lowered by the demo's own `max_copies`. A batching demo keeps one copy: its
@@ -170,7 +175,7 @@ def make_backend(name: str, max_copies: int = 1, **options: Any) -> Backend:
 
         # an extra copy exists because calls run at once: it takes its share of
         # the cores, not all of them (TensorFlow fixes its pool at start)
-        extra = None if options.get("threads") else max(1, len(os.sched_getaffinity(0)) // max_copies)
+        extra = None if options.get("threads") else max(1, usable_cores() // max_copies)
         return CopiesBackend(inner, max_copies, extra)
     if name == "ray":
         from demohub.backends.ray import RayBackend

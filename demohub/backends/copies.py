@@ -86,21 +86,10 @@ class Copies:
     def call(self, request: Any, timeout: float, threads: int | None = None) -> CallResult:
         """Run on a free copy, waiting for one (or for a copy being added) within `timeout`."""
         deadline = time.monotonic() + timeout
-        name = self.spec.name
-        with self._lock:
-            while not self._idle:
-                if self._ended or not (self._copies or self._growing):
-                    raise WorkerFailed(f"the {name} model's worker has ended; it will restart on the "
-                                       "next request")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ModelBusy(f"The {name} model stayed busy with other requests for "
-                                    f"{timeout:.0f} s; try again in a moment.")
-                self._free.wait(remaining)
-            copy = self._idle.pop()
-        if not copy.alive():  # it died while idle: drop it, and this request waits for another
+        copy = self._take(deadline, timeout)
+        while not copy.alive():  # it died while idle: drop it, and this request waits for another
             self._lose(copy, crashed=copy.ended_by_hub() is None)
-            return self.call(request, max(0.0, deadline - time.monotonic()), threads)
+            copy = self._take(deadline, timeout)
         try:
             result = copy.call(request, max(0.0, deadline - time.monotonic()), threads)
         except (InputError, ModelError, ModelBusy):
@@ -208,6 +197,21 @@ class Copies:
                 self._free.notify_all()
             if copy is not None and not added:
                 copy.kill("not needed")
+
+    def _take(self, deadline: float, timeout: float) -> ModelHandle:
+        """A free copy, waiting for one (or for a copy being added) until `deadline`."""
+        name = self.spec.name
+        with self._lock:
+            while not self._idle:
+                if self._ended or not (self._copies or self._growing):
+                    raise WorkerFailed(f"the {name} model's worker has ended; it will restart on the "
+                                       "next request")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ModelBusy(f"The {name} model stayed busy with other requests for "
+                                    f"{timeout:.0f} s; try again in a moment.")
+                self._free.wait(remaining)
+            return self._idle.pop()
 
     def _release(self, copy: ModelHandle) -> None:
         with self._lock:
