@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from demohub import batching, contract, wire
+from demohub import batching, contract, heap, wire
 from demohub.errors import InputError
 
 
@@ -128,6 +128,7 @@ def serve_model(channel: wire.Channel, runtime_name: str, model_dir: Path, *,
                 placeholder: bool = False) -> int:
     """Load the model, say READY (or LOAD_FAILED with the traceback), then serve."""
     started = time.perf_counter()
+    heap.keep_working_set()
     try:
         runtime = importlib.import_module(runtime_name)
         check_runtime(runtime)
