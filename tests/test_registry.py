@@ -381,6 +381,16 @@ def test_deadline_covers_sending_to_a_stopped_worker(build):
     assert registry.predict("alpha", {"value": 2})["echo"] == 2  # and it came back
 
 
+def test_idle_openmp_threads_spin_briefly_unless_the_operator_says_otherwise(build, monkeypatch):
+    """Workers (spawned, and forked from a template) start with a short OpenMP spin;
+    an operator's OMP_WAIT_POLICY wins over it."""
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert build(alpha={}).predict("alpha", {})["omp_wait"] == {"GOMP_SPINCOUNT": "10000", "OMP_WAIT_POLICY": None}
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert build(beta={}).predict("beta", {})["omp_wait"] == {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def test_concurrency_is_what_a_model_can_really_run(build):
     registry = build(alpha={})
     assert registry.spec("alpha").concurrency_limit == 4

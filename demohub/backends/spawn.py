@@ -42,25 +42,29 @@ class LocalProcess(Protocol):
     def kill(self) -> None: ...
 
 
-#: How a worker's idle OpenMP threads wait: PASSIVE sleeps at once. libgomp's
-#: default spins first, and in a worker alone with its team on 2 busy cores a
-#: spinning thread burns the slice its partner needs: cassava's warm request took
-#: 13x the one-process app's time, 1.0-1.2x with PASSIVE (docs/benchmarks.md,
-#: "templates and CPU"). OMP_WAIT_POLICY or GOMP_SPINCOUNT in the hub's own
-#: environment still win.
-DEFAULT_WAIT_POLICY = "PASSIVE"
+#: How a worker's idle OpenMP threads wait: a short spin, then sleep. libgomp's
+#: default spins ~30x longer, and in a worker alone with its team on 2 busy cores
+#: a spinning thread burns the slice its partner needs (cassava's warm request
+#: took 13x the one-process app's time on a loaded machine). Sleeping at once
+#: (PASSIVE) cures that but pays a futex wake-up at every one of a forward
+#: pass's hundreds of parallel regions: on an AMD EPYC KVM guest a lone cassava
+#: call took 1.3-1.4x as long as with the default spin. 10,000 spins bridges the
+#: gaps inside a forward pass and still sleeps soon after a call ends
+#: (docs/benchmarks.md, "the wait policy on a second machine"). OMP_WAIT_POLICY
+#: or GOMP_SPINCOUNT in the hub's own environment still win.
+DEFAULT_SPIN_COUNT = "10000"
 
 
 def worker_env(threads: int | None = None, wait_policy: str | None = None) -> dict[str, str]:
     """The environment a worker starts with: our code importable, the framework
-    thread pools sized and their idle threads told to sleep, before any
+    thread pools sized and their idle threads told to sleep soon, before any
     framework is imported."""
     env = with_threads(dict(os.environ), threads)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     if wait_policy:
         env["OMP_WAIT_POLICY"] = wait_policy
-    elif "GOMP_SPINCOUNT" not in env:
-        env.setdefault("OMP_WAIT_POLICY", DEFAULT_WAIT_POLICY)
+    elif "OMP_WAIT_POLICY" not in env:
+        env.setdefault("GOMP_SPINCOUNT", DEFAULT_SPIN_COUNT)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
 
