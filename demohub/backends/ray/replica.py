@@ -78,9 +78,10 @@ class DemoReplica:
     """
 
     def __init__(self, runtime: str, import_root: str | None, model_dir: str, placeholder: bool):
-        from demohub import worker
+        from demohub import heap, worker
 
         _bind_replica_grpc_to_node_ip()
+        heap.keep_working_set()  # a replica's actor process serves only this model, as a worker does
         started = time.perf_counter()
         self._runtime: Any = None
         self._model: Any = None

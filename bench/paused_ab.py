@@ -1,0 +1,215 @@
+"""Several apps side by side, only one awake at a time: A/B figures on a noisy machine.
+
+Every variant (a hub with its own code, environment and flags, or the
+one-process app) is started once and loaded; then all but one are paused with
+SIGSTOP (the whole process tree), and the awake one is measured for a block:
+warm calls one at a time (plain HTTP API), the page faults and context switches
+each of its processes took per call, and optionally a mixed 8-client stream.
+Blocks alternate (A B C, C B A, ...), so a drift in the machine's speed falls on
+every variant alike: separate runs of bench/vs_baseline.py differ by 10 % and
+more on a shared 2-core machine, too much to tell two settings apart.
+
+    .venv/bin/python bench/paused_ab.py --variant baseline --variant "main" \\
+        --variant "passive|OMP_WAIT_POLICY=PASSIVE"
+    .venv/bin/python bench/paused_ab.py --variant "before||--start-method template|/tmp/old" --variant now \\
+        --stream 30 --blocks 3
+
+A variant is LABEL[|ENV=V,ENV=V[|HUB ARGS[|ROOT]]]: a label starting with
+"baseline" is bench/baseline_app.py (of ROOT), any other a hub.py of ROOT (this
+checkout by default) with `--max-models 3 --idle-ttl 0` and the given flags.
+The first variant is the reference of the ratios. A hub's own timers see the
+paused time as a jump; a hub with `--idle-ttl 0` does nothing with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import free_port, log, percentile  # noqa: E402
+from vs_baseline import (DEMOS, PYTHON, REQUEST_TIMEOUT_S, ROOT, Inputs, Server, http_predict,  # noqa: E402
+                         mixed_stream, timed)
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    env: dict[str, str]
+    hub_args: list[str]
+    root: Path
+
+    @classmethod
+    def parse(cls, text: str, default_root: Path) -> "Variant":
+        label, envs, args, root = (text.split("|") + ["", "", ""])[:4]
+        env = dict(kv.split("=", 1) for kv in envs.split(",") if kv)
+        return cls(label, env, args.split(), Path(root) if root else default_root)
+
+    def command(self, port: int, cache_dir: Path) -> list[str]:
+        if self.label.startswith("baseline"):
+            return [PYTHON, str(ROOT / "bench" / "baseline_app.py"), "--port", str(port), "--root", str(self.root),
+                    "--cache-dir", str(cache_dir)]
+        return [PYTHON, str(self.root / "hub.py"), "--host", "127.0.0.1", "--port", str(port), "--cache-dir",
+                str(cache_dir), "--max-models", "3", "--idle-ttl", "0", *self.hub_args]
+
+
+def processes(server: Server) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(server.pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def signal_tree(server: Server, signum: int) -> None:
+    for proc in processes(server):
+        try:
+            proc.send_signal(signum)  # psutil checks the creation time: never a recycled PID
+        except psutil.NoSuchProcess:
+            pass
+
+
+def counters(server: Server) -> dict[str, tuple[int, int]]:
+    """(minor page faults, context switches) per process name, summed over its threads."""
+    out: dict[str, tuple[int, int]] = {}
+    for proc in processes(server):
+        try:
+            name = proc.name()
+            faults = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+            switches = sum(int(Path(f"/proc/{proc.pid}/task/{t.id}/status").read_text()
+                               .split("voluntary_ctxt_switches:")[1].split()[0]) for t in proc.threads())
+        except (psutil.NoSuchProcess, FileNotFoundError, IndexError, ProcessLookupError):
+            continue
+        before = out.get(name, (0, 0))
+        out[name] = (before[0] + faults, before[1] + switches)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", action="append", required=True, help="LABEL[|ENV=V,..[|HUB ARGS[|ROOT]]]")
+    parser.add_argument("--demos", default=",".join(DEMOS))
+    parser.add_argument("--blocks", type=int, default=6, help="warm blocks per variant (5 calls per demo each)")
+    parser.add_argument("--stream", type=float, default=0.0, help="seconds of mixed stream per block (0: none)")
+    parser.add_argument("--stream-blocks", type=int, default=3)
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache")
+    args = parser.parse_args(argv)
+    variants = [Variant.parse(v, args.root) for v in args.variant]
+    demos = [d for d in args.demos.split(",") if d]
+    workdir = Path(tempfile.mkdtemp(prefix="paused-ab-"))
+    servers: dict[str, Server] = {}
+    times: dict[tuple[str, str], list[float]] = {}
+    faults: dict[tuple[str, str], dict[str, list[float]]] = {}
+    streams: dict[str, list[dict]] = {}
+    try:
+        for i, v in enumerate(variants):
+            env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
+                   "GRADIO_TEMP_DIR": str(workdir / f"gradio-{i}"), **v.env}
+            port = free_port()
+            servers[v.label] = Server(v.label, v.command(port, args.cache_dir), v.root, env,
+                                      workdir / f"{i}.log", port)
+        inputs = Inputs()
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
+            for server in servers.values():
+                server.wait_page()
+                for _ in range(2):  # load, then warm, every model
+                    for demo in DEMOS:
+                        http_predict(http, server.url, demo, inputs.next(demo))
+                server.remember_children()
+                signal_tree(server, signal.SIGSTOP)
+            labels = list(servers)
+
+            def awake(label: str, measure) -> None:
+                server = servers[label]
+                signal_tree(server, signal.SIGCONT)
+                time.sleep(0.5)
+                try:
+                    measure(server)
+                finally:
+                    signal_tree(server, signal.SIGSTOP)
+
+            def warm(server: Server) -> None:
+                for demo in demos:
+                    http_predict(http, server.url, demo, inputs.next(demo))  # wakes a resting queue
+                    before = counters(server)
+                    for _ in range(5):
+                        times.setdefault((demo, server.name), []).append(
+                            timed(lambda: http_predict(http, server.url, demo, inputs.next(demo))))
+                    after = counters(server)
+                    per = faults.setdefault((demo, server.name), {})
+                    for name, (f, s) in after.items():
+                        f0, s0 = before.get(name, (f, s))
+                        per.setdefault(name, []).append((f - f0) / 5)
+                        per.setdefault(name + " switches", []).append((s - s0) / 5)
+
+            def stream(server: Server, seed: int) -> None:
+                mixed_stream(server.url, server.pid, 6.0, seed=99)  # warm-up (and extra copies)
+                result = mixed_stream(server.url, server.pid, args.stream, seed=seed)
+                streams.setdefault(server.name, []).append(result)
+                log(f"{server.name}: {result['answers_per_s']:.2f} answers/s, "
+                    f"{result['cpu_s_per_answer'] * 1000:.1f} CPU-ms each, {len(result['errors'])} errors")
+
+            for block in range(args.blocks):
+                for label in (labels if block % 2 == 0 else labels[::-1]):
+                    awake(label, warm)
+            log("warm blocks done")
+            if args.stream:
+                for block in range(args.stream_blocks):
+                    for label in (labels if block % 2 == 0 else labels[::-1]):
+                        awake(label, lambda server, b=block: stream(server, b))
+        for server in servers.values():
+            signal_tree(server, signal.SIGCONT)
+        report(labels, demos, times, faults, streams)
+    finally:
+        for server in servers.values():
+            signal_tree(server, signal.SIGCONT)
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # made above: this run's logs and temp folders
+    return 0
+
+
+def report(labels, demos, times, faults, streams) -> None:
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
+    print(f"\n| demo | variant | warm HTTP p10 / p50 / p90 (ms) | p50 / {labels[0]} | page faults per call, by process |")
+    print("|---|---|---|---|---|")
+    for demo in demos:
+        ref = statistics.median(times[(demo, labels[0])])
+        for label in labels:
+            v = times[(demo, label)]
+            per = faults.get((demo, label), {})
+            shown = ", ".join(f"{name} {statistics.median(xs):.0f}" for name, xs in sorted(per.items())
+                              if not name.endswith("switches"))
+            cells = " / ".join(f"{percentile(v, q) * 1000:.1f}" for q in (0.1, 0.5, 0.9))
+            print(f"| {demo} | {label} | {cells} | **{statistics.median(v) / ref:.2f}** | {shown} |")
+    if streams:
+        ref_aps = statistics.median(r["answers_per_s"] for r in streams[labels[0]])
+        ref_cpu = statistics.median(r["cpu_s_per_answer"] for r in streams[labels[0]])
+        print(f"\n| variant | answers/s, median (min-max) | / {labels[0]} | CPU-ms per answer | / {labels[0]} "
+              "| stream p50 cassava / durian / questions (s) | errors |")
+        print("|---|---|---|---|---|---|---|")
+        for label in labels:
+            rs = streams[label]
+            aps = [r["answers_per_s"] for r in rs]
+            cpu = [r["cpu_s_per_answer"] for r in rs]
+            p50 = " / ".join(f"{statistics.median(r['per_demo'][d]['p50'] for r in rs):.3f}"
+                             for d in ("cassava", "durian", "questions"))
+            print(f"| {label} | {statistics.median(aps):.2f} ({min(aps):.2f}-{max(aps):.2f}) | "
+                  f"**{statistics.median(aps) / ref_aps:.2f}** | {statistics.median(cpu) * 1000:.1f} "
+                  f"({min(cpu) * 1000:.1f}-{max(cpu) * 1000:.1f}) | **{statistics.median(cpu) / ref_cpu:.2f}** | "
+                  f"{p50} | {sum(len(r['errors']) for r in rs)} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
