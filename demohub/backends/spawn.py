@@ -48,9 +48,9 @@ class LocalProcess(Protocol):
 #: took 13x the one-process app's time on a loaded machine). Sleeping at once
 #: (PASSIVE) cures that but pays a futex wake-up at every one of a forward
 #: pass's hundreds of parallel regions: on an AMD EPYC KVM guest a lone cassava
-#: call took 1.3-1.4x as long as with the default spin. 10,000 spins bridges the
-#: gaps inside a forward pass and still sleeps soon after a call ends
-#: (docs/benchmarks.md, "the wait policy on a second machine"). OMP_WAIT_POLICY
+#: call took 1.2-1.4x as long as with a short spin. 10,000 spins bridge the
+#: gaps inside a forward pass and still sleep soon after a call ends
+#: (docs/benchmarks.md, "a second machine, worker heaps and a short spin"). OMP_WAIT_POLICY
 #: or GOMP_SPINCOUNT in the hub's own environment still win.
 DEFAULT_SPIN_COUNT = "10000"
 
