@@ -1,9 +1,7 @@
 """glibc malloc settings for the two kinds of process: the hub hands freed
 payloads back; a worker keeps its model's working set.
 
-The hub process:
-
-The hub handles megabyte-sized buffers on many threads (uploads, heatmap
+The hub process handles megabyte-sized buffers on many threads (uploads, heatmap
 arrays from workers, the JPEGs Gradio encodes from them). With glibc's
 defaults each thread may get its own malloc arena, and after the first large
 free the mmap threshold rises to 32 MB, so later buffers come from arenas that
@@ -16,17 +14,16 @@ and frees the same large temporaries (durian's activations and gradients,
 ~29 MB a call). With glibc's defaults each thread's arena gives its free top
 back to the OS after every call (the trim threshold stays at 128 KiB unless a
 large mmapped block happens to be freed first) and the next call faults it
-all in again: 7,400 page faults per durian call, ~30 ms on this machine. The
-one-process app keeps them (18 faults a call), because something in its long
-life raised glibc's dynamic thresholds; a worker gets the same on purpose.
+all in again: 7,400 page faults per durian call, ~20-30 ms of its ~210 ms on
+an AMD EPYC KVM guest (docs/benchmarks.md). The one-process app keeps them (18
+faults a call), because something in its long life raised glibc's dynamic
+thresholds; a worker gets the same on purpose.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-
-from demohub import lifespans
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -80,4 +77,6 @@ def trim() -> None:
 def lifespan(inner):
     """Wrap an app lifespan with a task that trims the heap every TRIM_EVERY_S
     seconds, in a worker thread; the task lives exactly as long as the app serves."""
+    from demohub import lifespans  # the server's part: workers import this module too
+
     return lifespans.every(TRIM_EVERY_S, trim, in_thread=True)(inner)
