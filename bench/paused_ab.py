@@ -3,8 +3,8 @@
 Every variant (a hub with its own code, environment and flags, or the
 one-process app) is started once and loaded; then all but one are paused with
 SIGSTOP (the whole process tree), and the awake one is measured for a block:
-warm calls one at a time (plain HTTP API), the page faults and context switches
-each of its processes took per call, and optionally a mixed 8-client stream.
+warm calls one at a time (plain HTTP API), the page faults each of its
+processes took per call, and optionally a mixed 8-client stream.
 Blocks alternate (A B C, C B A, ...), so a drift in the machine's speed falls on
 every variant alike: separate runs of bench/vs_baseline.py differ by 10 % and
 more on a shared 2-core machine, too much to tell two settings apart.
@@ -80,19 +80,16 @@ def signal_tree(server: Server, signum: int) -> None:
             pass
 
 
-def counters(server: Server) -> dict[str, tuple[int, int]]:
-    """(minor page faults, context switches) per process name, summed over its threads."""
-    out: dict[str, tuple[int, int]] = {}
+def counters(server: Server) -> dict[str, int]:
+    """Minor page faults so far per process name, each summed over its threads."""
+    out: dict[str, int] = {}
     for proc in processes(server):
         try:
             name = proc.name()
             faults = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
-            switches = sum(int(Path(f"/proc/{proc.pid}/task/{t.id}/status").read_text()
-                               .split("voluntary_ctxt_switches:")[1].split()[0]) for t in proc.threads())
         except (psutil.NoSuchProcess, FileNotFoundError, IndexError, ProcessLookupError):
             continue
-        before = out.get(name, (0, 0))
-        out[name] = (before[0] + faults, before[1] + switches)
+        out[name] = out.get(name, 0) + faults
     return out
 
 
@@ -149,10 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                             timed(lambda: http_predict(http, server.url, demo, inputs.next(demo))))
                     after = counters(server)
                     per = faults.setdefault((demo, server.name), {})
-                    for name, (f, s) in after.items():
-                        f0, s0 = before.get(name, (f, s))
-                        per.setdefault(name, []).append((f - f0) / 5)
-                        per.setdefault(name + " switches", []).append((s - s0) / 5)
+                    for name, count in after.items():
+                        per.setdefault(name, []).append((count - before.get(name, count)) / 5)
 
             def stream(server: Server, seed: int) -> None:
                 mixed_stream(server.url, server.pid, 6.0, seed=99)  # warm-up (and extra copies)
@@ -189,8 +184,7 @@ def report(labels, demos, times, faults, streams) -> None:
         for label in labels:
             v = times[(demo, label)]
             per = faults.get((demo, label), {})
-            shown = ", ".join(f"{name} {statistics.median(xs):.0f}" for name, xs in sorted(per.items())
-                              if not name.endswith("switches"))
+            shown = ", ".join(f"{name} {statistics.median(xs):.0f}" for name, xs in sorted(per.items()))
             cells = " / ".join(f"{percentile(v, q) * 1000:.1f}" for q in (0.1, 0.5, 0.9))
             print(f"| {demo} | {label} | {cells} | **{statistics.median(v) / ref:.2f}** | {shown} |")
     if streams:

@@ -30,10 +30,15 @@ print(rss() - start)
 """
 
 
-def left_behind(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", WORKLOAD, mode], cwd=PROJECT_ROOT, check=True,
+def run(script: str, mode: str) -> float:
+    """The last line a fresh interpreter running `script` prints, as a number."""
+    out = subprocess.run([sys.executable, "-c", script, mode], cwd=PROJECT_ROOT, check=True,
                          capture_output=True, text=True, timeout=120).stdout
-    return int(out.strip().splitlines()[-1])
+    return float(out.strip().splitlines()[-1])
+
+
+def left_behind(mode: str) -> float:
+    return run(WORKLOAD, mode)
 
 
 def test_tuned_heap_gives_freed_frames_back():
@@ -68,9 +73,7 @@ print(per_call[0])
 
 
 def faults_per_call(mode: str) -> float:
-    out = subprocess.run([sys.executable, "-c", WORKER_LOOP, mode], cwd=PROJECT_ROOT, check=True,
-                         capture_output=True, text=True, timeout=120).stdout
-    return float(out.strip().splitlines()[-1])
+    return run(WORKER_LOOP, mode)
 
 
 def test_a_worker_reuses_its_temporaries_instead_of_faulting_them_in_every_call():
