@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -64,26 +63,10 @@ class Variant:
                 str(cache_dir), "--max-models", "3", "--idle-ttl", "0", *self.hub_args]
 
 
-def processes(server: Server) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(server.pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def signal_tree(server: Server, signum: int) -> None:
-    for proc in processes(server):
-        try:
-            proc.send_signal(signum)  # psutil checks the creation time: never a recycled PID
-        except psutil.NoSuchProcess:
-            pass
-
-
 def counters(server: Server) -> dict[str, int]:
     """Minor page faults so far per process name, each summed over its threads."""
     out: dict[str, int] = {}
-    for proc in processes(server):
+    for proc in server.processes():
         try:
             name = proc.name()
             faults = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
@@ -124,18 +107,17 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(2):  # load, then warm, every model
                     for demo in DEMOS:
                         http_predict(http, server.url, demo, inputs.next(demo))
-                server.remember_children()
-                signal_tree(server, signal.SIGSTOP)
+                server.pause()
             labels = list(servers)
 
             def awake(label: str, measure) -> None:
                 server = servers[label]
-                signal_tree(server, signal.SIGCONT)
+                server.resume()
                 time.sleep(0.5)
                 try:
                     measure(server)
                 finally:
-                    signal_tree(server, signal.SIGSTOP)
+                    server.pause()
 
             def warm(server: Server) -> None:
                 for demo in demos:
@@ -165,11 +147,10 @@ def main(argv: list[str] | None = None) -> int:
                     for label in (labels if block % 2 == 0 else labels[::-1]):
                         awake(label, lambda server, b=block: stream(server, b))
         for server in servers.values():
-            signal_tree(server, signal.SIGCONT)
+            server.resume()
         report(labels, demos, times, faults, streams)
     finally:
         for server in servers.values():
-            signal_tree(server, signal.SIGCONT)
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)  # made above: this run's logs and temp folders
     return 0

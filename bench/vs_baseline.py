@@ -12,11 +12,15 @@ A round starts each app fresh once per demo and alternates them (baseline, hub,
 baseline, hub, ...; the next round starts with the hub), so slow drifts in the
 machine's load fall on both. Each fresh start gives the page-ready time, the
 tree's memory at rest, and the first answer of one demo. The last start of each
-app in a round then loads every model and measures warm latency (plain HTTP API
-and gradio_client, one request at a time), the memory of the whole process tree
-with everything loaded, idle CPU, and a fixed-length mixed stream from 8
-clients (60 % questions, 20 % cassava, 20 % durian) with the server's
-CPU-seconds per answered request. Only one app runs at a time.
+app in a round then loads every model and measures the memory of the whole
+process tree with everything loaded, idle CPU, and a fixed-length mixed stream
+from 8 clients (60 % questions, 20 % cassava, 20 % durian) with the server's
+CPU-seconds per answered request. Up to here only one app runs at a time.
+
+Warm latency (plain HTTP API and gradio_client, one request at a time) is
+measured last, side by side: both apps loaded, only one awake (the other's
+process tree SIGSTOPped), in blocks of 5 calls whose order alternates, so the
+machine's drift falls on both alike.
 
 Both apps bind 127.0.0.1 on free ports, get their own Gradio temp folder (removed
 at the end), and are ended by PID, with any child process still alive after its
@@ -54,6 +58,8 @@ IMAGES = ROOT.parent / "shared" / "data" / "images"
 DEFAULT_HUB_ARGS = "--max-models 3 --idle-ttl 0"
 #: the hub's default --queue-rest-after plus a margin (demohub/pacing.py)
 REST_AFTER_S = 12.0
+#: warm calls per demo and client kind in one awake block of the side-by-side warm stage
+WARM_BLOCK = 5
 DEMOS = ("cassava", "durian", "questions")
 MIX = {"questions": 0.6, "cassava": 0.2, "durian": 0.2}
 CLIENTS = 8
@@ -147,8 +153,31 @@ class Server:
         except psutil.NoSuchProcess:
             pass
 
+    def processes(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def _signal_tree(self, signum: int) -> None:
+        for proc in self.processes():
+            try:
+                proc.send_signal(signum)  # psutil checks the creation time: never a recycled PID
+            except psutil.NoSuchProcess:
+                pass
+
+    def pause(self) -> None:
+        """SIGSTOP the whole tree: it keeps its memory and takes no CPU until `resume`."""
+        self.remember_children()
+        self._signal_tree(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_tree(signal.SIGCONT)
+
     def stop(self) -> None:
         self.remember_children()
+        self.resume()  # a paused tree cannot act on SIGTERM
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -345,30 +374,17 @@ def fresh_start(app: str, demo: str, settings: Settings, inputs: Inputs, keep: b
     return sample, None
 
 
-def loaded_stage(server: Server, settings: Settings, inputs: Inputs, seed: int) -> dict[str, Any]:
-    from gradio_client import Client, handle_file
-
-    out: dict[str, Any] = {"warm": {}}
+def load_everything(server: Server, inputs: Inputs) -> None:
     with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
         for _ in range(2):  # first pass loads what is not loaded yet, second warms it
             for demo in DEMOS:
                 http_predict(http, server.url, demo, inputs.next(demo))
-        client = Client(server.url + "/", verbose=False)
-        try:
-            for demo in DEMOS:
-                via_http = [timed(lambda: http_predict(http, server.url, demo, inputs.next(demo)))
-                            for _ in range(settings.warm_calls)]
 
-                def call_client() -> None:
-                    value = inputs.next(demo)
-                    client.predict(value if demo == "questions" else handle_file(value), api_name=f"/{demo}")
 
-                via_client = [timed(call_client) for _ in range(settings.warm_calls)]
-                out["warm"][demo] = {"http": via_http, "client": via_client}
-                log(f"{server.name}: warm {demo}: HTTP p50 {statistics.median(via_http) * 1000:.0f} ms, "
-                    f"gradio_client p50 {statistics.median(via_client) * 1000:.0f} ms")
-        finally:
-            client.close()
+def loaded_stage(server: Server, settings: Settings, inputs: Inputs, seed: int) -> dict[str, Any]:
+    """Memory with everything loaded, idle CPU and the mixed stream, this app alone."""
+    out: dict[str, Any] = {}
+    load_everything(server, inputs)
     server.remember_children()
     time.sleep(3)
     out["loaded_memory"] = tree_memory(server.pid)
@@ -408,7 +424,66 @@ def run_round(index: int, settings: Settings) -> dict[str, Any]:
                     result[app].update(loaded_stage(server, settings, inputs[app], seed=index))
                 finally:
                     server.stop()
+    for app, warm in warm_side_by_side(order, settings, inputs).items():
+        result[app]["warm"] = warm
     return result
+
+
+def warm_side_by_side(order: tuple[str, str], settings: Settings, inputs: dict[str, Inputs]) -> dict[str, dict]:
+    """Warm latency, one request at a time, plain HTTP API and gradio_client: both
+    apps started and loaded, then blocks of WARM_BLOCK calls per demo and client
+    kind with only one app awake (the other's whole tree SIGSTOPped) and the
+    order alternated block by block. Measured minutes apart, as the other stages
+    are, a warm p50 drifted 10 % with the machine; side by side it does not."""
+    from gradio_client import Client, handle_file
+
+    servers: dict[str, Server] = {}
+    clients: dict[str, Any] = {}
+    out: dict[str, dict] = {app: {d: {"http": [], "client": []} for d in DEMOS} for app in order}
+    try:
+        for app in order:
+            servers[app] = start(app, settings)
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
+            for app in order:
+                servers[app].wait_page()
+                load_everything(servers[app], inputs[app])
+                clients[app] = Client(servers[app].url + "/", verbose=False)
+                servers[app].pause()
+            blocks = -(-settings.warm_calls // WARM_BLOCK)
+            for block in range(blocks):
+                calls = min(WARM_BLOCK, settings.warm_calls - block * WARM_BLOCK)
+                for app in (order if block % 2 == 0 else order[::-1]):
+                    server, client = servers[app], clients[app]
+                    server.resume()
+                    time.sleep(0.5)
+                    try:
+                        for demo in DEMOS:
+                            # unmeasured: wakes a resting queue and the caches the pause left cold
+                            http_predict(http, server.url, demo, inputs[app].next(demo))
+
+                            def call_client() -> None:
+                                value = inputs[app].next(demo)
+                                client.predict(value if demo == "questions" else handle_file(value),
+                                               api_name=f"/{demo}")
+
+                            for _ in range(calls):
+                                out[app][demo]["http"].append(
+                                    timed(lambda: http_predict(http, server.url, demo, inputs[app].next(demo))))
+                            for _ in range(calls):
+                                out[app][demo]["client"].append(timed(call_client))
+                    finally:
+                        server.pause()
+        for app in order:
+            for demo in DEMOS:
+                w = out[app][demo]
+                log(f"{app}: warm {demo}: HTTP p50 {statistics.median(w['http']) * 1000:.0f} ms, "
+                    f"gradio_client p50 {statistics.median(w['client']) * 1000:.0f} ms")
+    finally:
+        for client in clients.values():
+            client.close()
+        for server in servers.values():
+            server.stop()
+    return out
 
 
 # ---------------------------------------------------------------- the table
