@@ -8,6 +8,11 @@ inside the configured one, so everything in it is this process's: the sweep here
 removes what Gradio leaves, and the whole folder goes at shutdown without touching
 another hub's files. The owner is `hub.py`: `claim()` before the app is built,
 `release()` when the server has stopped.
+
+Worker processes get a folder of their own in it (`worker_folder`, their TMPDIR):
+frameworks write temp files there (TensorFlow's autograph leaves a module per
+traced function, cleaned only by an atexit hook a killed worker never runs), and
+the worker's handle removes the folder once the process has ended.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import time
 from pathlib import Path
 
 PREFIX = "demohub-"
+#: folders owned by a live worker's handle; the sweep leaves them alone
+WORKER_PREFIX = "worker-"
 
 
 def claim(base: str | os.PathLike | None = None) -> Path:
@@ -35,6 +42,14 @@ def claim(base: str | os.PathLike | None = None) -> Path:
     return folder
 
 
+def worker_folder(name: str) -> Path:
+    """A new, empty temp folder for one worker of demo `name`, in this run's folder
+    (system temp when no hub claimed one). Its owner removes it when the worker ends."""
+    base = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{WORKER_PREFIX}{name}-", dir=base))
+
+
 def sweep(folder: Path, max_age_s: float, now: float | None = None) -> int:
     """Remove loose files at the top of `folder` (parser temp files; Gradio keeps every
     finished file inside a hash folder) and folders left empty, once older than
@@ -47,6 +62,8 @@ def sweep(folder: Path, max_age_s: float, now: float | None = None) -> int:
     except FileNotFoundError:
         return 0
     for entry in entries:
+        if entry.name.startswith(WORKER_PREFIX):
+            continue
         try:
             if now - entry.stat(follow_symlinks=False).st_mtime < max_age_s:
                 continue

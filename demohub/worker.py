@@ -16,6 +16,7 @@ import os
 import pickle
 import shutil
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -128,6 +129,7 @@ def serve_model(channel: wire.Channel, runtime_name: str, model_dir: Path, *,
                 placeholder: bool = False) -> int:
     """Load the model, say READY (or LOAD_FAILED with the traceback), then serve."""
     started = time.perf_counter()
+    tempfile.tempdir = None  # a forked worker: read TMPDIR (its own folder) again, not the template's
     heap.keep_working_set()
     try:
         runtime = importlib.import_module(runtime_name)

@@ -15,7 +15,10 @@ LABELS = {"D24", "Jin Feng (Golden Phoenix)", "Mao Shan Wang", "Red Prawn"}
 
 def test_prediction_through_the_hub(tmp_path):
     tiny = write_tiny_folder(tmp_path / "durian-tiny")
-    with running_hub("--only", "durian", "--model", f"durian={tiny}", "--worker-threads", "1") as hub:
+    system_tmp = tmp_path / "tmp"  # the hub's TMPDIR: its run folder, and every worker's, live in here
+    system_tmp.mkdir()
+    with running_hub("--only", "durian", "--model", f"durian={tiny}", "--worker-threads", "1",
+                     env={"TMPDIR": str(system_tmp), "GRADIO_TEMP_DIR": ""}) as hub:
         client = hub.client()
         api = client.view_api(print_info=False, return_format="dict")
         assert set(api["named_endpoints"]) == {"/durian"}
@@ -43,3 +46,8 @@ def test_prediction_through_the_hub(tmp_path):
         assert mapped_framework_libs(hub.pid) == set()
         workers = hub.worker_pids()
         assert len(workers) == 1 and mapped_framework_libs(workers[0])  # TensorFlow lives there
+        # autograph's modules (one per traced function) are in the worker's own folder...
+        assert list(system_tmp.glob("gradio/demohub-*/worker-durian-*/__autograph_generated_file*.py"))
+        assert not list(system_tmp.glob("__autograph*"))
+    # ...which went with the hub, though autograph never got to clean them
+    assert not list(system_tmp.rglob("*.py")), sorted(system_tmp.rglob("*"))

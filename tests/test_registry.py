@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from demohub import tempdir
 from demohub.backends import make_backend
 from demohub.backends.spawn import SpawnBackend
 from demohub.discovery import discover
@@ -179,6 +180,41 @@ def test_external_kill_is_noticed(build):
     alpha = state(registry, "alpha")
     assert alpha.state == State.FAILED and alpha.stats.crashes == 1
     assert registry.predict("alpha", {})["pid"] != pid
+
+
+def test_a_workers_temp_files_go_with_it_on_eviction_and_when_killed(build, tmp_path, monkeypatch):
+    """Frameworks leave temp files a killed worker never cleans (TensorFlow's autograph
+    writes a module per traced function and removes it at a clean exit): each worker
+    gets a TMPDIR of its own in the run's folder, and the folder goes with the worker."""
+    run = tmp_path / "run"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(run))
+    registry = build(alpha={}, beta={})
+    a = registry.predict("alpha", {"op": "tempfile"})
+    b = registry.predict("beta", {"op": "tempfile"})
+    folders = {}
+    for name, reply in (("alpha", a), ("beta", b)):
+        folder = Path(reply["tempdir"])
+        assert folder.parent == run and folder.name.startswith(f"worker-{name}-")
+        assert Path(reply["path"]).parent == folder and Path(reply["path"]).exists()
+        folders[name] = folder
+    assert folders["alpha"] != folders["beta"]
+    tempdir.sweep(run, max_age_s=0)  # the run's sweep leaves live workers' folders alone
+    assert all(f.exists() for f in folders.values())
+
+    os.kill(a["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while psutil.Process(a["pid"]).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    registry.sweep()  # notices the death and ends the handle
+    assert not folders["alpha"].exists(), "the killed worker's temp files were left behind"
+    again = registry.predict("alpha", {"op": "tempfile"})
+    assert again["pid"] != a["pid"] and Path(again["path"]).exists()
+    assert folders["beta"].exists() and registry.predict("beta", {})["pid"] == b["pid"]
+
+    assert registry.evict("beta")
+    assert not folders["beta"].exists()
+    registry.close()
+    assert not any(run.glob("worker-*")), sorted(run.iterdir())
 
 
 def test_hang_times_out_and_kills_the_worker(build):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from demohub import device, wire
+from demohub import device, tempdir, wire
 from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick
 from demohub.errors import InputError, ModelBusy, ModelError, WorkerFailed, WorkerTimeout
 from demohub.memory import worker_memory
@@ -103,10 +104,11 @@ class LocalWorker(OneCopy):
     call); a caller waits for it only until its own deadline.
     """
 
-    def __init__(self, spec: DemoSpec, proc: LocalProcess, channel: wire.Channel):
+    def __init__(self, spec: DemoSpec, proc: LocalProcess, channel: wire.Channel, temp: Path | None = None):
         self.spec = spec
         self._proc = proc
         self._channel = channel
+        self._temp = temp  # the process's TMPDIR: this handle removes it once the process has ended
         self._busy = threading.Lock()
         self._ended: str | None = None
         self._calls = 0  # calls sent so far: memory changes only when the model works
@@ -257,6 +259,9 @@ class LocalWorker(OneCopy):
                 pass
         self._reap(5.0)
         self._channel.close()
+        if self._temp is not None and not self.alive():
+            shutil.rmtree(self._temp, ignore_errors=True)
+            self._temp = None
 
     def _reap(self, timeout: float) -> None:
         try:
@@ -282,16 +287,18 @@ class SpawnBackend:
             cmd.append("--placeholder")
         if spec.import_root:
             cmd += ["--import-root", str(spec.import_root)]
+        temp = tempdir.worker_folder(spec.name)
         try:
             env = device.worker_env(with_threads(self._env, threads), spec.name, spec.device)
-            proc = subprocess.Popen(cmd, pass_fds=(child_sock.fileno(),), env=env,
+            proc = subprocess.Popen(cmd, pass_fds=(child_sock.fileno(),), env={**env, "TMPDIR": str(temp)},
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         except BaseException:
             parent_sock.close()
+            shutil.rmtree(temp, ignore_errors=True)
             raise
         finally:
             child_sock.close()
-        return LocalWorker(spec, proc, wire.Channel(parent_sock))
+        return LocalWorker(spec, proc, wire.Channel(parent_sock), temp)
 
     def concurrency(self, spec: DemoSpec) -> int:
         return 1

@@ -29,6 +29,7 @@ import ctypes
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from demohub import events, wire
+from demohub import events, tempdir, wire
 from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick
 from demohub.backends.spawn import (STOPPED_GRACE_S, LocalWorker, SpawnBackend, is_stopped, with_threads,
                                     worker_env)
@@ -618,13 +619,16 @@ class TemplateBackend:
                     f"{len(hello.threads)} threads ({', '.join(hello.threads)}); forking could deadlock",
                     permanent=True)
             parent_end, child_end = socket.socketpair()
+            temp = tempdir.worker_folder(spec.name)
+            env = {k: v for k, v in handle._env.items() if self._env.get(k) != v}
             request = {"name": spec.name, "runtime": spec.runtime, "model_dir": str(handle._model_dir),
                        "placeholder": handle._placeholder, "hub_pid": os.getpid(),
-                       "env": {k: v for k, v in handle._env.items() if self._env.get(k) != v}}
+                       "env": {**env, "TMPDIR": str(temp)}}
             try:
                 proc = t.fork(request, child_end, deadline)
             except BaseException:
                 parent_end.close()
+                shutil.rmtree(temp, ignore_errors=True)
                 raise
             finally:
                 child_end.close()
@@ -640,7 +644,7 @@ class TemplateBackend:
                     t.workers.append(proc)
                     t.forget_memory()
         handle.origin = f"forked from template {family} (pid {t.pid})"
-        return LocalWorker(spec, proc, wire.Channel(parent_end))
+        return LocalWorker(spec, proc, wire.Channel(parent_end), temp)
 
     def _give_up(self, t: Template, family: str, why: str, permanent: bool) -> None:
         with self._lock:
