@@ -656,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="vs-baseline-"))
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "gradio-client")  # gradio_client downloads go here
+    tempfile.tempdir = str(workdir)  # and the empty folder it leaves per download (gradio_client 2.7)
     settings = Settings(rounds=args.rounds, warm_calls=args.warm_calls, idle_s=args.idle_seconds,
                         throughput_s=args.throughput_seconds, hub_args=shlex.split(args.hub_args),
                         root=args.root.resolve(), cache_dir=(args.cache_dir or args.root / ".cache").resolve(),

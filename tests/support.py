@@ -22,6 +22,11 @@ TEST_DEMOS = FIXTURES / "testdemos"
 #: Hub logs and model caches of this test process; removed when it exits (no temp folder left behind).
 RUN_DIR = Path(tempfile.mkdtemp(prefix="hub-tests-"))
 atexit.register(shutil.rmtree, RUN_DIR, ignore_errors=True)
+#: gradio_client (2.7) passes every file it downloads through a new folder in the system
+#: temp dir and never removes it: this process's temp dir is in RUN_DIR, and so are its downloads.
+tempfile.tempdir = str(RUN_DIR / "tmp")
+os.makedirs(tempfile.tempdir)
+CLIENT_DOWNLOADS = RUN_DIR / "downloads"
 
 #: Shared libraries that must never be mapped into the hub process.
 FRAMEWORK_LIBS = ("libtorch", "_pywrap_tensorflow", "libtensorflow", "tokenizers.abi3", "tokenizers.cpython")
@@ -68,7 +73,7 @@ class HubServer:
     def client(self):
         from gradio_client import Client
 
-        return Client(self.url, verbose=False)
+        return Client(self.url, verbose=False, download_files=CLIENT_DOWNLOADS)
 
     def worker_pids(self) -> list[int]:
         """The hub's model workers: its children, less the framework templates
