@@ -116,7 +116,9 @@ def test_a_forked_worker_is_killed_and_replaced_without_touching_its_template_or
     assert still.pid == template.pid and psutil.Process(template.pid).is_running()
     assert next(s for s in registry.status() if s.name == "torch_a").stats.crashes == 2
     # and nothing is left behind: the dead worker was reaped by us, not left a zombie
-    assert all(c.status() != psutil.STATUS_ZOMBIE for c in psutil.Process().children())
+    zombies = [(c.pid, c.name()) for c in psutil.Process().children()
+               if c.status() == psutil.STATUS_ZOMBIE]
+    assert not zombies, zombies
 
     # the other way round: a template that dies takes no worker with it, and the next
     # load of its family starts a new one
