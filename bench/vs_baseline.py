@@ -22,7 +22,7 @@ measured last, side by side: both apps loaded, only one awake (the other's
 process tree SIGSTOPped), in blocks of 5 calls whose order alternates, so the
 machine's drift falls on both alike.
 
-Both apps bind 127.0.0.1 on free ports, get their own Gradio temp folder (removed
+Both apps bind 127.0.0.1 on free ports, get their own Gradio temp folder and TMPDIR (removed
 at the end), and are ended by PID, with any child process still alive after its
 parent exits. Every wait has a deadline.
 """
@@ -320,6 +320,9 @@ def app_env(app: str, settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["GRADIO_ANALYTICS_ENABLED"] = "False"
     env["GRADIO_TEMP_DIR"] = str(settings.workdir / f"gradio-{app}")
+    # the baseline's TensorFlow writes autograph modules to TMPDIR, removed only at a clean exit
+    env["TMPDIR"] = str(settings.workdir / f"tmp-{app}")
+    os.makedirs(env["TMPDIR"], exist_ok=True)
     return env
 
 
