@@ -13,14 +13,16 @@ baseline, hub, ...; the next round starts with the hub), so slow drifts in the
 machine's load fall on both. Each fresh start gives the page-ready time, the
 tree's memory at rest, and the first answer of one demo. The last start of each
 app in a round then loads every model and measures the memory of the whole
-process tree with everything loaded, idle CPU, and a fixed-length mixed stream
-from 8 clients (60 % questions, 20 % cassava, 20 % durian) with the server's
-CPU-seconds per answered request. Up to here only one app runs at a time.
+process tree with everything loaded and idle CPU. Up to here only one app runs
+at a time.
 
-Warm latency (plain HTTP API and gradio_client, one request at a time) is
-measured last, side by side: both apps loaded, only one awake (the other's
-process tree SIGSTOPped), in blocks of 5 calls whose order alternates, so the
-machine's drift falls on both alike.
+Warm latency (plain HTTP API and gradio_client, one request at a time) and the
+mixed stream from 8 clients (60 % questions, 20 % cassava, 20 % durian, with the
+server's CPU-seconds per answered request) are measured last, side by side:
+both apps loaded, only one awake (the other's process tree SIGSTOPped), in
+blocks whose order alternates, so the machine's drift falls on both alike. The
+stream's figures are its steady state: each app first runs one unmeasured
+warm-up block (the hub grows its extra copies there).
 
 Both apps bind 127.0.0.1 on free ports, get their own Gradio temp folder and TMPDIR (removed
 at the end), and are ended by PID, with any child process still alive after its
@@ -60,6 +62,12 @@ DEFAULT_HUB_ARGS = "--max-models 3 --idle-ttl 0"
 REST_AFTER_S = 12.0
 #: warm calls per demo and client kind in one awake block of the side-by-side warm stage
 WARM_BLOCK = 5
+#: the mixed stream is cut into this many awake blocks per app, alternated like the warm calls
+#: (even, so each app goes first as often; each block is shorter than the hub's 60 s copy TTL)
+STREAM_BLOCKS = 4
+#: an unmeasured stream per app before its first block: the figures are the steady state, not
+#: the hub growing its extra copies (the warm-up's own figures are kept in the JSON)
+STREAM_WARMUP_S = 10.0
 DEMOS = ("cassava", "durian", "questions")
 MIX = {"questions": 0.6, "cassava": 0.2, "durian": 0.2}
 CLIENTS = 8
@@ -284,13 +292,25 @@ def mixed_stream(url: str, pid: int, seconds: float, seed: int) -> dict[str, Any
     join_deadline = time.perf_counter() + REQUEST_TIMEOUT_S + 10
     for t in threads:
         t.join(timeout=max(0.0, join_deadline - time.perf_counter()))
-    per_demo = {d: sorted(s for name, s in answered if name == d) for d in demos}
+    return stream_summary([{"seconds": wall, "late": len(late), "errors": errors, "server_cpu_s": cpu,
+                            "latencies": {d: sorted(s for name, s in answered if name == d) for d in demos}}])
+
+
+def stream_summary(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One app's figures over one or more stream blocks (each as `mixed_stream` returns it)."""
+    latencies = {d: sorted(s for b in blocks for s in b["latencies"][d]) for d in MIX}
+    answered = sum(len(v) for v in latencies.values())
+    wall = sum(b["seconds"] for b in blocks)
+    cpu = sum(b["server_cpu_s"] for b in blocks)
     return {
-        "seconds": wall, "answered": len(answered), "late": len(late), "errors": errors,
-        "answers_per_s": len(answered) / wall, "server_cpu_s": cpu,
-        "cpu_s_per_answer": cpu / len(answered) if answered else float("nan"),
+        "blocks": len(blocks), "seconds": wall, "answered": answered, "late": sum(b["late"] for b in blocks),
+        "errors": [e for b in blocks for e in b["errors"]],
+        "answers_per_s": answered / wall if wall else float("nan"), "server_cpu_s": cpu,
+        "cpu_s_per_answer": cpu / answered if answered else float("nan"),
+        "block_answers_per_s": [sum(len(v) for v in b["latencies"].values()) / b["seconds"] for b in blocks],
+        "latencies": latencies,
         "per_demo": {d: {"n": len(v), "p50": statistics.median(v) if v else None,
-                         "p95": percentile(v, 0.95) if v else None} for d, v in per_demo.items()},
+                         "p95": percentile(v, 0.95) if v else None} for d, v in latencies.items()},
     }
 
 
@@ -384,8 +404,8 @@ def load_everything(server: Server, inputs: Inputs) -> None:
                 http_predict(http, server.url, demo, inputs.next(demo))
 
 
-def loaded_stage(server: Server, settings: Settings, inputs: Inputs, seed: int) -> dict[str, Any]:
-    """Memory with everything loaded, idle CPU and the mixed stream, this app alone."""
+def loaded_stage(server: Server, settings: Settings, inputs: Inputs) -> dict[str, Any]:
+    """Memory with everything loaded and idle CPU, this app alone."""
     out: dict[str, Any] = {}
     load_everything(server, inputs)
     server.remember_children()
@@ -403,12 +423,6 @@ def loaded_stage(server: Server, settings: Settings, inputs: Inputs, seed: int) 
     log(f"{server.name}: all loaded: PSS {mem['pss'] / 2**20:.0f} MiB, RSS {mem['rss'] / 2**20:.0f} MiB, "
         f"USS {mem['uss'] / 2**20:.0f} MiB in {mem['processes']} processes; idle CPU "
         f"{out['idle_cpu'] * 100:.1f} % of a core")
-    out["throughput"] = mixed_stream(server.url, server.pid, settings.throughput_s, seed)
-    # what the stream left loaded (the hub's extra copies of busy models end a minute later)
-    out["stream_memory"] = tree_memory(server.pid)
-    tp = out["throughput"]
-    log(f"{server.name}: mixed stream: {tp['answered']} answers in {tp['seconds']:.0f} s "
-        f"({tp['answers_per_s']:.2f}/s), {tp['cpu_s_per_answer']:.2f} CPU-s each, {len(tp['errors'])} errors")
     out["loadavg"] = os.getloadavg()[0]
     return out
 
@@ -424,34 +438,91 @@ def run_round(index: int, settings: Settings) -> dict[str, Any]:
             result[app]["starts"].append(sample)
             if server is not None:
                 try:
-                    result[app].update(loaded_stage(server, settings, inputs[app], seed=index))
+                    result[app].update(loaded_stage(server, settings, inputs[app]))
                 finally:
                     server.stop()
-    for app, warm in warm_side_by_side(order, settings, inputs).items():
-        result[app]["warm"] = warm
+    for app, figures in side_by_side(order, settings, inputs, seed=index).items():
+        result[app].update(figures)
     return result
 
 
-def warm_side_by_side(order: tuple[str, str], settings: Settings, inputs: dict[str, Inputs]) -> dict[str, dict]:
-    """Warm latency, one request at a time, plain HTTP API and gradio_client: both
-    apps started and loaded, then blocks of WARM_BLOCK calls per demo and client
-    kind with only one app awake (the other's whole tree SIGSTOPped) and the
-    order alternated block by block. Measured minutes apart, as the other stages
-    are, a warm p50 drifted 10 % with the machine; side by side it does not."""
-    from gradio_client import Client, handle_file
-
+def side_by_side(order: tuple[str, str], settings: Settings, inputs: dict[str, Inputs],
+                 seed: int) -> dict[str, dict]:
+    """Both apps started and loaded, only one awake at a time (the other's whole
+    tree SIGSTOPped), the order alternated block by block: first warm latency,
+    then the mixed stream. Measured minutes apart, as the other stages are, a
+    warm p50 drifted 10 % with the machine and the app's own CPU-seconds per
+    answer 15 % between rounds; side by side the drift falls on both alike."""
     servers: dict[str, Server] = {}
-    clients: dict[str, Any] = {}
-    out: dict[str, dict] = {app: {d: {"http": [], "client": []} for d in DEMOS} for app in order}
     try:
         for app in order:
             servers[app] = start(app, settings)
+        for app in order:
+            servers[app].wait_page()
+            load_everything(servers[app], inputs[app])
+            servers[app].pause()
+        out = {app: {"warm": warm} for app, warm in warm_side_by_side(order, servers, settings, inputs).items()}
+        for app, figures in stream_side_by_side(order, servers, settings, seed).items():
+            out[app].update(figures)
+        return out
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def stream_side_by_side(order: tuple[str, str], servers: dict[str, Server], settings: Settings,
+                        seed: int) -> dict[str, dict]:
+    """The mixed stream in STREAM_BLOCKS awake blocks per app, after one
+    unmeasured warm-up block each; every block ends with its requests answered
+    before the app is paused again."""
+    seconds = settings.throughput_s / STREAM_BLOCKS
+    warmups: dict[str, dict] = {}
+    for app in order:
+        servers[app].resume()
+        try:
+            warmups[app] = mixed_stream(servers[app].url, servers[app].pid, min(STREAM_WARMUP_S, seconds), seed + 99)
+        finally:
+            servers[app].pause()
+    blocks: dict[str, list[dict]] = {app: [] for app in order}
+    for block in range(STREAM_BLOCKS):
+        for app in (order if block % 2 == 0 else order[::-1]):
+            server = servers[app]
+            server.resume()
+            time.sleep(0.5)
+            try:
+                blocks[app].append(mixed_stream(server.url, server.pid, seconds, seed * 100 + block))
+            finally:
+                server.pause()
+    out: dict[str, dict] = {}
+    for app in order:
+        tp = stream_summary(blocks[app])
+        # what the stream left loaded (the hub's extra copies of busy models end a minute later)
+        warm = {k: v for k, v in warmups[app].items() if k != "latencies"}
+        out[app] = {"throughput": tp, "stream_warmup": warm, "stream_memory": tree_memory(servers[app].pid)}
+        log(f"{app}: stream warm-up {warm['answers_per_s']:.2f}/s, {warm['cpu_s_per_answer']:.3f} CPU-s each; "
+            f"mixed stream: {tp['answered']} answers in {tp['seconds']:.0f} s "
+            f"({tp['answers_per_s']:.2f}/s; blocks " + ", ".join(f"{v:.1f}" for v in tp["block_answers_per_s"])
+            + f"), {tp['cpu_s_per_answer']:.3f} CPU-s each, {len(tp['errors'])} errors")
+    return out
+
+
+def warm_side_by_side(order: tuple[str, str], servers: dict[str, Server], settings: Settings,
+                      inputs: dict[str, Inputs]) -> dict[str, dict]:
+    """Warm latency, one request at a time, plain HTTP API and gradio_client, in
+    blocks of WARM_BLOCK calls per demo and client kind; the apps come in paused
+    and leave paused."""
+    from gradio_client import Client, handle_file
+
+    clients: dict[str, Any] = {}
+    out: dict[str, dict] = {app: {d: {"http": [], "client": []} for d in DEMOS} for app in order}
+    try:
         with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
             for app in order:
-                servers[app].wait_page()
-                load_everything(servers[app], inputs[app])
-                clients[app] = Client(servers[app].url + "/", verbose=False)
-                servers[app].pause()
+                servers[app].resume()
+                try:
+                    clients[app] = Client(servers[app].url + "/", verbose=False)
+                finally:
+                    servers[app].pause()
             blocks = -(-settings.warm_calls // WARM_BLOCK)
             for block in range(blocks):
                 calls = min(WARM_BLOCK, settings.warm_calls - block * WARM_BLOCK)
@@ -484,8 +555,6 @@ def warm_side_by_side(order: tuple[str, str], settings: Settings, inputs: dict[s
     finally:
         for client in clients.values():
             client.close()
-        for server in servers.values():
-            server.stop()
     return out
 
 
@@ -629,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--throughput-seconds", type=float, default=60.0)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
-    parser.add_argument("--warm-calls", type=int, default=20, help="per demo, per client kind")
+    parser.add_argument("--warm-calls", type=int, default=40, help="per demo, per client kind")
     parser.add_argument("--hub-args", default=DEFAULT_HUB_ARGS,
                         help=f"flags passed to hub.py (default: {DEFAULT_HUB_ARGS!r})")
     parser.add_argument("--root", type=Path, default=ROOT,
@@ -672,7 +741,8 @@ def main(argv: list[str] | None = None) -> int:
         "code": describe_code(args.root.resolve()), "hub_args": settings.hub_args,
         "date": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", "cpus": os.cpu_count(),
         "loadavg_start": os.getloadavg(), "rounds_asked": settings.rounds, "warm_calls": settings.warm_calls,
-        "idle_s": settings.idle_s, "throughput_s": settings.throughput_s,
+        "idle_s": settings.idle_s, "throughput_s": settings.throughput_s, "stream_blocks": STREAM_BLOCKS,
+        "stream_warmup_s": STREAM_WARMUP_S,
     }
     started = time.perf_counter()
     rounds: list[dict] = []
@@ -712,7 +782,9 @@ def report(meta: dict[str, Any], rounds: list[dict]) -> None:
     print(f"Date: {meta['date']}; {meta['cpus']} CPUs; load average (1 min) {start[0]:.2f} at start, "
           f"{end[0]:.2f} at end{during} (`uptime` at the end: {meta['uptime']}).  ")
     print(f"Rounds: {len(rounds)} of {meta['rounds_asked']}; warm calls {meta['warm_calls']} per demo and client; "
-          f"idle {meta['idle_s']:.0f} s; mixed stream {meta['throughput_s']:.0f} s; "
+          f"idle {meta['idle_s']:.0f} s; mixed stream {meta['throughput_s']:.0f} s per app "
+          f"({meta.get('stream_blocks', 1)} awake block(s) side by side, after {meta.get('stream_warmup_s', 0):.0f} s "
+          "unmeasured); "
           f"run took {meta['elapsed_s'] / 60:.1f} min.")
     print()
     if rounds:
