@@ -38,8 +38,24 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import free_port, log, percentile  # noqa: E402
-from vs_baseline import (DEMOS, PYTHON, REQUEST_TIMEOUT_S, ROOT, Inputs, Server, http_predict,  # noqa: E402
-                         mixed_stream, timed)
+from vs_baseline import (DEMOS, MIX, PYTHON, REQUEST_TIMEOUT_S, ROOT, Inputs, Server,  # noqa: E402
+                         http_predict, mixed_stream, timed)
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """`questions=1` or `questions=0.6,cassava=0.4`: the stream's demos and their weights."""
+    mix = {}
+    for part in text.split(","):
+        demo, _, weight = part.partition("=")
+        if demo not in DEMOS:
+            raise argparse.ArgumentTypeError(f"{demo!r} is not one of {', '.join(DEMOS)}")
+        try:
+            mix[demo] = float(weight or 1)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"the weight of {demo} must be a number, not {weight!r}") from None
+    if not any(w > 0 for w in mix.values()):
+        raise argparse.ArgumentTypeError("give at least one demo a weight above 0")
+    return mix
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blocks", type=int, default=6, help="warm blocks per variant (5 calls per demo each)")
     parser.add_argument("--stream", type=float, default=0.0, help="seconds of mixed stream per block (0: none)")
     parser.add_argument("--stream-blocks", type=int, default=3)
+    parser.add_argument("--mix", type=parse_mix, default=MIX, metavar="DEMO=WEIGHT,...",
+                        help="the stream's demos and weights (default: vs_baseline's 60/20/20 mix); "
+                             "e.g. questions=1 for a stream of one demo")
     parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache")
     args = parser.parse_args(argv)
@@ -132,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                         per.setdefault(name, []).append((count - before.get(name, count)) / 5)
 
             def stream(server: Server, seed: int) -> None:
-                mixed_stream(server.url, server.pid, 6.0, seed=99)  # warm-up (and extra copies)
-                result = mixed_stream(server.url, server.pid, args.stream, seed=seed)
+                mixed_stream(server.url, server.pid, 6.0, seed=99, mix=args.mix)  # warm-up (and extra copies)
+                result = mixed_stream(server.url, server.pid, args.stream, seed=seed, mix=args.mix)
                 streams.setdefault(server.name, []).append(result)
                 log(f"{server.name}: {result['answers_per_s']:.2f} answers/s, "
                     f"{result['cpu_s_per_answer'] * 1000:.1f} CPU-ms each, {len(result['errors'])} errors")
@@ -172,14 +191,14 @@ def report(labels, demos, times, faults, streams) -> None:
         ref_aps = statistics.median(r["answers_per_s"] for r in streams[labels[0]])
         ref_cpu = statistics.median(r["cpu_s_per_answer"] for r in streams[labels[0]])
         print(f"\n| variant | answers/s, median (min-max) | / {labels[0]} | CPU-ms per answer | / {labels[0]} "
-              "| stream p50 cassava / durian / questions (s) | errors |")
+              "| stream p50 per demo (s) | errors |")
         print("|---|---|---|---|---|---|---|")
         for label in labels:
             rs = streams[label]
             aps = [r["answers_per_s"] for r in rs]
             cpu = [r["cpu_s_per_answer"] for r in rs]
-            p50 = " / ".join(f"{statistics.median(r['per_demo'][d]['p50'] for r in rs):.3f}"
-                             for d in ("cassava", "durian", "questions"))
+            p50 = " / ".join(f"{d} {statistics.median(r['per_demo'][d]['p50'] for r in rs):.3f}"
+                             for d in DEMOS if d in rs[0]["per_demo"])
             print(f"| {label} | {statistics.median(aps):.2f} ({min(aps):.2f}-{max(aps):.2f}) | "
                   f"**{statistics.median(aps) / ref_aps:.2f}** | {statistics.median(cpu) * 1000:.1f} "
                   f"({min(cpu) * 1000:.1f}-{max(cpu) * 1000:.1f}) | **{statistics.median(cpu) / ref_cpu:.2f}** | "

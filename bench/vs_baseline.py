@@ -250,9 +250,10 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - started
 
 
-def mixed_stream(url: str, pid: int, seconds: float, seed: int) -> dict[str, Any]:
-    """CLIENTS threads, each sending one request after another for `seconds`."""
-    demos, weights = list(MIX), list(MIX.values())
+def mixed_stream(url: str, pid: int, seconds: float, seed: int, mix: dict[str, float] = MIX) -> dict[str, Any]:
+    """CLIENTS threads, each sending one request after another for `seconds`,
+    each request's demo drawn with the weights in `mix`."""
+    demos, weights = list(mix), list(mix.values())
     deadline = time.perf_counter() + seconds
     lock = threading.Lock()
     answered: list[tuple[str, float]] = []
@@ -298,7 +299,7 @@ def mixed_stream(url: str, pid: int, seconds: float, seed: int) -> dict[str, Any
 
 def stream_summary(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     """One app's figures over one or more stream blocks (each as `mixed_stream` returns it)."""
-    latencies = {d: sorted(s for b in blocks for s in b["latencies"][d]) for d in MIX}
+    latencies = {d: sorted(s for b in blocks for s in b["latencies"][d]) for d in blocks[0]["latencies"]}
     answered = sum(len(v) for v in latencies.values())
     wall = sum(b["seconds"] for b in blocks)
     cpu = sum(b["server_cpu_s"] for b in blocks)
