@@ -38,6 +38,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def is_zombie(pid: int) -> bool:
+    """Process `pid` has ended but its parent has not reaped it yet."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def gone(pid: int) -> bool:
+    """Process `pid` has ended: reaped, or a zombie waiting for its parent."""
+    import psutil
+
+    return not psutil.pid_exists(pid) or is_zombie(pid)
+
+
 def mapped_framework_libs(pid: int) -> set[str]:
     """Framework shared objects mapped into process `pid` (read from /proc)."""
     found = set()

@@ -10,11 +10,11 @@ import signal
 import threading
 import time
 
-import psutil
 import pytest
 
 from demohub.errors import WorkerFailed
 from demohub.registry import Limits, Registry, State
+from support import gone
 from test_registry import make_registry, state
 
 
@@ -54,10 +54,6 @@ def together(registry: Registry, name: str, requests: list[dict]) -> list:
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads), "a request hung"
     return results
-
-
-def gone(pid: int) -> bool:
-    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
 def wait_for(condition, timeout: float = 20.0) -> bool:

@@ -22,7 +22,7 @@ from demohub.errors import (HubAtCapacity, InputError, ModelBusy, ModelError, Mo
 from demohub.registry import Limits, Registry, State
 from demohub.sources import ModelSources
 from demohub.spec import ModelSource
-from support import TEST_DEMOS
+from support import TEST_DEMOS, gone
 
 
 def make_model(folder: Path, **config) -> Path:
@@ -456,10 +456,6 @@ def loading_pid(registry, name: str, timeout: float = 60) -> int:
             return handle.pid
         time.sleep(0.02)
     raise AssertionError(f"no worker started loading {name} within {timeout} s")
-
-
-def gone(pid: int) -> bool:
-    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
 def test_a_worker_stopped_while_loading_fails_fast_and_the_next_load_works(build):
