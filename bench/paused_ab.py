@@ -29,7 +29,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,13 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             labels = list(servers)
 
             def awake(label: str, measure) -> None:
-                server = servers[label]
-                server.resume()
-                time.sleep(0.5)
-                try:
+                with servers[label].awake() as server:
                     measure(server)
-                finally:
-                    server.pause()
 
             def warm(server: Server) -> None:
                 for demo in demos:

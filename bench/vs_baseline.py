@@ -183,6 +183,17 @@ class Server:
     def resume(self) -> None:
         self._signal_tree(signal.SIGCONT)
 
+    @contextmanager
+    def awake(self, settle_s: float = 0.5) -> Iterator["Server"]:
+        """Resume the paused tree for the `with` block, `settle_s` after waking it,
+        and pause it again however the block ends."""
+        self.resume()
+        try:
+            time.sleep(settle_s)
+            yield self
+        finally:
+            self.pause()
+
     def stop(self) -> None:
         self.remember_children()
         self.resume()  # a paused tree cannot act on SIGTERM
@@ -479,26 +490,18 @@ def stream_side_by_side(order: tuple[str, str], servers: dict[str, Server], sett
     seconds = settings.throughput_s / STREAM_BLOCKS
     warmups: dict[str, dict] = {}
     for app in order:
-        servers[app].resume()
-        try:
-            warmups[app] = mixed_stream(servers[app].url, servers[app].pid, min(STREAM_WARMUP_S, seconds), seed + 99)
-        finally:
-            servers[app].pause()
+        with servers[app].awake(settle_s=0) as server:
+            warmups[app] = mixed_stream(server.url, server.pid, min(STREAM_WARMUP_S, seconds), seed + 99)
     blocks: dict[str, list[dict]] = {app: [] for app in order}
     for block in range(STREAM_BLOCKS):
         for app in (order if block % 2 == 0 else order[::-1]):
-            server = servers[app]
-            server.resume()
-            time.sleep(0.5)
-            try:
+            with servers[app].awake() as server:
                 blocks[app].append(mixed_stream(server.url, server.pid, seconds, seed * 100 + block))
-            finally:
-                server.pause()
     out: dict[str, dict] = {}
     for app in order:
         tp = stream_summary(blocks[app])
-        # what the stream left loaded (the hub's extra copies of busy models end a minute later)
         warm = {k: v for k, v in warmups[app].items() if k != "latencies"}
+        # what the stream left loaded (the hub's extra copies of busy models end a minute later)
         out[app] = {"throughput": tp, "stream_warmup": warm, "stream_memory": tree_memory(servers[app].pid)}
         log(f"{app}: stream warm-up {warm['answers_per_s']:.2f}/s, {warm['cpu_s_per_answer']:.3f} CPU-s each; "
             f"mixed stream: {tp['answered']} answers in {tp['seconds']:.0f} s "
@@ -519,19 +522,14 @@ def warm_side_by_side(order: tuple[str, str], servers: dict[str, Server], settin
     try:
         with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
             for app in order:
-                servers[app].resume()
-                try:
-                    clients[app] = Client(servers[app].url + "/", verbose=False)
-                finally:
-                    servers[app].pause()
+                with servers[app].awake(settle_s=0) as server:
+                    clients[app] = Client(server.url + "/", verbose=False)
             blocks = -(-settings.warm_calls // WARM_BLOCK)
             for block in range(blocks):
                 calls = min(WARM_BLOCK, settings.warm_calls - block * WARM_BLOCK)
                 for app in (order if block % 2 == 0 else order[::-1]):
-                    server, client = servers[app], clients[app]
-                    server.resume()
-                    time.sleep(0.5)
-                    try:
+                    client = clients[app]
+                    with servers[app].awake() as server:
                         for demo in DEMOS:
                             # unmeasured: wakes a resting queue and the caches the pause left cold
                             http_predict(http, server.url, demo, inputs[app].next(demo))
@@ -546,8 +544,6 @@ def warm_side_by_side(order: tuple[str, str], servers: dict[str, Server], settin
                                     timed(lambda: http_predict(http, server.url, demo, inputs[app].next(demo))))
                             for _ in range(calls):
                                 out[app][demo]["client"].append(timed(call_client))
-                    finally:
-                        server.pause()
         for app in order:
             for demo in DEMOS:
                 w = out[app][demo]
