@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,12 @@ from support import SHARED_DATA
 from demohub.kit import heatmap, modelcard
 from demos.durian import breeds, folder, runtime
 from demos.durian.gradcam import Explainer
-from demos.durian.model import build, load
+from demos.durian import model as model_files
+from demos.durian.model import build, load, without_initialisers
 from demos.durian.preprocess import Preprocessing, to_batch
 
 import keras
+import tensorflow as tf
 
 PHOTO = SHARED_DATA / "images" / "durian_1.jpg"
 TINY_SIZE = 64
@@ -86,6 +89,61 @@ def test_legacy_h5_saved_by_keras_model_save(tmp_path):
     assert load(tmp_path / "x.h5").count_params() == model.count_params()
 
 
+def test_initialisers_become_zeros_and_nothing_else_changes():
+    glorot = {"module": "keras.initializers", "class_name": "GlorotUniform", "config": {"seed": None},
+              "registered_name": None}
+    config = {"class_name": "Functional", "config": {"layers": [
+        {"class_name": "Conv2D", "config": {"filters": 8, "kernel_initializer": glorot,
+                                            "bias_initializer": "zeros", "name": "initializer_free"}},
+        {"class_name": "BatchNormalization", "config": {"gamma_initializer": glorot, "momentum": 0.99}},
+    ]}}
+    out = without_initialisers(config)
+    conv, norm = out["config"]["layers"]
+    assert conv["config"]["kernel_initializer"]["class_name"] == "Zeros"
+    assert conv["config"]["bias_initializer"] == "zeros"  # a name, not a serialised object: kept
+    assert conv["config"]["filters"] == 8 and conv["config"]["name"] == "initializer_free"
+    assert norm["config"]["gamma_initializer"]["class_name"] == "Zeros" and norm["config"]["momentum"] == 0.99
+    assert config["config"]["layers"][0]["config"]["kernel_initializer"] is glorot  # input untouched
+
+
+def rewrite_archive(source: Path, target: Path, replace: dict[str, bytes],
+                    compression: int = zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", compression) as new:
+        for name in old.namelist():
+            new.writestr(name, replace.pop(name, None) or old.read(name))
+        for name, data in replace.items():
+            new.writestr(name, data)
+    return target
+
+
+def test_weights_that_do_not_fit_the_model_fail_the_load(tmp_path):
+    """Variables start as zeros, so a weights file that does not cover them must fail loudly."""
+    four = write_tiny_folder(tmp_path / "four") / "model.keras"
+    three = tmp_path / "three.keras"
+    build("tiny_cnn", (TINY_SIZE, TINY_SIZE, 3), n_classes=3, seed=1).save(three)
+    with zipfile.ZipFile(three) as other:
+        weights = other.read("model.weights.h5")
+    mixed = rewrite_archive(four, tmp_path / "mixed.keras", {"model.weights.h5": weights})
+    with pytest.raises(ValueError):
+        load(mixed)
+
+
+def test_a_zip_bomb_weights_member_is_refused_before_it_is_unpacked(tmp_path, monkeypatch):
+    monkeypatch.setattr(model_files, "BOMB_FLOOR_BYTES", 1 << 20)
+    good = write_tiny_folder(tmp_path / "m") / "model.keras"
+    bomb = rewrite_archive(good, tmp_path / "bomb.keras", {"model.weights.h5": bytes(8 << 20)},
+                           compression=zipfile.ZIP_DEFLATED)
+    with pytest.raises(ValueError, match="zip bomb"):
+        load(bomb)
+
+
+def test_an_archive_with_assets_loads_through_keras(tmp_path):
+    good = write_tiny_folder(tmp_path / "m") / "model.keras"
+    with_assets = rewrite_archive(good, tmp_path / "assets.keras", {"assets/notes.txt": b"vocabulary"})
+    x = np.random.default_rng(0).random((1, TINY_SIZE, TINY_SIZE, 3), dtype=np.float32)
+    np.testing.assert_allclose(load(with_assets)(x).numpy(), load(good)(x).numpy(), atol=1e-6)
+
+
 def test_unknown_model_file_type_is_refused(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"x")
     with pytest.raises(ValueError, match=".keras or .h5"):
@@ -142,6 +200,46 @@ def test_gradcam_peak_survives_the_overlay_resize():
     redness = blended[..., 0] - blended[..., 2]
     row, col = heatmap.peak(redness)
     assert row < 160 and col < 160
+
+
+def tape_over_everything(model: keras.Model, layer: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM the plain way: one tape over the whole model, every variable watched."""
+    head = model.layers[-1]
+    both = keras.Model(model.inputs, [model.get_layer(layer).output, head.input])
+    with tf.GradientTape() as tape:
+        features, pooled = both([x], training=False)
+        tape.watch(features)
+        logits = keras.ops.matmul(pooled, head.kernel) + head.bias
+        probs = tf.nn.softmax(logits)
+        score = tf.gather(logits[0], tf.argmax(probs[0]))
+    grads = tape.gradient(score, features)
+    cam = tf.nn.relu(tf.reduce_sum(features * tf.reduce_mean(grads, axis=(1, 2), keepdims=True), -1))[0]
+    return probs[0].numpy(), cam.numpy()
+
+
+def skip_model(size: int = 32) -> keras.Model:
+    """A path from the input to the output that bypasses the Grad-CAM layer."""
+    inputs = keras.Input((size, size, 3))
+    features = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="last_conv")(inputs)
+    pooled = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling2D()(features),
+                                         keras.layers.GlobalAveragePooling2D()(inputs)])
+    outputs = keras.layers.Dense(3, activation="softmax")(pooled)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: build("tiny_cnn", (TINY_SIZE, TINY_SIZE, 3), n_classes=4, seed=3),  # only the head taped
+    skip_model,  # the head cannot be split off: the whole model taped
+])
+def test_gradcam_equals_a_tape_over_the_whole_model(make):
+    model = make()
+    size = model.inputs[0].shape[1]
+    x = np.random.default_rng(1).random((1, size, size, 3), dtype=np.float32)
+    probs, cam = tape_over_everything(model, "last_conv", x)
+    explanation = Explainer(model, "last_conv")(x)
+    np.testing.assert_allclose(explanation.probabilities, probs, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(explanation.cam, cam, rtol=1e-4, atol=1e-6)
+    assert cam.max() > 0
 
 
 def test_gradcam_names_a_missing_layer():

@@ -5,6 +5,11 @@ class's score (its logit when the model ends in a softmax Dense layer) with
 respect to the last convolutional layer's output, so
 a prediction and its heatmap cost one call with a fixed input signature (no
 retracing, no growth across requests).
+
+Tracing that function is most of a cold load, so it is kept small: the tape
+watches only the layers after the convolutional one (the backbone runs outside
+it, so no gradient graph is built for the ~130 layers a Grad-CAM never needs),
+and the function is plain Python that autograph has nothing to convert in.
 """
 
 from __future__ import annotations
@@ -51,14 +56,25 @@ class Explainer:
                              "last_conv_layer)") from None
         self._head = _softmax_head(model)
         scores = self._head.input if self._head is not None else model.outputs[0]
-        self._graph = keras.Model(model.inputs, [conv.output, scores])
+        self._backbone = keras.Model(model.inputs, conv.output)
+        try:
+            self._top: keras.Model | None = keras.Model(conv.output, scores)
+        except ValueError:  # a path to the output skips the layer: tape the whole model
+            self._top = None
+            self._whole = keras.Model(model.inputs, [conv.output, scores])
         shape = (1, *model.inputs[0].shape[1:])
         self._run = tf.function(self._explain, input_signature=[tf.TensorSpec(shape, tf.float32)],
-                                reduce_retracing=True)
+                                reduce_retracing=True, autograph=False)
 
     def _explain(self, x: tf.Tensor):
-        with tf.GradientTape() as tape:
-            features, scores = self._graph(x, training=False)
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            if self._top is None:
+                tape.watch(x)
+                features, scores = self._whole(x, training=False)
+            else:  # nothing is watched yet, so the backbone is not taped
+                features = self._backbone(x, training=False)
+                tape.watch(features)
+                scores = self._top(features, training=False)
             if self._head is not None:
                 scores = keras.ops.matmul(scores, self._head.kernel) + self._head.bias
                 probs = tf.nn.softmax(scores)
