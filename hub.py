@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import uvicorn
 from demohub import heap, tempdir
 from demohub.config import HubConfig, load_config
 from demohub.discovery import DemoError, discover
+from demohub.kit import cache
 from demohub.registry import Registry
 from demohub.sources import ModelSources
 
@@ -46,6 +48,7 @@ def serve(config: HubConfig, temp_folder: Path) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     sources = ModelSources(specs, config.models_dir, config.placeholder_dir, config.models)
+    os.environ[cache.ENV] = str(config.cache_dir)  # before any worker or template is started
     from demohub.backends import make_backend
 
     options = dict(config.backend_options)

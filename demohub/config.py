@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demos-dir", type=Path, default=Path(_env("DEMOS_DIR", str(PROJECT_ROOT / "demos"))))
     p.add_argument("--models-dir", type=Path, default=Path(_env("MODELS_DIR", str(PROJECT_ROOT / "models"))))
     p.add_argument("--cache-dir", type=Path, default=Path(_env("CACHE_DIR", str(PROJECT_ROOT / ".cache"))),
-                   help="where placeholder model folders are written (HUB_CACHE_DIR)")
+                   help="placeholder model folders, and what runtimes derive from model folders "
+                        "(e.g. durian's traced graph) for the next worker (HUB_CACHE_DIR)")
     p.add_argument("--max-models", type=int, default=int(_env("MAX_MODELS", "3")),
                    help="most models loaded at once (HUB_MAX_MODELS)")
     p.add_argument("--memory-budget", default=_env("MEMORY_BUDGET"),
