@@ -17,8 +17,9 @@ def test_prediction_through_the_hub(tmp_path):
     tiny = write_tiny_folder(tmp_path / "durian-tiny")
     system_tmp = tmp_path / "tmp"  # the hub's TMPDIR: its run folder, and every worker's, live in here
     system_tmp.mkdir()
+    cache_dir = tmp_path / "hub-cache"
     with running_hub("--only", "durian", "--model", f"durian={tiny}", "--worker-threads", "1",
-                     env={"TMPDIR": str(system_tmp), "GRADIO_TEMP_DIR": ""}) as hub:
+                     env={"TMPDIR": str(system_tmp), "GRADIO_TEMP_DIR": ""}, cache_dir=cache_dir) as hub:
         client = hub.client()
         api = client.view_api(print_info=False, return_format="dict")
         assert set(api["named_endpoints"]) == {"/durian"}
@@ -39,6 +40,9 @@ def test_prediction_through_the_hub(tmp_path):
 
         again = client.predict(handle_file(str(PHOTO)), api_name="/durian")[3]
         assert again["probabilities"] == summary["probabilities"]  # same worker, same answer
+        # the worker kept its traced graph in the hub's cache dir, for the next worker of this model
+        [entry] = (cache_dir / "derived" / "durian").iterdir()
+        assert (entry / "saved_model.pb").is_file()
 
         _, metrics = hub.get("/metrics")
         assert 'demohub_loads_total{model="durian"} 1' in metrics

@@ -97,5 +97,5 @@ def test_no_retracing_and_no_memory_growth_over_200_predictions(model, tmp_path)
     for _ in range(200):
         runtime.predict(model, request)
     growth = psutil.Process().memory_info().rss - before
-    assert model.explain._run.experimental_get_tracing_count() == 1
+    assert model.explain._module.explain.experimental_get_tracing_count() == 1
     assert growth < 16 * 2**20, f"RSS grew by {growth / 2**20:.1f} MB over 200 predictions"

@@ -11,7 +11,7 @@ from PIL import Image
 
 from support import SHARED_DATA
 
-from demohub.kit import heatmap, modelcard
+from demohub.kit import cache, heatmap, modelcard
 from demos.durian import breeds, folder, runtime
 from demos.durian.gradcam import Explainer
 from demos.durian import model as model_files
@@ -25,10 +25,10 @@ PHOTO = SHARED_DATA / "images" / "durian_1.jpg"
 TINY_SIZE = 64
 
 
-def write_tiny_folder(target: Path, weights_file: str = "model.keras", **config_extra) -> Path:
+def write_tiny_folder(target: Path, weights_file: str = "model.keras", seed: int = 1, **config_extra) -> Path:
     """A complete model folder with the tiny test architecture (trained=true)."""
     prep = Preprocessing(height=TINY_SIZE, width=TINY_SIZE)
-    model = build("tiny_cnn", prep.input_shape, n_classes=4, seed=1)
+    model = build("tiny_cnn", prep.input_shape, n_classes=4, seed=seed)
     config = folder.make_config("tiny_cnn", "last_conv", trained=True, prep=prep,
                                 weights_file=weights_file, **config_extra)
     return folder.write(target, model, config, "## Test model\n\nTiny CNN for tests.\n")
@@ -181,7 +181,7 @@ def test_gradcam_peaks_where_the_evidence_is(corner):
     image = np.zeros((1, size, size, 3), np.float32)
     r, c = corner
     image[0, r:r + 8, c:c + 8] = 1.0
-    explanation = Explainer(bright_patch_model(size), "last_conv")(image)
+    explanation = Explainer.trace(bright_patch_model(size), "last_conv")(image)
     assert int(np.argmax(explanation.probabilities)) == 0
     assert explanation.cam.shape == (size, size)
     row, col = heatmap.peak(explanation.cam)
@@ -194,7 +194,7 @@ def test_gradcam_peaks_where_the_evidence_is(corner):
 def test_gradcam_peak_survives_the_overlay_resize():
     image = np.zeros((1, 32, 32, 3), np.float32)
     image[0, :8, :8] = 1.0
-    cam = Explainer(bright_patch_model(), "last_conv")(image).cam
+    cam = Explainer.trace(bright_patch_model(), "last_conv")(image).cam
     photo = Image.new("RGB", (640, 640))
     blended = heatmap.overlay(photo, cam).astype(int)
     redness = blended[..., 0] - blended[..., 2]
@@ -236,7 +236,7 @@ def test_gradcam_equals_a_tape_over_the_whole_model(make):
     size = model.inputs[0].shape[1]
     x = np.random.default_rng(1).random((1, size, size, 3), dtype=np.float32)
     probs, cam = tape_over_everything(model, "last_conv", x)
-    explanation = Explainer(model, "last_conv")(x)
+    explanation = Explainer.trace(model, "last_conv")(x)
     np.testing.assert_allclose(explanation.probabilities, probs, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(explanation.cam, cam, rtol=1e-4, atol=1e-6)
     assert cam.max() > 0
@@ -244,7 +244,71 @@ def test_gradcam_equals_a_tape_over_the_whole_model(make):
 
 def test_gradcam_names_a_missing_layer():
     with pytest.raises(ValueError, match="no layer named 'nope'"):
-        Explainer(bright_patch_model(), "nope")
+        Explainer.trace(bright_patch_model(), "nope")
+
+
+# -- the traced graph, kept for the next worker --------------------------------------------
+
+
+@pytest.fixture
+def graph_cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv(cache.ENV, str(tmp_path / "hub-cache"))
+    return tmp_path / "hub-cache" / "derived" / "durian"
+
+
+def same_answer(a, b) -> bool:
+    return a.probabilities == b.probabilities and np.array_equal(a.heatmap, b.heatmap)
+
+
+def test_a_later_load_restores_the_traced_graph_and_answers_the_same(tmp_path, graph_cache):
+    target = write_tiny_folder(tmp_path / "m")
+    first = runtime.load(target)
+    assert not first.restored
+    [entry] = graph_cache.iterdir()
+    assert (entry / "saved_model.pb").is_file()
+    second = runtime.load(target)
+    assert second.restored
+    request = {"image": str(PHOTO)}
+    assert same_answer(runtime.predict(first, request), runtime.predict(second, request))
+
+
+def test_new_weights_are_never_answered_from_the_old_graph(tmp_path, graph_cache):
+    target = write_tiny_folder(tmp_path / "m", seed=1)
+    old = runtime.predict(runtime.load(target), {"image": str(PHOTO)})
+    write_tiny_folder(target, seed=2)  # same architecture, same file size, other weights
+    retrained = runtime.load(target)
+    assert not retrained.restored and len(list(graph_cache.iterdir())) == 2
+    new = runtime.predict(retrained, {"image": str(PHOTO)})
+    assert new.probabilities != old.probabilities
+    assert same_answer(runtime.predict(runtime.load(target), {"image": str(PHOTO)}), new)
+
+
+def test_a_damaged_entry_is_rebuilt_not_fatal(tmp_path, graph_cache, capsys):
+    target = write_tiny_folder(tmp_path / "m")
+    expected = runtime.predict(runtime.load(target), {"image": str(PHOTO)})
+    [entry] = graph_cache.iterdir()
+    (entry / "saved_model.pb").write_bytes(b"not a graph")
+    again = runtime.load(target)
+    assert not again.restored and "ignoring the cached graph" in capsys.readouterr().err
+    assert same_answer(runtime.predict(again, {"image": str(PHOTO)}), expected)
+    assert runtime.load(target).restored  # stored whole again
+
+
+def test_a_model_that_fails_to_load_stores_nothing(tmp_path, graph_cache):
+    target = write_tiny_folder(tmp_path / "m")
+    config = modelcard.read_config(target)
+    config["labels"] = config["labels"][:3]
+    modelcard.write_config(target, config)
+    with pytest.raises(ValueError, match="3 labels"):
+        runtime.load(target)
+    assert not graph_cache.exists() or not list(graph_cache.iterdir())
+
+
+def test_outside_a_hub_nothing_is_cached(tmp_path, monkeypatch):
+    monkeypatch.delenv(cache.ENV, raising=False)
+    target = write_tiny_folder(tmp_path / "m")
+    assert not runtime.load(target).restored and not runtime.load(target).restored
+    assert sorted(p.name for p in target.iterdir()) == ["README.md", "config.json", "examples", "model.keras"]
 
 
 # -- the untrained placeholder ---------------------------------------------------------------

@@ -15,6 +15,7 @@ and the function is plain Python that autograph has nothing to convert in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -46,45 +47,72 @@ def _softmax_head(model: keras.Model):
 
 
 class Explainer:
-    """Probabilities and a Grad-CAM map for one image batch of shape (1, H, W, 3)."""
+    """Probabilities and a Grad-CAM map for one image batch of shape (1, H, W, 3).
 
-    def __init__(self, model: keras.Model, last_conv_layer: str):
-        try:
-            conv = model.get_layer(last_conv_layer)
-        except ValueError:
-            raise ValueError(f"the model has no layer named {last_conv_layer!r} (config.json "
-                             "last_conv_layer)") from None
-        self._head = _softmax_head(model)
-        scores = self._head.input if self._head is not None else model.outputs[0]
-        self._backbone = keras.Model(model.inputs, conv.output)
-        try:
-            self._top: keras.Model | None = keras.Model(conv.output, scores)
-        except ValueError:  # a path to the output skips the layer: tape the whole model
-            self._top = None
-            self._whole = keras.Model(model.inputs, [conv.output, scores])
-        shape = (1, *model.inputs[0].shape[1:])
-        self._run = tf.function(self._explain, input_signature=[tf.TensorSpec(shape, tf.float32)],
-                                reduce_retracing=True, autograph=False)
+    Made by `trace` from a Keras model, or by `restore` from a folder `save`
+    wrote: a TensorFlow SavedModel of the traced function and the variables it
+    reads, so a later worker of the same model skips building the Keras model
+    and tracing (restoring is a graph import and a checkpoint read)."""
 
-    def _explain(self, x: tf.Tensor):
+    def __init__(self, module: tf.Module):
+        self._module = module  # .explain: the function; .weights: the variables it reads
+
+    @classmethod
+    def trace(cls, model: keras.Model, last_conv_layer: str) -> "Explainer":
+        module = tf.Module()
+        module.explain = _grad_cam_function(model, last_conv_layer)
+        module.weights = [variable.value for variable in model.variables]  # TensorFlow's own variables
+        return cls(module)
+
+    @classmethod
+    def restore(cls, folder: Path) -> "Explainer":
+        return cls(tf.saved_model.load(str(folder)))
+
+    def save(self, folder: Path) -> None:
+        """No serving signature and no saver ops: only `restore` reads this folder, and
+        leaving them (and Keras's variable wrappers) out makes writing it ~5x faster."""
+        tf.saved_model.save(self._module, str(folder), signatures={},
+                            options=tf.saved_model.SaveOptions(experimental_skip_saver=True))
+
+    def __call__(self, batch: np.ndarray) -> Explanation:
+        probs, cam = self._module.explain(tf.convert_to_tensor(batch, dtype=tf.float32))
+        return Explanation(probabilities=probs.numpy().astype(np.float64), cam=cam.numpy())
+
+
+def _grad_cam_function(model: keras.Model, last_conv_layer: str):
+    """One tf.function with a fixed input signature: (probabilities, Grad-CAM map)."""
+    try:
+        conv = model.get_layer(last_conv_layer)
+    except ValueError:
+        raise ValueError(f"the model has no layer named {last_conv_layer!r} (config.json "
+                         "last_conv_layer)") from None
+    head = _softmax_head(model)
+    head_input = head.input if head is not None else model.outputs[0]
+    backbone = keras.Model(model.inputs, conv.output)
+    try:
+        top: keras.Model | None = keras.Model(conv.output, head_input)
+    except ValueError:  # a path to the output skips the layer: tape the whole model
+        top, whole = None, keras.Model(model.inputs, [conv.output, head_input])
+
+    def explain(x: tf.Tensor):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
-            if self._top is None:
+            if top is None:
                 tape.watch(x)
-                features, scores = self._whole(x, training=False)
+                features, scores = whole(x, training=False)
             else:  # nothing is watched yet, so the backbone is not taped
-                features = self._backbone(x, training=False)
+                features = backbone(x, training=False)
                 tape.watch(features)
-                scores = self._top(features, training=False)
-            if self._head is not None:
-                scores = keras.ops.matmul(scores, self._head.kernel) + self._head.bias
+                scores = top(features, training=False)
+            if head is not None:
+                scores = keras.ops.matmul(scores, head.kernel) + head.bias
                 probs = tf.nn.softmax(scores)
             else:
                 probs = scores
-            top = tf.argmax(probs[0])
-            score = tf.gather(scores[0], top)
+            best = tf.argmax(probs[0])
+            score = tf.gather(scores[0], best)
         grads = tape.gradient(score, features)
         return probs[0], cam_from(features, grads)
 
-    def __call__(self, batch: np.ndarray) -> Explanation:
-        probs, cam = self._run(tf.convert_to_tensor(batch, dtype=tf.float32))
-        return Explanation(probabilities=probs.numpy().astype(np.float64), cam=cam.numpy())
+    shape = (1, *model.inputs[0].shape[1:])
+    return tf.function(explain, input_signature=[tf.TensorSpec(shape, tf.float32)], reduce_retracing=True,
+                       autograph=False)
