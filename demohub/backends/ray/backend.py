@@ -37,6 +37,7 @@ from demohub.backends.ray.head import (HEAD_MODULE, LOOPBACK_ENV, PROJECT_ROOT, 
                                        is_loopback, probe)
 from demohub.backends.ray.replica import DemoReplica
 from demohub.errors import InputError, ModelError, WorkerFailed, WorkerTimeout
+from demohub.kit import cache
 from demohub.memory import process_memory
 from demohub.spec import DemoSpec
 
@@ -518,7 +519,8 @@ class RayBackend:
         # Replicas inherit their node's environment, not the hub's: pass what the
         # worker path would have inherited (never secrets such as HF_TOKEN: set those
         # on the nodes, since runtime_env is stored in Ray's GCS in clear).
-        env.update({k: v for k, v in os.environ.items() if k in ("HF_ENDPOINT", "HF_HUB_OFFLINE")})
+        # HUB_CACHE_DIR: a node keeps what runtimes derive (durian's traced graph) at the same path.
+        env.update({k: v for k, v in os.environ.items() if k in ("HF_ENDPOINT", "HF_HUB_OFFLINE", cache.ENV)})
         # GPUs are Ray's to place: a demo asked to run on CUDA asks Ray for one
         # (Ray then sets CUDA_VISIBLE_DEVICES); anything else runs on the CPU.
         asked, _setting = device.requested(spec.name, spec.device, os.environ)
