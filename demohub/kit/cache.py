@@ -1,10 +1,10 @@
 """A folder where a runtime keeps what it derives from a model folder (a traced
 graph, an index), so the next worker of the same model skips that work.
 
-The hub exports its `--cache-dir` to every worker it starts as `HUB_CACHE_DIR`;
-a runtime's folder is `<cache dir>/derived/<demo>`. Outside a hub (tests,
-notebooks, the one-process baseline) and on a Ray node without that path there
-is none, and a runtime does the work every time.
+The hub exports its `--cache-dir` to every worker it starts as `HUB_CACHE_DIR`
+(and to Ray replicas: each node keeps its own at that path); a runtime's folder
+is `<cache dir>/derived/<demo>`. Outside a hub (tests, notebooks, the
+one-process baseline) there is none, and a runtime does the work every time.
 
 Entries are written whole or not at all (`store` renames a finished folder into
 place), named by a key the runtime derives from everything they depend on, and
