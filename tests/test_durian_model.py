@@ -298,6 +298,13 @@ def test_a_damaged_entry_is_rebuilt_not_fatal(tmp_path, graph_cache, capsys):
     assert runtime.load(target).restored  # stored whole again
 
 
+def test_a_missing_weights_file_is_named_with_or_without_a_cache(tmp_path, graph_cache):
+    target = write_tiny_folder(tmp_path / "m")
+    (target / "model.keras").unlink()
+    with pytest.raises(FileNotFoundError, match="the model file .*model.keras is missing"):
+        runtime.load(target)
+
+
 def test_outside_a_hub_nothing_is_cached(tmp_path, monkeypatch):
     monkeypatch.delenv(cache.ENV, raising=False)
     target = write_tiny_folder(tmp_path / "m")

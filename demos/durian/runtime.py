@@ -78,7 +78,7 @@ def explainer(model_dir: Path, config: dict, labels: list[str], prep: Preprocess
     of the same model stored it (True), else traced from the Keras model and stored."""
     weights = model_dir / config.get("weights_file", "model.keras")
     place = cache.folder("durian")
-    if place is None:
+    if place is None or not weights.is_file():  # (a missing file: the loader's own message says so)
         return trace(weights, config, labels, prep), False
     entry = place / cache.key(json.dumps(config, sort_keys=True), cache.file_identity(weights),
                               tfenv.tf.__version__, keras.__version__, device_name(), GRADCAM_SOURCE)
