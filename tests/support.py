@@ -55,6 +55,23 @@ def gone(pid: int) -> bool:
     return not psutil.pid_exists(pid) or is_zombie(pid)
 
 
+def files_under(folder: Path) -> list[Path]:
+    """The files under folder now; a folder the hub's sweeper removes while this walks
+    is skipped (os.walk ignores it) instead of failing the listing (rglob raises)."""
+    return [Path(top) / name for top, _, names in os.walk(folder) for name in names]
+
+
+def ages(files: list[Path], now: float) -> list[float]:
+    """Seconds since each file's ctime; a file swept between listing and stat has none."""
+    found = []
+    for f in files:
+        try:
+            found.append(now - f.stat().st_ctime)
+        except FileNotFoundError:
+            pass
+    return found
+
+
 def mapped_framework_libs(pid: int) -> set[str]:
     """Framework shared objects mapped into process `pid` (read from /proc)."""
     found = set()

@@ -23,7 +23,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from support import TEST_DEMOS, running_hub
+from support import TEST_DEMOS, ages, files_under, running_hub
 
 MB = 2**20
 TECHNICAL = ("Traceback", "Exception", "Error:", "pydantic", "/tmp/", "/work/", "site-packages")
@@ -172,10 +172,6 @@ def reset_peak(pid: int) -> None:
 def assert_readable(text: str) -> None:
     for word in TECHNICAL:
         assert word not in text, f"{word!r} reached the client: {text[:300]}"
-
-
-def files_under(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file()]
 
 
 # --- 1. images are never decoded in the hub process ------------------------------------------
@@ -403,7 +399,7 @@ def test_the_temp_folder_stays_bounded_and_is_empty_after_shutdown(demos_dir, tm
             files = files_under(temp)
             counts.append(len(files))
             now = time.time()
-            oldest = max([oldest, *(now - f.stat().st_ctime for f in files if f.exists())])
+            oldest = max([oldest, *ages(files, now)])
             time.sleep(0.5)
         seconds = time.monotonic() - started
         time.sleep(ttl * 2 + 1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from gradio_client import handle_file
 
-from support import SHARED_DATA, mapped_framework_libs, running_hub
+from support import SHARED_DATA, files_under, mapped_framework_libs, running_hub
 from test_durian_model import write_tiny_folder
 
 PHOTO = SHARED_DATA / "images" / "durian_1.jpg"
@@ -54,6 +54,6 @@ def test_prediction_through_the_hub(tmp_path):
         # unpacked are gone, and the Grad-CAM function is traced without autograph, which
         # would leave a module per traced function that only a clean exit removes
         assert list(system_tmp.glob("gradio/demohub-*/worker-durian-*"))
-        assert not [p for p in system_tmp.rglob("*") if p.is_file() and "worker-durian-" in str(p)]
+        assert not [p for p in files_under(system_tmp) if "worker-durian-" in str(p)]
         assert not list(system_tmp.glob("__autograph*")) and not list(system_tmp.glob("durian-weights-*"))
     assert not list(system_tmp.rglob("*.py")), sorted(system_tmp.rglob("*"))
