@@ -36,7 +36,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import log  # noqa: E402
 from vs_baseline import (DEFAULT_HUB_ARGS, DEMOS, REQUEST_TIMEOUT_S, ROOT, CallFailed, Inputs,  # noqa: E402
-                         Server, Settings, load_everything, start, timed)
+                         Server, Settings, loaded_and_paused, timed)
 
 PHASES = ("upload", "join", "result", "download", "total")
 APPS = ("hub", "baseline")
@@ -145,19 +145,11 @@ def main(argv: list[str] | None = None) -> int:
                         hub_args=shlex.split(args.hub_args), root=args.root.resolve(),
                         cache_dir=(args.cache_dir or args.root / ".cache").resolve(), workdir=workdir)
     inputs = {app: Inputs() for app in APPS}
-    servers: dict[str, Server] = {}
     try:
-        for app in APPS:
-            servers[app] = start(app, settings)
-        for app in APPS:
-            servers[app].wait_page()
-            load_everything(servers[app], inputs[app])
-            servers[app].pause()
-            log(f"{app}: loaded")
-        times = measure(servers, demos, args.calls, args.block, inputs)
+        with loaded_and_paused(APPS, settings, inputs) as servers:
+            log("both apps loaded")
+            times = measure(servers, demos, args.calls, args.block, inputs)
     finally:
-        for server in servers.values():
-            server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"hub args: {args.hub_args}; {args.calls} calls per demo and app, blocks of {args.block}")
     print(table(times, demos))

@@ -465,6 +465,17 @@ def side_by_side(order: tuple[str, str], settings: Settings, inputs: dict[str, I
     then the mixed stream. Measured minutes apart, as the other stages are, a
     warm p50 drifted 10 % with the machine and the app's own CPU-seconds per
     answer 15 % between rounds; side by side the drift falls on both alike."""
+    with loaded_and_paused(order, settings, inputs) as servers:
+        out = {app: {"warm": warm} for app, warm in warm_side_by_side(order, servers, settings, inputs).items()}
+        for app, figures in stream_side_by_side(order, servers, settings, seed).items():
+            out[app].update(figures)
+        return out
+
+
+@contextmanager
+def loaded_and_paused(order: tuple[str, ...], settings: Settings,
+                      inputs: dict[str, Inputs]) -> Iterator[dict[str, Server]]:
+    """Both apps started, every model loaded, each tree paused; ended by PID on the way out."""
     servers: dict[str, Server] = {}
     try:
         for app in order:
@@ -473,10 +484,7 @@ def side_by_side(order: tuple[str, str], settings: Settings, inputs: dict[str, I
             servers[app].wait_page()
             load_everything(servers[app], inputs[app])
             servers[app].pause()
-        out = {app: {"warm": warm} for app, warm in warm_side_by_side(order, servers, settings, inputs).items()}
-        for app, figures in stream_side_by_side(order, servers, settings, seed).items():
-            out[app].update(figures)
-        return out
+        yield servers
     finally:
         for server in servers.values():
             server.stop()
