@@ -43,6 +43,9 @@ def test_cluster_runs_the_pinned_ray_with_models_off_the_head(docs):
     assert spec["rayVersion"] == pinned_ray()
     assert spec["enableInTreeAutoscaling"] is True  # replicas that do not fit add nodes
     assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    # its Ray Client proxy forks per session: gRPC's fork handlers off, as LocalRay's head has them
+    (head,) = containers(spec["headGroupSpec"]["template"])
+    assert env_of(head)["GRPC_ENABLE_FORK_SUPPORT"] == "0"
 
 
 def test_worker_cpus_match_the_container_and_memory_is_limited(docs):

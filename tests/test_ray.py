@@ -274,6 +274,25 @@ def test_questions_answers_end_to_end_through_ray_client(cluster):
         ((state, pid, _),) = serve_apps()[f"{APP_PREFIX}questions"]
         assert state == "RUNNING" and "libtorch" in " ".join(mapped_framework_libs(pid))
         assert not mapped_framework_libs(hub.pid)  # torch and tokenizers stayed on the replica
+        # The proxy forks this session's server from a busy gRPC thread; with gRPC's
+        # post-fork handlers on, that child could segfault before exec and leave the
+        # handshake waiting forever (see LocalRay's head environment).
+        servers = _client_servers(cluster)
+        assert {"proxy", "specific-server"} <= set(servers), servers
+        assert all(env.get("GRPC_ENABLE_FORK_SUPPORT") == "0" for env in servers.values())
+
+
+def _client_servers(cluster) -> dict[str, dict[str, str]]:
+    """The head's Ray Client server processes by mode, each with its environment."""
+    found = {}
+    for proc in psutil.Process(cluster.pid).children(recursive=True):
+        try:
+            mode = next((a.split("=", 1)[1] for a in proc.cmdline() if a.startswith("--mode=")), None)
+            if mode and "ray.util.client.server" in proc.cmdline():
+                found[mode] = proc.environ()
+        except psutil.Error:
+            continue
+    return found
 
 
 def _listening(pids: set[int]) -> list[tuple[str, int]]:

@@ -189,6 +189,12 @@ class LocalRay:
                     "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
                     # a Ray Client session starts a server process; 30 s is too short on a busy machine
                     "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "120",
+                    # The Ray Client proxy forks (then execs) a server per session from a busy
+                    # gRPC thread; gRPC's post-fork handler restarts its threads in that child,
+                    # which then segfaulted before exec (seen with strace: SIGSEGV in the child's
+                    # new event_engine thread), leaving the client waiting with no deadline.
+                    # gRPC's documented switch for fork-then-exec programs turns the handlers off.
+                    "GRPC_ENABLE_FORK_SUPPORT": "0",
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
         client_port = _free_port()
         args = ["--head", "--block", "--port", "0", "--node-ip-address", "127.0.0.1",
