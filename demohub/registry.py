@@ -61,6 +61,11 @@ class Limits:
     #: a model gets copies only if its calls take this long on average
     #: (questions' 15 ms calls queue briefly; docs/benchmarks.md, "copies")
     copy_min_call_s: float = 0.05
+    #: a call gets more than one CPU thread only if its model's calls take this long
+    #: on average: questions' ~7 ms forward pass saves 1.5 ms with a second thread
+    #: and burns 47 % more CPU, which the server and its callers need at that moment
+    #: (docs/benchmarks.md, "one thread for a short call")
+    threads_min_call_s: float = 0.05
 
 
 @dataclass
@@ -594,12 +599,17 @@ class Registry:
 
     # -- calling --------------------------------------------------------------------
 
-    def _grant_threads(self) -> int | None:
-        """CPU threads for a call about to start (call with the lock held): a call
-        running alone may use every core; calls running together split them, so
-        their thread pools do not spin against each other."""
+    def _grant_threads(self, slot: _Slot) -> int | None:
+        """CPU threads for a call of `slot`'s model about to start (call with the
+        lock held): a call running alone may use every core; calls running together
+        split them, so their thread pools do not spin against each other; and a
+        model whose calls are known to be short gets one, as a second thread would
+        cost more CPU than the time it saves."""
         if self.limits.worker_threads:
             return self.limits.worker_threads
+        stats = slot.stats
+        if stats.predictions and stats.predict_seconds_total / stats.predictions < self.limits.threads_min_call_s:
+            return 1
         running = sum(s.calls for s in self._slots.values())
         return max(1, self.cores // max(1, running))
 
@@ -649,7 +659,7 @@ class Registry:
         model is ready (waiting for the model to be free counts against it)."""
         with self._lock:
             slot.calls += 1
-            threads = self._grant_threads()
+            threads = self._grant_threads(slot)
             if slot.calls > 1:
                 slot.crowded_at = time.monotonic()
             wants_copy = slot.calls > worker.replicas

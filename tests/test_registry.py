@@ -438,13 +438,32 @@ def test_concurrency_is_what_a_model_can_really_run(build):
 def test_cpu_threads_are_shared_between_running_calls(build):
     registry = build(alpha={}, beta={})
     registry.cores = 4
-    assert registry._grant_threads() == 4  # nothing else running: every core
-    registry._slots["alpha"].calls = 1
-    assert registry._grant_threads() == 4  # counted as the caller itself
+    alpha = registry._slots["alpha"]
+    assert registry._grant_threads(alpha) == 4  # nothing else running: every core
+    alpha.calls = 1
+    assert registry._grant_threads(alpha) == 4  # counted as the caller itself
     registry._slots["beta"].calls = 1
-    assert registry._grant_threads() == 2
+    assert registry._grant_threads(alpha) == 2
     registry._slots["beta"].calls = 3
-    assert registry._grant_threads() == 1
+    assert registry._grant_threads(alpha) == 1
+
+
+def test_a_model_with_short_calls_gets_one_thread_even_alone(build):
+    registry = build(alpha={}, beta={})
+    registry.cores = 4
+    alpha, beta = registry._slots["alpha"], registry._slots["beta"]
+    alpha.stats.predictions, alpha.stats.predict_seconds_total = 10, 0.07  # 7 ms a call
+    beta.stats.predictions, beta.stats.predict_seconds_total = 10, 2.0  # 200 ms a call
+    assert registry._grant_threads(alpha) == 1
+    assert registry._grant_threads(beta) == 4
+
+
+def test_the_one_thread_reaches_the_workers_torch(build):
+    """Through a real worker: with every call counted as short, the second call
+    (the first one's length now known) runs with a one-thread torch pool."""
+    registry = build(Limits(threads_min_call_s=3600), alpha={})
+    registry.predict("alpha", {"op": "torch_threads"})  # imports torch in the worker
+    assert registry.predict("alpha", {"op": "torch_threads"})["torch_threads"] == 1
 
 
 def loading_pid(registry, name: str, timeout: float = 60) -> int:
