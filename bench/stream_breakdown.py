@@ -31,7 +31,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import log  # noqa: E402
-from vs_baseline import (DEFAULT_HUB_ARGS, DEMOS, MIX, ROOT, Inputs, Settings,  # noqa: E402
+from vs_baseline import (DEFAULT_HUB_ARGS, DEMOS, MIX, ROOT, Inputs, Settings, cpu_seconds,  # noqa: E402
                          loaded_and_paused, mixed_stream, tree)
 
 APPS = ("hub", "baseline")
@@ -44,7 +44,10 @@ def parse_mix(text: str) -> dict[str, float]:
         name, _, weight = part.partition("=")
         if name not in DEMOS:
             raise ValueError(f"{name!r} is not a demo; choose from {', '.join(DEMOS)}")
-        mix[name] = float(weight or 1)
+        try:
+            mix[name] = float(weight or 1)
+        except ValueError:
+            raise ValueError(f"the weight of {name} must be a number, not {weight!r}") from None
         if mix[name] <= 0:
             raise ValueError(f"the weight of {name} must be positive")
     return mix
@@ -68,11 +71,9 @@ def cpu_by_process(root_pid: int) -> dict[tuple[int, str], float]:
     out: dict[tuple[int, str], float] = {}
     for proc in tree(root_pid):
         try:
-            t = proc.cpu_times()
-            name = role(proc, root_pid)
+            out[(proc.pid, role(proc, root_pid))] = cpu_seconds(proc)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
-        out[(proc.pid, name)] = t.user + t.system + t.children_user + t.children_system
     return out
 
 

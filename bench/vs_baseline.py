@@ -103,15 +103,20 @@ def tree_memory(pid: int) -> dict[str, int]:
     return total
 
 
+def cpu_seconds(proc: psutil.Process) -> float:
+    """CPU-seconds of one process, including its children it has already reaped."""
+    t = proc.cpu_times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def tree_cpu(pid: int) -> float:
     """CPU-seconds of the tree, including descendants already reaped by a member."""
     seconds = 0.0
     for proc in tree(pid):
         try:
-            t = proc.cpu_times()
+            seconds += cpu_seconds(proc)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
-        seconds += t.user + t.system + t.children_user + t.children_system
     return seconds
 
 
