@@ -52,6 +52,39 @@ def test_fit_aspect_pads_extreme_strips_and_leaves_photos_alone():
     assert images.fit_aspect(Image.new("RGB", (400, 100))).size == (400, 100)  # exactly 4:1 is kept
 
 
+def test_draft_size_keeps_the_aspect_and_never_asks_below_max_side():
+    assert images.draft_size((2400, 1589), 1024) == (1024, 678)
+    assert images.draft_size((1589, 2400), 1024) == (678, 1024)
+    assert images.draft_size((900, 598), 1024) == (900, 598)  # already small: nothing to ask
+    assert images.draft_size((60000, 1), 1024) == (1024, 1)
+
+
+@pytest.mark.parametrize("size,decoded", [((2400, 1589), (1200, 795)), ((1589, 2400), (795, 1200)),
+                                          ((8660, 5774), (1083, 722)), ((1500, 1000), (1500, 1000))])
+def test_a_large_jpeg_is_decoded_at_the_smallest_scale_that_still_covers_max_side(
+        tmp_path, monkeypatch, size, decoded):
+    """The decoder scales by 1/2, 1/4 or 1/8 while decoding; load_image must ask
+    for the most of that which still leaves MAX_SIDE pixels to resize from.
+    (PIL's own draft runs; the wrapper only records the size it decodes at.)"""
+    from PIL import JpegImagePlugin
+
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", size, (40, 160, 40)).save(path, quality=80)
+    decodes: list[tuple[int, int]] = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def recording_draft(self, mode, requested_size):
+        result = draft(self, mode, requested_size)
+        decodes.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", recording_draft)
+    loaded = images.load_image(path)
+    assert decodes == [decoded]
+    assert max(loaded.size) == images.MAX_SIDE
+    assert abs(loaded.size[0] / loaded.size[1] - size[0] / size[1]) < 0.01
+
+
 @pytest.mark.parametrize("size", [(60000, 1), (1, 60000), (5000, 3)])
 def test_extreme_aspect_png_decodes_to_something_the_models_can_use(tmp_path, size):
     from demos.cassava.heatmap_view import heatmap_image

@@ -66,6 +66,18 @@ def fit_aspect(im: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Image:
     return canvas
 
 
+def draft_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """What to ask a JPEG decoder for so the photo comes out with its longest side
+    just above `max_side`: the photo scaled down, aspect kept. PIL's `draft` only
+    halves while *both* sides stay at or above the request, so asking for
+    (max_side, max_side) left a 2400x1589 photo at full size."""
+    width, height = size
+    scale = max_side / max(width, height)
+    if scale >= 1:
+        return size
+    return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
+
+
 def load_image(path: str | os.PathLike, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS,
                max_bytes: int = MAX_FILE_BYTES) -> Image.Image:
     """Decode `path` into an upright RGB image whose longest side is <= max_side."""
@@ -92,7 +104,7 @@ def load_image(path: str | os.PathLike, max_side: int = MAX_SIDE, max_pixels: in
                         f"the limit is {max_pixels / 1e6:.0f} megapixels."
                     )
                 if im.format in ("JPEG", "MPO"):
-                    im.draft("RGB", (max_side, max_side))
+                    im.draft("RGB", draft_size(im.size, max_side))
                 im.load()
                 im = ImageOps.exif_transpose(im)
                 im = _to_rgb(im)
