@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from demohub.device import device_name
 from demohub.kit import cache, classify, heatmap, images, modelcard
@@ -122,14 +123,14 @@ def predict(model: DurianModel, request: dict) -> classify.ImageClassification:
         raise InputError("no image was received; upload a durian photo")
     image = images.load_image(request["image"])
     explanation = model.explain(to_batch(image, model.prep))
-    small = image.copy()
-    small.thumbnail((HEATMAP_MAX_SIDE, HEATMAP_MAX_SIDE))
+    # bilinear and in place, as cassava does: bicubic on a copy cost several ms a request, unseen under the map
+    image.thumbnail((HEATMAP_MAX_SIDE, HEATMAP_MAX_SIDE), Image.Resampling.BILINEAR)
     decision = classify.decide(explanation.probabilities, model.labels, model.threshold)
     details = verdict_line(decision.label, decision.uncertain, model.threshold,
                            model.config.get("descriptions", {}))
     return classify.build_result(
         explanation.probabilities, model.labels, model.threshold, model.trained,
-        heatmap=heatmap.overlay(small, explanation.cam), details=details,
+        heatmap=heatmap.overlay(image, explanation.cam), details=details,
         architecture=model.config.get("architecture"),
     )
 
