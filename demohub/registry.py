@@ -185,10 +185,9 @@ class Registry:
         self.cores = cores or usable_cores()
         self._sources = sources
         self._slots = {spec.name: _Slot(spec) for spec in specs}
-        #: concurrent requests share one call, for models whose spec allows batches and
-        #: whose backend runs one call at a time (where a request would otherwise queue)
-        self._batchers = {s.name: batching.Batcher(s.name, s.max_batch) for s in specs
-                          if s.max_batch > 1 and backend.concurrency(s) == 1}
+        #: concurrent requests share one call, for models whose spec allows batches
+        #: (every backend runs such a model as one copy: `copies_allowed`)
+        self._batchers = {s.name: batching.Batcher(s.name, s.max_batch) for s in specs if s.max_batch > 1}
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._closed = threading.Event()
@@ -204,12 +203,13 @@ class Registry:
         return self._slots[name].spec
 
     def concurrency(self, name: str) -> int:
-        """Requests one loaded model can really run at once (the tab's limit); for a
-        batching model, the requests one call can carry."""
+        """Requests one loaded model can really take at once (the tab's limit): those
+        it runs, plus one staged behind each local worker's; for a batching model,
+        the requests one call can carry."""
         spec = self._slots[name].spec
         if name in self._batchers:
             return spec.max_batch
-        return max(1, self.backend.concurrency(spec))  # one call per worker copy or replica
+        return max(1, self.backend.concurrency(spec))
 
     def predict(self, name: str, request: Any, progress: Progress | None = None) -> Any:
         """Run `request` through `name`'s model, loading it first if needed."""
@@ -610,7 +610,7 @@ class Registry:
         stats = slot.stats
         if stats.predictions and stats.predict_seconds_total / stats.predictions < self.limits.threads_min_call_s:
             return 1
-        running = sum(s.calls for s in self._slots.values())
+        running = sum(min(s.calls, s.worker.replicas) for s in self._slots.values() if s.worker is not None)
         return max(1, self.cores // max(1, running))
 
     def _copy_pays(self, slot: _Slot) -> bool:

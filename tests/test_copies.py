@@ -79,7 +79,7 @@ def crowd(registry: Registry, name: str = "alpha", seconds: float = 1.5) -> list
 
 def test_a_busy_model_gets_a_second_copy_and_both_answer_at_once(build):
     registry = build(alpha={})
-    assert registry.concurrency("alpha") == 2  # Gradio lets two in
+    assert registry.concurrency("alpha") == 4  # Gradio lets in one running and one staged per copy
     first = registry.predict("alpha", {})["pid"]
     results = together(registry, "alpha", [{"op": "sleep", "seconds": 2.0}] * 2 + [{"op": "sleep", "seconds": 1.0}])
     assert not [r for r in results if isinstance(r, Exception)], results
@@ -173,10 +173,11 @@ def test_evicting_or_closing_ends_every_copy(build):
 
 
 def test_a_demo_can_keep_its_model_to_one_copy(build):
-    assert build(alpha={}, copies=1).concurrency("alpha") == 1
-    assert build(alpha={}, copies=3).concurrency("alpha") == 3
+    # each copy runs one call and takes one more staged behind it
+    assert build(alpha={}, copies=1).concurrency("alpha") == 2
+    assert build(alpha={}, copies=3).concurrency("alpha") == 6
     registry = build(alpha={}, copies=3, max_copies=1)  # the demo's SPEC says one
-    assert registry.concurrency("alpha") == 1
+    assert registry.concurrency("alpha") == 2
     results = together(registry, "alpha", [{"op": "sleep", "seconds": 0.5}] * 2)
     assert len({r["pid"] for r in results}) == 1
 

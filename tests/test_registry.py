@@ -432,19 +432,26 @@ def test_idle_openmp_threads_spin_briefly_unless_the_operator_says_otherwise(bui
 def test_concurrency_is_what_a_model_can_really_run(build):
     registry = build(alpha={})
     assert registry.spec("alpha").concurrency_limit == 4
-    assert registry.concurrency("alpha") == 1  # one process answers one call at a time
+    # one process runs one call at a time, and takes one more staged behind it
+    assert registry.concurrency("alpha") == 2
 
 
 def test_cpu_threads_are_shared_between_running_calls(build):
-    registry = build(alpha={}, beta={})
+    registry = build(Limits(threads_min_call_s=0.0), alpha={}, beta={})
+    registry.predict("alpha", {})  # loaded: a model's running calls are at most its copies
+    registry.predict("beta", {})
     registry.cores = 4
-    alpha = registry._slots["alpha"]
+    alpha, beta = registry._slots["alpha"], registry._slots["beta"]
     assert registry._grant_threads(alpha) == 4  # nothing else running: every core
     alpha.calls = 1
     assert registry._grant_threads(alpha) == 4  # counted as the caller itself
-    registry._slots["beta"].calls = 1
+    alpha.calls = 2
+    assert registry._grant_threads(alpha) == 4  # the second waits staged behind the first: not running
+    beta.calls = 1
     assert registry._grant_threads(alpha) == 2
-    registry._slots["beta"].calls = 3
+    beta.calls = 2
+    assert registry._grant_threads(alpha) == 2
+    registry.cores = 2
     assert registry._grant_threads(alpha) == 1
 
 

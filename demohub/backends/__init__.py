@@ -139,7 +139,8 @@ class Backend(Protocol):
         with, for an extra copy started because calls already run at once.)"""
 
     def concurrency(self, spec: DemoSpec) -> int:
-        """How many calls one loaded model of `spec` can run at once."""
+        """How many calls the hub may hand one loaded model of `spec` at once (a
+        local worker: one running and one staged; Ray: one per replica)."""
 
     def shared(self, metric: str) -> list[SharedProcess]:
         """Processes kept besides the models (templates, Ray daemons)."""

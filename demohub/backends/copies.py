@@ -1,12 +1,13 @@
 """Copies of one model: a second local worker for a model whose requests pile up.
 
-A local worker process answers one call at a time, so a busy model queues even
+A local worker process runs one call at a time, so a busy model queues even
 when the machine has a free core. `Copies` wraps the handles a local backend
-starts for one model and hands each call to a free copy. It is pure mechanism:
-the registry decides when a copy is added (`grow`: every copy busy, and the
-memory budget has room for one more) and when one goes (`shrink`: the model has
-not needed its extra copies for a while, or the budget needs room); this module
-only starts, routes, measures and ends them.
+starts for one model and hands each call to the least busy copy (a copy takes
+as many calls at once as its backend's `concurrency`: one running, one staged).
+It is pure mechanism: the registry decides when a copy is added (`grow`: every
+copy busy, and the memory budget has room for one more) and when one goes
+(`shrink`: the model has not needed its extra copies for a while, or the budget
+needs room); this module only starts, routes, measures and ends them.
 
 Threads: a `grow` starts one daemon thread that lives until that copy is ready
 or has failed (bounded by the demo's load deadline, and cut short by `kill`).
@@ -35,9 +36,10 @@ class Copies:
     """One model served by one to `max_copies` local worker processes."""
 
     def __init__(self, spec: DemoSpec, start: Callable[..., ModelHandle], max_copies: int,
-                 extra_threads: int | None = None):
+                 extra_threads: int | None = None, depth: int = 1):
         self.spec = spec
         self.max_copies = max_copies
+        self.depth = depth  # calls one copy takes at once
         self._start = start
         self._extra_threads = extra_threads
         self._lock = threading.Lock()
@@ -45,7 +47,7 @@ class Copies:
         first = start()
         self._first = first
         self._copies: list[ModelHandle] = [first]  # started, ready or not
-        self._idle: list[ModelHandle] = []  # ready and not in a call
+        self._ready: dict[ModelHandle, int] = {}  # ready copies, and the calls each holds now
         self._pending: ModelHandle | None = None  # a copy being added
         self._growing = False
         self._grow_after = 0.0
@@ -79,12 +81,12 @@ class Copies:
         info = self._first.wait_ready(timeout, tick)
         with self._lock:
             if self._first in self._copies:
-                self._idle.append(self._first)
-                self._free.notify()
+                self._ready[self._first] = 0
+                self._free.notify_all()
         return info
 
     def call(self, request: Any, timeout: float, threads: int | None = None) -> CallResult:
-        """Run on a free copy, waiting for one (or for a copy being added) within `timeout`."""
+        """Run on the least busy copy, waiting for room (or for a copy being added) within `timeout`."""
         deadline = time.monotonic() + timeout
         copy = self._take(deadline, timeout)
         while not copy.alive():  # it died while idle: drop it, and this request waits for another
@@ -152,11 +154,11 @@ class Copies:
     def shrink(self) -> bool:
         """End the newest idle copy beyond the first; False if every extra copy is busy."""
         with self._lock:
-            spare = [c for c in self._copies[1:] if c in self._idle]
+            spare = [c for c in self._copies[1:] if self._ready.get(c) == 0]
             if not spare:
                 return False
             copy = spare[-1]  # the newest: the oldest copy stays, as does its PID on the Status tab
-            self._idle.remove(copy)
+            del self._ready[copy]
             self._copies.remove(copy)
             left = len(self._copies)
         events.event("copy_end", self.spec.name, pid=copy.pid, copies=left, reason="not needed")
@@ -179,7 +181,7 @@ class Copies:
             with self._lock:
                 if self._ended is None:
                     self._copies.append(copy)
-                    self._idle.append(copy)
+                    self._ready[copy] = 0
                     added = True
                     count = len(self._copies)
             if added:
@@ -199,10 +201,15 @@ class Copies:
                 copy.kill("not needed")
 
     def _take(self, deadline: float, timeout: float) -> ModelHandle:
-        """A free copy, waiting for one (or for a copy being added) until `deadline`."""
+        """The least busy copy with room for a call, waiting for one (or for a copy
+        being added) until `deadline`."""
         name = self.spec.name
         with self._lock:
-            while not self._idle:
+            while True:
+                copy = min(self._ready, key=self._ready.__getitem__, default=None)
+                if copy is not None and self._ready[copy] < self.depth:
+                    self._ready[copy] += 1
+                    return copy
                 if self._ended or not (self._copies or self._growing):
                     raise WorkerFailed(f"the {name} model's worker has ended; it will restart on the "
                                        "next request")
@@ -211,26 +218,25 @@ class Copies:
                     raise ModelBusy(f"The {name} model stayed busy with other requests for "
                                     f"{timeout:.0f} s; try again in a moment.")
                 self._free.wait(remaining)
-            return self._idle.pop()
 
     def _release(self, copy: ModelHandle) -> None:
         with self._lock:
-            if copy in self._copies:
-                self._idle.append(copy)
+            if copy in self._ready:
+                self._ready[copy] -= 1
                 self._free.notify()
 
     def _lose(self, copy: ModelHandle, crashed: bool) -> bool:
         """Forget a copy that failed; returns whether the model still has others."""
         with self._lock:
-            if copy in self._copies:
+            lost_now = copy in self._copies  # a copy's staged call fails with it: it is lost once
+            if lost_now:
                 self._copies.remove(copy)
-                if copy in self._idle:
-                    self._idle.remove(copy)
+                self._ready.pop(copy, None)
                 self._lost_reason = None if crashed else (copy.ended_by_hub() or "failed")
             others = bool(self._copies or self._growing)
             self._free.notify_all()
         copy.kill("failed")
-        if others:
+        if others and lost_now:
             events.event("copy_lost", self.spec.name, pid=copy.pid, crashed=crashed)
         return others
 
@@ -258,10 +264,11 @@ class CopiesBackend:
         def start_one(threads: int | None = None) -> ModelHandle:
             return self.inner.start(spec, model_dir, placeholder=placeholder, threads=threads)  # type: ignore[call-arg]
 
-        return Copies(spec, start_one, copies_allowed(spec, self.max_copies), self.extra_threads)
+        return Copies(spec, start_one, copies_allowed(spec, self.max_copies), self.extra_threads,
+                      depth=self.inner.concurrency(spec))
 
     def concurrency(self, spec: DemoSpec) -> int:
-        return copies_allowed(spec, self.max_copies)
+        return copies_allowed(spec, self.max_copies) * self.inner.concurrency(spec)
 
     def shared(self, metric: str) -> list[SharedProcess]:
         return self.inner.shared(metric)

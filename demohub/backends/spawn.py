@@ -97,11 +97,23 @@ def is_stopped(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] in (b"T", b"t")
 
 
+#: Calls one local worker process is handed at once: it runs one, and the next
+#: waits already sent, in its socket, so the process starts it the moment the
+#: first ends instead of after a round trip through the busy hub process.
+PIPELINE_DEPTH = 2
+
+
 class LocalWorker(OneCopy):
     """One model in one local process.
 
-    Calls are serialised by `_busy` (owned by this handle, held for exactly one
-    call); a caller waits for it only until its own deadline.
+    Up to PIPELINE_DEPTH calls are in the process at once (`_room`); the process
+    answers them in the order they were sent, so each caller takes a ticket when
+    it sends (under `_sending`, held for one send) and reads its reply when the
+    replies before it have been read (`_turn`). A call that cannot read its
+    reply (the process died, hung or was stopped) breaks the channel for the
+    calls behind it too: they fail at once rather than at their deadlines. Every
+    wait is bounded by the caller's own deadline; all three are owned by this
+    handle and live as long as it does.
     """
 
     def __init__(self, spec: DemoSpec, proc: LocalProcess, channel: wire.Channel, temp: Path | None = None):
@@ -109,7 +121,12 @@ class LocalWorker(OneCopy):
         self._proc = proc
         self._channel = channel
         self._temp = temp  # the process's TMPDIR: this handle removes it once the process has ended
-        self._busy = threading.Lock()
+        self._room = threading.BoundedSemaphore(PIPELINE_DEPTH)
+        self._sending = threading.Lock()
+        self._turn = threading.Condition()
+        self._sent = 0  # tickets handed out (under _sending)
+        self._read = 0  # replies read (under _turn)
+        self._broken: str | None = None  # why the channel can no longer be used (under _turn)
         self._ended: str | None = None
         self._calls = 0  # calls sent so far: memory changes only when the model works
         self._measured: tuple[float, str, int, int] | None = None  # (at, metric, calls then, bytes)
@@ -165,15 +182,13 @@ class LocalWorker(OneCopy):
 
     def call(self, request: Any, timeout: float, threads: int | None = None) -> CallResult:
         deadline = time.monotonic() + timeout
-        if not self._busy.acquire(timeout=timeout):
+        if not self._room.acquire(timeout=timeout):
             raise ModelBusy(f"The {self.spec.name} model stayed busy with other requests for "
                             f"{timeout:.0f} s; try again in a moment.")
-        self._calls += 1
         try:
-            reply = self._exchange((wire.PREDICT, request, {"threads": threads}), deadline,
-                                   f"a prediction within {timeout:.0f} s", None)
+            reply = self._pipelined((wire.PREDICT, request, {"threads": threads}), deadline, timeout)
         finally:
-            self._busy.release()
+            self._room.release()
         kind = reply[0]
         if kind == wire.OK:
             return CallResult(value=reply[1], seconds=reply[2])
@@ -183,13 +198,73 @@ class LocalWorker(OneCopy):
                          "for the operator. Try another input or try again.",
                          detail=f"{reply[1]}\n{reply[2]}".strip())
 
-    def _exchange(self, message: tuple | None, deadline: float, what: str, tick: Tick | None) -> tuple:
-        """Send `message` (if any) and receive the reply, all before `deadline`;
-        a process stopped (SIGSTOP) for STOPPED_GRACE_S is given up on sooner."""
+    def _pipelined(self, message: tuple, deadline: float, timeout: float) -> tuple:
+        """Send `message` behind the calls already in the process, then read its reply in turn."""
+        what = f"a prediction within {timeout:.0f} s"
+        if not self._sending.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise ModelBusy(f"The {self.spec.name} model stayed busy with other requests for "
+                            f"{timeout:.0f} s; try again in a moment.")
+        try:
+            self._check_broken()
+            ticket = self._sent
+            self._sent += 1
+            self._calls += 1
+            self._exchange(message, deadline, what, None, receive=False)
+        except BaseException:
+            self._break("a request could not be sent to it")
+            raise
+        finally:
+            self._sending.release()
+        with self._turn:
+            while self._read != ticket and self._broken is None:
+                if not self._turn.wait(max(0.0, deadline - time.monotonic())) and self._read != ticket:
+                    break
+        if self._read != ticket:
+            self._check_broken()
+            self._break("a request ahead of this one did not finish in time")
+            self.kill("timeout")
+            raise WorkerTimeout(f"the {self.spec.name} model did not finish {what}; its worker was stopped "
+                                "and will restart on the next request")
+        try:
+            reply = self._exchange(None, deadline, what, None)
+        except ModelError:  # read whole and refused (unpickling): the next reply is still the next caller's
+            self._next_turn()
+            raise
+        except BaseException:
+            self._break("a request ahead of this one failed")
+            raise
+        self._next_turn()
+        return reply
+
+    def _next_turn(self) -> None:
+        with self._turn:
+            self._read += 1
+            self._turn.notify_all()
+
+    def _check_broken(self) -> None:
+        with self._turn:
+            broken = self._broken
+        if broken is not None:
+            raise WorkerFailed(f"the {self.spec.name} model's worker {self._describe_death()} before it "
+                               f"reached this request ({broken}); it will restart on the next request")
+
+    def _break(self, why: str) -> None:
+        """No reply after this point can be matched to its request: wake every waiting caller."""
+        with self._turn:
+            if self._broken is None:
+                self._broken = why
+            self._turn.notify_all()
+
+    def _exchange(self, message: tuple | None, deadline: float, what: str, tick: Tick | None,
+                  receive: bool = True) -> tuple:
+        """Send `message` (if any) and receive the reply (if `receive`), all before
+        `deadline`; a process stopped (SIGSTOP) for STOPPED_GRACE_S is given up on sooner."""
         name = self.spec.name
         try:
             if message is not None:
                 self._channel.send(message, deadline)
+            if not receive:
+                return ()
             self._channel.wait_readable(deadline, self._watch(tick))
             return self._channel.recv(deadline)
         except _Stopped:
@@ -241,17 +316,20 @@ class LocalWorker(OneCopy):
         """Ask politely, then kill; always reap so no zombie is left."""
         if self._ended is None:
             self._ended = "stopped"
-        if self.alive():
+        if self.alive() and self._sending.acquire(timeout=min(grace, 1.0)):
             try:
                 self._channel.send((wire.STOP, None), time.monotonic() + min(grace, 1.0))
             except (OSError, wire.ChannelTimeout):
                 pass
+            finally:
+                self._sending.release()
             self._reap(grace)
         self.kill(self._ended)
 
     def kill(self, reason: str = "killed") -> None:
         if self._ended is None:
             self._ended = reason
+        self._break(f"the hub ended it: {reason}")
         if self.alive():
             try:
                 self._proc.kill()
@@ -301,7 +379,7 @@ class SpawnBackend:
         return LocalWorker(spec, proc, wire.Channel(parent_sock), temp)
 
     def concurrency(self, spec: DemoSpec) -> int:
-        return 1
+        return PIPELINE_DEPTH
 
     def shared(self, metric: str) -> list[SharedProcess]:
         return []

@@ -42,8 +42,8 @@ from typing import Any, Iterable
 
 from demohub import events, tempdir, wire
 from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick
-from demohub.backends.spawn import (STOPPED_GRACE_S, LocalWorker, SpawnBackend, is_stopped, with_threads,
-                                    worker_env)
+from demohub.backends.spawn import (PIPELINE_DEPTH, STOPPED_GRACE_S, LocalWorker, SpawnBackend, is_stopped,
+                                    with_threads, worker_env)
 from demohub.errors import WorkerFailed
 from demohub.memory import process_memory
 from demohub.spec import DemoSpec
@@ -517,7 +517,7 @@ class TemplateBackend:
         return TemplateWorker(self, spec, model_dir, placeholder, env)
 
     def concurrency(self, spec: DemoSpec) -> int:
-        return 1
+        return PIPELINE_DEPTH
 
     def shared(self, metric: str) -> list[SharedProcess]:
         with self._lock:
