@@ -108,13 +108,21 @@ def replaced(registry: Registry, old_pid: int) -> None:
     assert gone(old_pid), "the failed worker's process was left behind"
 
 
+def ahead_and_behind(registry: Registry, ahead: dict, gap: float = 0.3,
+                     meanwhile=lambda pid: None) -> tuple[int, Call, Call]:
+    """Send `ahead`; once it runs, stage a plain echo behind it; then `meanwhile(pid)`.
+    Returns the worker's PID and both calls, ended."""
+    pid = worker_of(registry).pid
+    running = Call(registry, ahead)
+    time.sleep(gap)
+    staged = Call(registry, {"value": "behind"})
+    meanwhile(pid)
+    return pid, running.join(STOPPED_GRACE_S + 20), staged.join(STOPPED_GRACE_S + 20)
+
+
 def test_a_crash_ahead_fails_the_staged_call_at_once(build):
     registry = build()
-    pid = worker_of(registry).pid
-    running = Call(registry, {"op": "sleep", "seconds": 1.0, "then": "crash"})
-    time.sleep(0.3)
-    staged = Call(registry, {"value": "behind"})
-    running.join(), staged.join()
+    pid, running, staged = ahead_and_behind(registry, {"op": "sleep", "seconds": 1.0, "then": "crash"})
     assert isinstance(running.error, WorkerFailed) and "killed by signal 9" in str(running.error)
     assert isinstance(staged.error, WorkerFailed), staged.result
     message = str(staged.error)
@@ -126,11 +134,7 @@ def test_a_crash_ahead_fails_the_staged_call_at_once(build):
 
 def test_a_timeout_ahead_ends_the_worker_and_the_staged_call(build):
     registry = build(predict_timeout_s=1.0)
-    pid = worker_of(registry).pid
-    running = Call(registry, {"op": "sleep", "seconds": 20.0})
-    time.sleep(0.2)
-    staged = Call(registry, {"value": "behind"})
-    running.join(), staged.join()
+    pid, running, staged = ahead_and_behind(registry, {"op": "sleep", "seconds": 20.0}, gap=0.2)
     assert isinstance(running.error, WorkerTimeout) and "did not finish" in str(running.error)
     assert isinstance(staged.error, WorkerFailed)
     assert staged.seconds < 3
@@ -141,11 +145,7 @@ def test_a_timeout_ahead_ends_the_worker_and_the_staged_call(build):
 
 def test_a_refused_reply_ahead_leaves_the_staged_call_its_own(build):
     registry = build()
-    pid = worker_of(registry).pid
-    running = Call(registry, {"op": "sleep", "seconds": 1.0, "then": "torch"})
-    time.sleep(0.3)
-    staged = Call(registry, {"value": "behind"})
-    running.join(), staged.join()
+    pid, running, staged = ahead_and_behind(registry, {"op": "sleep", "seconds": 1.0, "then": "torch"})
     assert isinstance(running.error, ModelError) and "cannot use" in str(running.error)
     assert staged.error is None and staged.result["echo"] == "behind" and staged.result["pid"] == pid
     assert state(registry, "alpha").state == State.READY
@@ -153,16 +153,8 @@ def test_a_refused_reply_ahead_leaves_the_staged_call_its_own(build):
 
 def test_a_paused_worker_fails_both_calls_within_the_grace(build):
     registry = build()
-    pid = worker_of(registry).pid
-    running = Call(registry, {"op": "sleep", "seconds": 1.0})
-    time.sleep(0.3)
-    staged = Call(registry, {"value": "behind"})
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        running.join(STOPPED_GRACE_S + 10), staged.join(STOPPED_GRACE_S + 10)
-    finally:
-        if not gone(pid):
-            os.kill(pid, signal.SIGCONT)
+    pid, running, staged = ahead_and_behind(registry, {"op": "sleep", "seconds": 1.0},
+                                            meanwhile=lambda pid: os.kill(pid, signal.SIGSTOP))
     assert isinstance(running.error, WorkerTimeout) and "SIGSTOP" in str(running.error)
     assert isinstance(staged.error, WorkerFailed)
     assert max(running.seconds, staged.seconds) < STOPPED_GRACE_S + 5
