@@ -36,6 +36,11 @@ class WorkerTimeout(WorkerFailed):
     """The worker did not answer within the model's deadline and was killed."""
 
 
+class NotStarted(WorkerFailed):
+    """The worker ended before it started this request (staged behind one that
+    failed): the request never ran, so another copy of the model may take it."""
+
+
 class CopyFailed(WorkerFailed):
     """One copy of a model that runs as several failed this request and was
     ended; the model's other copies keep serving. `crashed`: it died without

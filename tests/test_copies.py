@@ -120,6 +120,23 @@ def test_a_copy_that_crashes_costs_only_its_own_request(build):
     assert registry.predict("alpha", {"value": 7})["pid"] == survivor["pid"]
 
 
+def test_a_call_staged_behind_a_crash_goes_to_the_other_copy(build):
+    registry = build(alpha={})
+    first, extra = crowd(registry)
+    # both copies idle: the crash goes to the first, the long call to the other, and the
+    # third call, with both copies holding one, is staged on the first, behind the crash
+    crashed, survivor, staged = together(registry, "alpha", [
+        {"op": "sleep", "seconds": 1.0, "then": "crash"}, {"op": "sleep", "seconds": 2.0},
+        {"value": "staged"}])
+    assert isinstance(crashed, WorkerFailed) and "killed by signal 9" in str(crashed)
+    assert wait_for(lambda: gone(first), 5), "the crash was not on the copy the test meant"
+    assert not isinstance(staged, Exception), staged
+    assert staged["echo"] == "staged" and staged["pid"] == survivor["pid"] == extra
+    alpha = state(registry, "alpha")
+    assert (alpha.stats.crashes, alpha.stats.timeouts) == (1, 0)  # the staged call's miss is no fault
+    assert alpha.state == State.READY and alpha.replicas == 1
+
+
 def test_a_copy_killed_while_idle_is_dropped_and_the_model_keeps_serving(build):
     registry = build(alpha={})
     pids = crowd(registry)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 from demohub import events
 from demohub.backends import (Backend, CallResult, LoadInfo, ModelHandle, SharedProcess, Tick,
                               copies_allowed)
-from demohub.errors import CopyFailed, InputError, ModelBusy, ModelError, WorkerFailed, WorkerTimeout
+from demohub.errors import CopyFailed, InputError, ModelBusy, ModelError, NotStarted, WorkerFailed, WorkerTimeout
 from demohub.spec import DemoSpec
 
 #: after a copy failed to start, the next one is not tried for this long
@@ -86,27 +86,32 @@ class Copies:
         return info
 
     def call(self, request: Any, timeout: float, threads: int | None = None) -> CallResult:
-        """Run on the least busy copy, waiting for room (or for a copy being added) within `timeout`."""
+        """Run on the least busy copy, waiting for room (or for a copy being added)
+        within `timeout`; a call whose copy failed before it started goes to another."""
         deadline = time.monotonic() + timeout
-        copy = self._take(deadline, timeout)
-        while not copy.alive():  # it died while idle: drop it, and this request waits for another
-            self._lose(copy, crashed=copy.ended_by_hub() is None)
+        while True:
             copy = self._take(deadline, timeout)
-        try:
-            result = copy.call(request, max(0.0, deadline - time.monotonic()), threads)
-        except (InputError, ModelError, ModelBusy):
+            if not copy.alive():  # it died while idle: drop it, and this request waits for another
+                self._lose(copy, crashed=copy.ended_by_hub() is None)
+                continue
+            try:
+                result = copy.call(request, max(0.0, deadline - time.monotonic()), threads)
+            except (InputError, ModelError, ModelBusy):
+                self._release(copy)
+                raise
+            except NotStarted:  # staged behind a call that failed with its copy: it never ran
+                self._set_aside(copy)
+                continue
+            except WorkerFailed as exc:
+                crashed = not isinstance(exc, WorkerTimeout) and copy.ended_by_hub() is None
+                if self._lose(copy, crashed):
+                    raise CopyFailed(str(exc), crashed=crashed) from None
+                raise
+            except BaseException:
+                self._release(copy)
+                raise
             self._release(copy)
-            raise
-        except WorkerFailed as exc:
-            crashed = not isinstance(exc, WorkerTimeout) and copy.ended_by_hub() is None
-            if self._lose(copy, crashed):
-                raise CopyFailed(str(exc), crashed=crashed) from None
-            raise
-        except BaseException:
-            self._release(copy)
-            raise
-        self._release(copy)
-        return result
+            return result
 
     def alive(self) -> bool:
         """Any copy alive (or one being added); copies found dead are dropped."""
@@ -225,10 +230,16 @@ class Copies:
                 self._ready[copy] -= 1
                 self._free.notify()
 
+    def _set_aside(self, copy: ModelHandle) -> None:
+        """Route no more calls to a copy whose call ahead failed; that call's caller
+        ends it and says why (`_lose`), as only it knows whether it was a crash."""
+        with self._lock:
+            self._ready.pop(copy, None)
+
     def _lose(self, copy: ModelHandle, crashed: bool) -> bool:
         """Forget a copy that failed; returns whether the model still has others."""
         with self._lock:
-            lost_now = copy in self._copies  # a copy's staged call fails with it: it is lost once
+            lost_now = copy in self._copies  # the sweeper may find it dead too: it is lost once
             if lost_now:
                 self._copies.remove(copy)
                 self._ready.pop(copy, None)

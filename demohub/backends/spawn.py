@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from demohub import device, tempdir, wire
 from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick
-from demohub.errors import InputError, ModelBusy, ModelError, WorkerFailed, WorkerTimeout
+from demohub.errors import InputError, ModelBusy, ModelError, NotStarted, WorkerFailed, WorkerTimeout
 from demohub.memory import worker_memory
 from demohub.spec import DemoSpec
 
@@ -245,8 +245,8 @@ class LocalWorker(OneCopy):
         with self._turn:
             broken = self._broken
         if broken is not None:
-            raise WorkerFailed(f"the {self.spec.name} model's worker {self._describe_death()} before it "
-                               f"reached this request ({broken}); it will restart on the next request")
+            raise NotStarted(f"the {self.spec.name} model's worker {self._describe_death()} before it "
+                             f"reached this request ({broken}); it will restart on the next request")
 
     def _break(self, why: str) -> None:
         """No reply after this point can be matched to its request: wake every waiting caller."""
