@@ -318,10 +318,13 @@ def test_budget_counts_loads_in_progress_at_their_measured_size(build):
     must never have both models in memory (a reserved load used to count 0)."""
     registry = build(Limits(max_models=3, memory_budget=None), alpha={"alloc_mb": 120, "load_sleep": 1.0},
                      beta={"alloc_mb": 120, "load_sleep": 1.0})
+    sizes = []
     for name in ("alpha", "beta"):  # measure both, then start from nothing
         registry.predict(name, {})
+        registry.sweep()
+        sizes.append(state(registry, name).memory_bytes)
         registry.evict(name)
-    one_model = max(registry._slots[n].last_memory for n in ("alpha", "beta"))
+    one_model = max(sizes)
     assert one_model > 120 * 2**20
     registry.limits = dataclasses.replace(registry.limits, memory_budget=int(one_model * 1.5))
     peak, stop = [0], threading.Event()
@@ -362,7 +365,8 @@ def test_failed_load_backs_off_and_says_when_it_retries(build):
 
 
 def test_capacity_is_not_a_load_failure(build):
-    registry = build(Limits(max_models=1, capacity_wait_s=0.3), alpha={}, beta={})
+    # min_stay_s=0: beta's last request may evict alpha at once (a fresh model's stay is tested apart)
+    registry = build(Limits(max_models=1, capacity_wait_s=0.3, min_stay_s=0.0), alpha={}, beta={})
     registry.predict("alpha", {})
     busy = threading.Thread(target=registry.predict, args=("alpha", {"op": "sleep", "seconds": 1.5}))
     busy.start()

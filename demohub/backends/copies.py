@@ -128,7 +128,10 @@ class Copies:
             return self._ended or self._lost_reason
 
     def memory(self, metric: str) -> int:
-        return sum(c.memory(metric) for c in list(self._copies))
+        """Every copy's, a copy still loading included: its memory is already in use."""
+        with self._lock:
+            copies = list(self._copies) + ([self._pending] if self._pending is not None else [])
+        return sum(c.memory(metric) for c in copies)
 
     def stop(self, grace: float = 2.0) -> None:
         """Every copy at once, each with its own `grace` (a thread per copy, joined here)."""
@@ -281,8 +284,11 @@ class CopiesBackend:
     def concurrency(self, spec: DemoSpec) -> int:
         return copies_allowed(spec, self.max_copies) * self.inner.concurrency(spec)
 
-    def shared(self, metric: str) -> list[SharedProcess]:
-        return self.inner.shared(metric)
+    def shared(self, metric: str, fresh: bool = False) -> list[SharedProcess]:
+        return self.inner.shared(metric, fresh)
+
+    def start_cost(self, spec: DemoSpec) -> int | None:
+        return self.inner.start_cost(spec)
 
     def trim(self, keep: set[str] = frozenset()) -> int:
         return self.inner.trim(keep)
