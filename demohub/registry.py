@@ -26,7 +26,7 @@ from typing import Any, Callable
 from demohub import batching, events, policy
 from demohub.backends import Backend, ModelHandle, SharedProcess, usable_cores
 from demohub.errors import (CopyFailed, HubAtCapacity, HubError, InputError, ModelBusy, ModelError,
-                            ModelUnavailable, WorkerFailed, WorkerTimeout)
+                            ModelUnavailable, NotStarted, WorkerFailed, WorkerTimeout)
 from demohub.memory import own_memory
 from demohub.sources import ModelSources, SourceState, SourceStatus
 from demohub.spec import DemoSpec
@@ -38,6 +38,8 @@ Progress = Callable[[float | None, str], None]
 class State(str, Enum):
     NOT_LOADED = "not loaded"
     DOWNLOADING = "downloading"
+    #: ready to load, waiting for the memory or the place another model holds
+    WAITING = "waiting for room"
     LOADING = "loading"
     READY = "ready"
     EVICTED = "evicted"
@@ -127,6 +129,10 @@ class Totals:
     def shared_memory_bytes(self) -> int:
         return sum(p.memory_bytes for p in self.shared)
 
+
+#: how often a request that never reached its model (its worker died on the call
+#: ahead) is sent again, to the restarted worker
+NOT_STARTED_RETRIES = 2
 
 #: how fast a model's count of recent requests fades (the eviction rule's frequency)
 USES_HALF_LIFE_S = 60.0
@@ -238,6 +244,7 @@ class Registry:
             slot.in_flight += 1
             slot.last_used = started
         ok = False
+        retries = 0
         try:
             while True:
                 worker = self._ensure_loaded(slot, progress)
@@ -245,11 +252,19 @@ class Registry:
                     with self._lock:
                         slot.used(time.monotonic())
                     batcher = self._batchers.get(name)
-                    if batcher is None:
-                        result = self._call(slot, worker, request)
-                    else:
-                        result = batcher.submit(request, lambda batch, w=worker: self._call(slot, w, batch),
-                                                slot.spec.predict_timeout_s)
+                    try:
+                        if batcher is None:
+                            result = self._call(slot, worker, request)
+                        else:
+                            result = batcher.submit(request, lambda batch, w=worker: self._call(slot, w, batch),
+                                                    slot.spec.predict_timeout_s)
+                    except NotStarted:
+                        # it waited behind a call that took its worker down and never ran:
+                        # it runs on the restarted worker, within its own deadline
+                        retries += 1
+                        if retries > NOT_STARTED_RETRIES:
+                            raise
+                        continue
                     ok = True
                     return result
                 # it died or was replaced between the load and the call: the next pass reloads
@@ -462,6 +477,10 @@ class Registry:
             total = f" of {source.total_bytes / 2**20:.0f} MB" if source.total_bytes else ""
             progress(fraction, f"downloading {name} model, {done_mb:.0f} MB{total}")
             return
+        if slot.state == State.WAITING:
+            progress(None, f"waiting for room to load the {name} model: other models are busy or the "
+                           "memory budget is full")
+            return
         expected = slot.expected_load_s
         elapsed = time.monotonic() - started
         remaining = max(1.0, expected - elapsed)
@@ -475,12 +494,15 @@ class Registry:
             if progress:
                 self._report_progress(slot, progress, started)
 
+        downloads = self._sources.status(name).source.is_hub
         with self._lock:
             before = slot.state
-            slot.state = State.DOWNLOADING
+            slot.state = State.DOWNLOADING if downloads else State.WAITING
         try:
             resolved = self._sources.resolve(name, tick=tick)
-            self._make_room(slot)
+            with self._lock:
+                slot.state = State.WAITING
+            self._make_room(slot, tick)
         except HubAtCapacity:
             with self._lock:  # capacity is not the model's failure
                 slot.state = before
@@ -494,20 +516,15 @@ class Registry:
                 slot.state = State.LOADING
             started = time.monotonic()
             tick()
-            worker = self.backend.start(slot.spec, resolved.path, placeholder=resolved.placeholder)
-            with self._lock:
-                slot.loading = worker
-                closing = self._closed.is_set()
             try:
-                if closing:
-                    raise WorkerFailed("the hub is shutting down")
-                info = worker.wait_ready(slot.spec.load_timeout_s, tick=tick)
-            except BaseException:
-                worker.kill("load failed")
-                raise
-            finally:
-                with self._lock:
-                    slot.loading = None
+                worker, info = self._start(slot, resolved, tick)
+            except WorkerFailed as exc:
+                if not exc.from_outside or self._closed.is_set():
+                    raise
+                # killed or paused from outside, not the demo's fault: once more at
+                # once, before any back-off (a kill storm should not lock a tab out)
+                events.event("load_retry", name, error=str(exc)[:300])
+                worker, info = self._start(slot, resolved, tick)
         except HubError as exc:
             self._load_failed(slot, exc)
             raise
@@ -543,6 +560,29 @@ class Registry:
         )
         self._hold_budget(keep=slot)
 
+    def _start(self, slot: _Slot, resolved, tick: Callable[[], None]) -> tuple[ModelHandle, Any]:
+        """Start `slot`'s model and wait until it is ready (the load deadline).
+        A failure from outside the demo (its process killed or paused by someone
+        else) is marked `from_outside` for `_load` to retry."""
+        worker = self.backend.start(slot.spec, resolved.path, placeholder=resolved.placeholder)
+        with self._lock:
+            slot.loading = worker
+            closing = self._closed.is_set()
+        try:
+            if closing:
+                raise WorkerFailed("the hub is shutting down")
+            return worker, worker.wait_ready(slot.spec.load_timeout_s, tick=tick)
+        except WorkerFailed as exc:
+            exc.from_outside = worker.ended_by_hub() in (None, "paused")
+            worker.kill("load failed")
+            raise
+        except BaseException:
+            worker.kill("load failed")
+            raise
+        finally:
+            with self._lock:
+                slot.loading = None
+
     def _load_failed(self, slot: _Slot, exc: BaseException) -> None:
         detail = getattr(exc, "detail", "") or str(exc)
         with self._lock:
@@ -559,7 +599,7 @@ class Registry:
             self._room.notify_all()
         events.event("load_failed", slot.spec.name, error=detail[:4000], retry_in_s=wait)
 
-    def _make_room(self, slot: _Slot) -> None:
+    def _make_room(self, slot: _Slot, tick: Callable[[], None] | None = None) -> None:
         """Reserve a place for `slot`, freeing memory or places as `policy.room_for`
         says, or waiting for a model to become idle, until the capacity deadline.
 
@@ -584,8 +624,14 @@ class Registry:
                             f"The hub is at capacity: every loaded model ({busy}) is busy "
                             "serving requests. Try again in a moment.")
                     self._room.wait(min(remaining, 0.5))
-                    continue
-                evicted = self._take(action)
+                    waited = True
+                else:
+                    waited = False
+                    evicted = self._take(action)
+            if waited:
+                if tick:
+                    tick()  # outside the lock: it reports progress to the caller
+                continue
             shared_tried |= isinstance(action, policy.EndIdleShared)
             self._carry_out(action, evicted, keep={slot.spec.name})
 
@@ -673,6 +719,11 @@ class Registry:
         if self.limits.memory_budget is not None:
             shared = tuple(policy.Shared(p.name, p.memory_bytes, p.idle)
                            for p in self.backend.shared(self.limits.memory_metric, fresh=fresh))
+        with self._lock:
+            loads = [s for s in self._slots.values() if s.reserved and s.worker is None and s is not exclude]
+        # a load in progress counts at what it will add from now: its template, once
+        # started, is measured above, so its need is asked again rather than kept
+        reserved = sum(self._need(s) for s in loads)
         now = time.monotonic()
         with self._lock:
             for slot, worker, held, private in measured:
@@ -686,9 +737,7 @@ class Registry:
                     spare_copy=s.worker.replicas > 1 and s.calls < s.worker.replicas,
                     copy_frees=s.private // max(1, s.worker.replicas))
                 for s in self._slots.values() if s.worker is not None and s is not exclude)
-            reserved = [s for s in self._slots.values() if s.reserved and s.worker is None and s is not exclude]
-            return policy.Snapshot(models, shared, reserved=sum(s.need for s in reserved),
-                                   loading=len(reserved), now=now)
+            return policy.Snapshot(models, shared, reserved=reserved, loading=len(loads), now=now)
 
     # -- calling --------------------------------------------------------------------
 

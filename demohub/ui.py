@@ -71,6 +71,8 @@ def model_line(status: ModelStatus) -> str:
     if state == State.DOWNLOADING:
         pct = f" ({status.download_fraction:.0%})" if status.download_fraction is not None else ""
         return f"Downloading the model{pct}…"
+    if state == State.WAITING:
+        return "Waiting for room: the hub loads this model as soon as another one is free…"
     if state == State.LOADING:
         return "Loading the model…"
     if state == State.READY:
