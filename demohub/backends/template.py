@@ -413,8 +413,9 @@ class TemplateWorker(OneCopy):
     progress ticks apply."""
 
     def __init__(self, backend: "TemplateBackend", spec: DemoSpec, model_dir: Path, placeholder: bool,
-                 env: dict[str, str]):
+                 env: dict[str, str], threads: int | None = None):
         self.spec = spec
+        self.threads = threads  # CPU threads it starts with, forked or (if its family cannot fork) spawned
         self._backend = backend
         self._model_dir = model_dir
         self._placeholder = placeholder
@@ -528,7 +529,7 @@ class TemplateBackend:
         env = _device_env(with_threads(self._env, threads), spec)
         if family not in FAMILIES or family in self.unsafe:
             return _Spawned(self._spawn.start(spec, model_dir, placeholder=placeholder, threads=threads), family)
-        return TemplateWorker(self, spec, model_dir, placeholder, env)
+        return TemplateWorker(self, spec, model_dir, placeholder, env, threads)
 
     def concurrency(self, spec: DemoSpec) -> int:
         return PIPELINE_DEPTH
@@ -548,16 +549,20 @@ class TemplateBackend:
 
     def start_cost(self, spec: DemoSpec) -> int | None:
         """A family whose template runs costs nothing to start; one whose template
-        must start costs that template's size when it last ran (a family never
-        started yet: the largest template seen); a spawned family: None."""
+        must start costs that template's size when it last ran alone (a family
+        never started yet: the largest template seen), and one still importing
+        costs what it has yet to grow by; a spawned family: None."""
         family = self._know(spec)
         if family not in FAMILIES or family in self.unsafe:
             return None
         with self._lock:
             t = self._templates.get(family)
-            if t is not None and t.alive():
-                return 0
-            return self._alone.get(family) or max(self._alone.values(), default=0)
+            alone = self._alone.get(family) or max(self._alone.values(), default=0)
+        if t is None or not t.alive():
+            return alone
+        if t.hello is None:  # importing: part of it is measured already, the rest is to come
+            return max(0, alone - t.memory("pss", fresh=True))
+        return 0
 
     def trim(self, keep: set[str] = frozenset()) -> int:
         """End idle templates whose family none of the `keep` demos needs."""
@@ -673,7 +678,8 @@ class TemplateBackend:
         except TemplateUnusable as exc:
             self._give_up(t, family, str(exc), exc.permanent)
             handle.origin = "spawned"
-            return self._spawn.start(spec, handle._model_dir, placeholder=handle._placeholder)
+            return self._spawn.start(spec, handle._model_dir, placeholder=handle._placeholder,
+                                     threads=handle.threads)
         finally:
             with self._lock:
                 t.pending -= 1
