@@ -218,9 +218,9 @@ class Copies:
                 if copy is not None and self._ready[copy] < self.depth:
                     self._ready[copy] += 1
                     return copy
-                if self._ended or not (self._copies or self._growing):
-                    raise WorkerFailed(f"the {name} model's worker has ended; it will restart on the "
-                                       "next request")
+                if self._ended or not (self._copies or self._growing):  # this call never started
+                    raise NotStarted(f"the {name} model's worker has ended; it will restart on the "
+                                     "next request")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ModelBusy(f"The {name} model stayed busy with other requests for "

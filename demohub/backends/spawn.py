@@ -269,7 +269,7 @@ class LocalWorker(OneCopy):
             self._channel.wait_readable(deadline, self._watch(tick))
             return self._channel.recv(deadline)
         except _Stopped:
-            self.kill("stopped")
+            self.kill("paused")
             raise WorkerTimeout(f"the {name} model's worker was paused (SIGSTOP) for over "
                                 f"{STOPPED_GRACE_S:.0f} s; it was ended and will restart on the next "
                                 "request") from None
