@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
-from demohub import batching, events
+from demohub import batching, events, loadtimes
 from demohub.backends import Backend, ModelHandle, SharedProcess, usable_cores
 from demohub.errors import (CopyFailed, HubAtCapacity, HubError, InputError, ModelBusy, ModelError,
                             ModelUnavailable, WorkerFailed, WorkerTimeout)
@@ -168,14 +168,11 @@ class _Slot:
             return self.memory or self.last_memory
         return self.last_memory if self.reserved else 0
 
-    @property
-    def expected_load_s(self) -> float:
-        return self.stats.last_load_s or self.spec.expected_load_s
-
 
 class Registry:
     def __init__(self, specs: list[DemoSpec], sources: ModelSources, limits: Limits = Limits(),
-                 backend: Backend | None = None, cores: int | None = None):
+                 backend: Backend | None = None, cores: int | None = None,
+                 measured: loadtimes.Measured | None = None):
         if backend is None:
             from demohub.backends.spawn import SpawnBackend
 
@@ -184,6 +181,8 @@ class Registry:
         self.backend = backend
         self.cores = cores or usable_cores()
         self._sources = sources
+        #: each model's last measured load, remembered across restarts (progress messages)
+        self.measured = measured or loadtimes.Measured(None)
         self._slots = {spec.name: _Slot(spec) for spec in specs}
         #: concurrent requests share one call, for models whose spec allows batches
         #: (every backend runs such a model as one copy: `copies_allowed`)
@@ -431,10 +430,8 @@ class Registry:
             total = f" of {source.total_bytes / 2**20:.0f} MB" if source.total_bytes else ""
             progress(fraction, f"downloading {name} model, {done_mb:.0f} MB{total}")
             return
-        expected = slot.expected_load_s
-        elapsed = time.monotonic() - started
-        remaining = max(1.0, expected - elapsed)
-        progress(min(0.95, elapsed / expected), f"loading {name} model, ~{remaining:.0f} s")
+        progress(*loadtimes.progress_text(name, time.monotonic() - started, slot.stats.last_load_s,
+                                          self.measured.get(name), slot.spec.expected_load_s))
 
     def _load(self, slot: _Slot, progress: Progress | None) -> None:
         name = slot.spec.name
@@ -507,6 +504,8 @@ class Registry:
             "load", name, seconds=info.seconds, memory_mb=round(memory / 2**20, 1),
             pid=worker.pid, where=worker.where, origin=resolved.origin,
         )
+        self.measured.record(name, info.seconds, memory, self.limits.memory_metric,
+                             download_bytes=self._sources.status(name).total_bytes)
         self._enforce_budget(keep=slot)
 
     def _load_failed(self, slot: _Slot, exc: BaseException) -> None:
