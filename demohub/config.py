@@ -62,6 +62,7 @@ def count(minimum: int, meaning: str = "") -> Callable[[str], int]:
         if value < minimum:
             raise ValueError(f"{value} is too small: the smallest is {minimum}{meaning}")
         return value
+    check.metavar = "N"  # type: ignore[attr-defined]
     return check
 
 
@@ -77,6 +78,7 @@ def seconds(minimum: float = 0.0, meaning: str = "") -> Callable[[str], float]:
         if value < minimum:
             raise ValueError(f"{text.strip()} s is too short: the shortest is {minimum:g} s{meaning}")
         return value
+    check.metavar = "SECONDS"  # type: ignore[attr-defined]
     return check
 
 
@@ -115,6 +117,7 @@ def choice(*options: str) -> Callable[[str], str]:
         if value not in options:
             raise ValueError(f"{text!r} is not one of {', '.join(options)}")
         return value
+    check.metavar = "{" + ",".join(options) + "}"  # type: ignore[attr-defined]
     return check
 
 
@@ -151,6 +154,11 @@ def folder(text: str) -> Path:
 
 def text_value(text: str) -> str:
     return text
+
+
+for _check, _name in ((size, "SIZE"), (port, "PORT"), (host, "HOST"), (folder, "DIR"), (device, "DEVICE"),
+                      (ray_app_prefix, "PREFIX")):
+    _check.metavar = _name  # type: ignore[attr-defined]
 
 
 #: What --backend used to accept, before it named the backend and --start-method how
@@ -204,7 +212,8 @@ SETTINGS: tuple[Setting, ...] = (
             "it is not needed (default 0: the machine's cores, at most 4, with "
             "--start-method template, 1 with spawn; 1: one process per model; a demo's "
             "SPEC.max_copies can lower it)"),
-    Setting("--only", "HUB_ONLY", text_value, "", "comma-separated demo names to serve (default: all)"),
+    Setting("--only", "HUB_ONLY", text_value, "", "comma-separated demo names to serve (default: all)",
+            metavar="NAMES"),
     Setting("--queue-size", "HUB_QUEUE_SIZE", count(1, " (a queue of 0 refuses every request)"), "32",
             "requests waiting per hub before 'busy, try again'"),
     Setting("--queue-rest-after", "HUB_QUEUE_REST_AFTER", seconds(0.0, " (0: never rest)"), "10",
@@ -225,7 +234,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--prewarm", "HUB_PREWARM", switch, "0",
             "start the framework templates at startup, not on first use", switch=True),
     Setting("--ray-address", "RAY_ADDRESS", text_value, None,
-            "Ray cluster to deploy to, e.g. ray://head:10001 (default: start a one-node Ray on 127.0.0.1)"),
+            "Ray cluster to deploy to, e.g. ray://head:10001 (default: start a one-node Ray on 127.0.0.1)",
+            metavar="ADDRESS"),
     Setting("--ray-max-replicas", "HUB_RAY_MAX_REPLICAS", count(1), "1", "most Ray Serve replicas per demo"),
     Setting("--ray-app-prefix", "HUB_RAY_APP_PREFIX", ray_app_prefix, "demohub-",
             "prefix of this hub's Serve application names, so two hubs can share a cluster"),
@@ -322,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         if s.switch:
             p.add_argument(s.flag, action="store_true", default=None, help=text)
         else:
-            p.add_argument(s.flag, default=None, help=text, metavar=s.metavar)
+            p.add_argument(s.flag, default=None, help=text, metavar=s.metavar or getattr(s.check, "metavar", None))
     p.add_argument("--model", action="append", default=[], metavar="NAME=SOURCE",
                    help="model source override: cassava=org/repo@rev or cassava=/path/to/folder "
                         "(also HUB_MODEL_<NAME>); a local folder must hold config.json")
