@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_function_description
 
 from demohub import events, status_tab
 from demohub.errors import HubError, InputError
@@ -89,8 +90,9 @@ def _name_endpoints(blocks: gr.Blocks, specs: list[DemoSpec]) -> None:
         if spec is None or block_fn.fn is None:
             continue
         block_fn.fn.__name__ = spec.name
-        if not block_fn.api_description:
-            block_fn.api_description = spec.description
+        if not block_fn.api_description:  # what the outputs are, from the handler's docstring
+            _, _, returns = get_function_description(block_fn.fn)
+            block_fn.api_description = spec.description + (f" Returns: {'; '.join(returns)}." if returns else "")
 
 
 def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
