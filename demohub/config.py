@@ -413,10 +413,32 @@ def _backend_options(name: str, v: dict[str, Any], limits: Limits) -> dict:
             "app_prefix": v["ray_app_prefix"]}
 
 
+def environment_notices(environ: Mapping[str, str]) -> list[str]:
+    """Per-demo device variables are checked like the rest (SettingError); a HUB_*
+    variable that is no setting is named with the closest one, as a typo in a
+    Space's variables would otherwise be ignored without a word."""
+    import difflib
+
+    known = {s.env for s in SETTINGS if s.env}
+    notices = []
+    for key, value in sorted(environ.items()):
+        if key.startswith("HUB_DEVICE_") and value.strip():
+            try:
+                device(value)
+            except ValueError as exc:
+                raise SettingError(f"{key}: {exc}") from None
+        elif key.startswith("HUB_") and key not in known and not key.startswith("HUB_MODEL_"):
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            notices.append(f"{key} is not a setting and is ignored{hint}; python hub.py --help lists them")
+    return notices
+
+
 def config_from(flags: Mapping[str, Any], model_pairs: list[str], environ: Mapping[str, str]) -> HubConfig:
     """The whole configuration from parsed flags and the environment (pure apart
     from checking that model folders exist); raises SettingError."""
     v = resolve(flags, environ)
+    notices = environment_notices(environ)
     given_start = flags.get("start_method") is not None or bool(environ.get("HUB_START_METHOD"))
     backend, notice = mechanism(v["backend"], v["start_method"], given_start)
     limits = Limits(
@@ -450,7 +472,7 @@ def config_from(flags: Mapping[str, Any], model_pairs: list[str], environ: Mappi
             temp_ttl_s=v["temp_ttl"],
             sessions=v["sessions"],
         ),
-        notices=(notice,) if notice else (),
+        notices=tuple(notices) + ((notice,) if notice else ()),
     )
 
 

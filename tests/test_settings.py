@@ -169,6 +169,16 @@ def test_hub_backend_spawn_in_the_environment_gives_spawned_workers(clean_env, c
     assert "--backend spawn contradicts --start-method template" in refused(capsys, [])
 
 
+def test_a_per_demo_device_is_checked_and_an_unknown_variable_named(clean_env, capsys):
+    clean_env.setenv("HUB_DEVICE_DURIAN", "gpu")
+    assert refused(capsys, []) == "hub.py: error: HUB_DEVICE_DURIAN: 'gpu' is not a device: use auto, cpu, cuda or cuda:N"
+    clean_env.setenv("HUB_DEVICE_DURIAN", "cpu")
+    clean_env.setenv("HUB_MAX_MODEL", "2")  # a typo: it would be ignored without a word
+    assert load_config([]).notices == (
+        "HUB_MAX_MODEL is not a setting and is ignored (did you mean HUB_MAX_MODELS?); "
+        "python hub.py --help lists them",)
+
+
 # -- checks that need the demos or the last run's measurements -------------------------------
 
 def test_model_names_are_checked_against_the_demos():
