@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
 def serve(config: HubConfig, temp_folder: Path, sock: socket.socket) -> int:
     from demohub.app import create_app
 
+    stop = StopSignals()
+    stop.install()  # from here a signal is noted and acted on between steps, never mid-step
     for notice in config.notices:
         warn(notice)
     try:
@@ -151,6 +153,8 @@ def serve(config: HubConfig, temp_folder: Path, sock: socket.socket) -> int:
     options = dict(config.backend_options)
     if config.backend == "template":
         options["specs"] = specs  # each family's template imports its demos' runtimes
+    if stop.received:
+        return stop.exit_code
     try:
         backend = make_backend(config.backend, **options)
     except ConnectionError as exc:  # e.g. no Ray cluster at --ray-address
@@ -161,15 +165,16 @@ def serve(config: HubConfig, temp_folder: Path, sock: socket.socket) -> int:
                      door=config.door, temp_folder=temp_folder, queue_rest_after_s=config.queue_rest_after_s)
     port = sock.getsockname()[1]  # the OS's choice with --port 0
 
+    address = f"[{config.host}]" if ":" in config.host else config.host
+
     def announce() -> None:
         print(f"demo hub: {len(specs)} demos ({', '.join(s.name for s in specs)}) on "
-              f"http://{config.host}:{port}", file=sys.stderr, flush=True)
+              f"http://{address}:{port}", file=sys.stderr, flush=True)
 
     server = _Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S),
                      announce)
-    stop = StopSignals()
-    stop.server = server
-    stop.install()  # uvicorn swaps in its own while it serves and hands what it caught back to ours
+    stop.server = server  # uvicorn swaps in its own handler while it serves and hands what it caught back
+    stop.install()  # again: a backend's client library (Ray's) may have set its own meanwhile
     try:
         sources.start()
         registry.start()

@@ -397,6 +397,22 @@ def mechanism(backend: str, start_method: str, start_method_given: bool) -> tupl
     return start_method, None
 
 
+#: settings that only one backend reads: given to another, they would be ignored without a word
+ONLY_FOR = {"prewarm": ("template", "--start-method template"),
+            "template_ttl": ("template", "--start-method template"),
+            "max_copies": ("spawn template", "--backend local (Ray has --ray-max-replicas)"),
+            "ray_max_replicas": ("ray", "--backend ray"),
+            "ray_app_prefix": ("ray", "--backend ray"),
+            "ray_connect_timeout": ("ray", "--backend ray")}
+
+
+def unused_settings(backend: str, given: Mapping[str, bool]) -> list[str]:
+    """Sentences for settings the operator set that this backend does not read."""
+    flag = {s.dest: s.flag for s in SETTINGS}
+    return [f"{flag[dest]} has no effect without {needs}" for dest, (backends, needs) in ONLY_FOR.items()
+            if given.get(dest) and backend not in backends.split()]
+
+
 def _backend_options(name: str, v: dict[str, Any], limits: Limits) -> dict:
     copies = max(1, v["max_copies"] or default_copies(name))
     if name == "template":
@@ -441,6 +457,10 @@ def config_from(flags: Mapping[str, Any], model_pairs: list[str], environ: Mappi
     notices = environment_notices(environ)
     given_start = flags.get("start_method") is not None or bool(environ.get("HUB_START_METHOD"))
     backend, notice = mechanism(v["backend"], v["start_method"], given_start)
+    by_dest = {s.dest: s for s in SETTINGS}
+    given = {dest: flags.get(dest) is not None or bool(by_dest[dest].env and environ.get(by_dest[dest].env))
+             for dest in ONLY_FOR}
+    notices += unused_settings(backend, given)
     limits = Limits(
         max_models=v["max_models"],
         memory_budget=v["memory_budget"],

@@ -179,6 +179,21 @@ def test_a_per_demo_device_is_checked_and_an_unknown_variable_named(clean_env, c
         "python hub.py --help lists them",)
 
 
+@pytest.mark.parametrize("argv,env,notices", [
+    (["--prewarm", "--start-method", "spawn"], {}, ["--prewarm has no effect without --start-method template"]),
+    (["--template-ttl", "60", "--backend", "ray"], {},
+     ["--template-ttl has no effect without --start-method template"]),
+    (["--max-copies", "2", "--backend", "ray"], {"HUB_RAY_MAX_REPLICAS": "2"},
+     ["--max-copies has no effect without --backend local (Ray has --ray-max-replicas)"]),
+    ([], {"HUB_RAY_MAX_REPLICAS": "3"}, ["--ray-max-replicas has no effect without --backend ray"]),
+    (["--prewarm", "--max-copies", "2"], {}, []),  # templates read both
+])
+def test_a_setting_the_backend_does_not_read_is_named(clean_env, argv, env, notices):
+    for key, value in env.items():
+        clean_env.setenv(key, value)
+    assert list(load_config(argv).notices) == notices
+
+
 # -- checks that need the demos or the last run's measurements -------------------------------
 
 def test_model_names_are_checked_against_the_demos():
