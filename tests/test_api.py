@@ -120,3 +120,35 @@ def test_queued_events_cannot_hold_every_gradio_thread(demo_hub):
         if dep.get("queue") is not False and dep.get("concurrency_limit"):
             limits[dep.get("concurrency_id") or dep["id"]] = dep["concurrency_limit"]
     assert sum(limits.values()) <= 40 - 4, limits
+
+
+def test_mcp_reads_the_same_names_and_descriptions(tmp_path):
+    """Gradio's MCP server describes a tool's parameters from its handler's
+    docstring (gradio.utils.get_function_description, what gradio/mcp.py calls);
+    the extra it needs is not installed here, so read what it would read."""
+    from gradio.utils import get_function_description
+
+    from demohub.history import History
+    from demohub.registry import Registry
+    from demohub.sources import ModelSources
+    from demohub.ui import build_blocks
+
+    specs = discover(PROJECT_ROOT / "demos")
+    sources = ModelSources(specs, tmp_path, tmp_path / "placeholders")
+    registry = Registry(specs, sources)  # no model starts: nothing is called
+    try:
+        blocks = build_blocks(specs, registry, sources, History(registry))
+    finally:
+        registry.close()
+    tools = {fn.api_name: fn for fn in blocks.fns.values() if fn.api_visibility == "public" and fn.fn}
+    assert set(tools) == {s.api_name for s in specs}
+    for name, fn in tools.items():
+        _, parameters, returns = get_function_description(fn.fn)
+        expected = ["question"] if name == "questions" else ["photo"]
+        assert [p for p in parameters if p != "progress"] == expected
+        assert all(parameters[p] for p in expected), parameters
+        assert [r.split(":")[0] for r in returns][2:] == ["report", "verdict"], returns
+        assert "Returns: " in fn.api_description  # the tool's description names its outputs
+        if name != "questions":
+            assert "web addresses are refused" in parameters["photo"]
+            assert [r.split(":")[0] for r in returns] == ["label", "heatmap", "report", "verdict"]
