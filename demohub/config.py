@@ -164,7 +164,7 @@ for _check, _name in ((size, "SIZE"), (port, "PORT"), (host, "HOST"), (folder, "
 #: What --backend used to accept, before it named the backend and --start-method how
 #: local workers start: `--backend spawn` gave templates unless --start-method spawn
 #: was set too. Old values keep working with what they say, and a one-line notice.
-LEGACY_BACKENDS = {"spawn": "spawn", "template": "template"}
+LEGACY_BACKENDS = ("spawn", "template")
 
 
 @dataclass(frozen=True)
@@ -315,6 +315,8 @@ class HubConfig:
     door: DoorSettings = field(default_factory=DoorSettings)
     #: sentences for the operator that do not stop the hub (each printed once at start)
     notices: tuple[str, ...] = ()
+    #: --device / HUB_DEVICE for every worker (None: each demo's SPEC.device)
+    device: str | None = None
 
     @property
     def placeholder_dir(self) -> Path:
@@ -388,7 +390,7 @@ def mechanism(backend: str, start_method: str, start_method_given: bool) -> tupl
     if backend == "ray":
         return "ray", None
     if backend in LEGACY_BACKENDS:
-        wanted = LEGACY_BACKENDS[backend]
+        wanted = backend
         if start_method_given and start_method != wanted:
             raise SettingError(f"--backend {backend} contradicts --start-method {start_method}: "
                                f"use --backend local --start-method {start_method}")
@@ -493,6 +495,7 @@ def config_from(flags: Mapping[str, Any], model_pairs: list[str], environ: Mappi
             sessions=v["sessions"],
         ),
         notices=tuple(notices) + ((notice,) if notice else ()),
+        device=v["device"],
     )
 
 
@@ -506,9 +509,8 @@ def load_config(argv: list[str] | None = None) -> HubConfig:
         config = config_from(flags, flags.pop("model"), os.environ)
     except SettingError as exc:
         parser.error(str(exc))
-    device_value = resolve(flags, os.environ)["device"]
-    if device_value:  # workers inherit it; demohub.device reads it (one setting, every backend)
-        os.environ["HUB_DEVICE"] = device_value
+    if config.device:  # workers inherit it; demohub.device reads it (one setting, every backend)
+        os.environ["HUB_DEVICE"] = config.device
     return config
 
 
