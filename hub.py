@@ -103,9 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = load_config(argv)  # a bad setting ends here: argparse's usage, one sentence, exit 2
     if config.mcp and importlib.util.find_spec("mcp") is None:
-        print('error: --mcp needs the MCP extra: .venv/bin/pip install "gradio[mcp]==6.31.0" '
-              "(kept out of requirements.txt: it pins an older pydantic)", file=sys.stderr)
-        return 2
+        return fail('--mcp: needs the MCP extra: .venv/bin/pip install "gradio[mcp]==6.31.0" '
+                    "(kept out of requirements.txt: it pins an older pydantic)")
     try:
         sock = bind(config.host, config.port)
     except BindError as exc:
@@ -158,8 +157,7 @@ def serve(config: HubConfig, temp_folder: Path, sock: socket.socket) -> int:
     try:
         backend = make_backend(config.backend, **options)
     except ConnectionError as exc:  # e.g. no Ray cluster at --ray-address
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     registry = Registry(specs, sources, config.limits, backend=backend, measured=measured)
     app = create_app(specs, registry, sources, queue_size=config.queue_size, mcp=config.mcp,
                      door=config.door, temp_folder=temp_folder, queue_rest_after_s=config.queue_rest_after_s)

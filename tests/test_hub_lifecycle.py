@@ -15,10 +15,7 @@ import time
 import urllib.request
 import uuid
 
-import psutil
-
-from support import PROJECT_ROOT, TEST_DEMOS, free_port, gone, start_hub
-from test_settings import run_hub
+from support import PROJECT_ROOT, TEST_DEMOS, free_port, gone, run_hub, start_hub
 
 
 def test_a_port_in_use_ends_the_hub_before_it_claims_to_serve(tmp_path):

@@ -7,18 +7,15 @@ that no traceback reaches the operator."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
-from demohub import config as settings
 from demohub.checks import check_budget, check_models
 from demohub.config import SETTINGS, load_config
 from demohub.loadtimes import LastLoad, Measured, progress_text
 from demohub.spec import ModelSource
-from support import PROJECT_ROOT, TEST_DEMOS
+from support import run_hub
 
 #: (flag, bad value, what the sentence says). Every setting that can be wrong has a row.
 BAD = [
@@ -247,13 +244,6 @@ def test_measured_loads_survive_a_new_instance_and_garbage(tmp_path):
 
 
 # -- real hub.py runs -------------------------------------------------------------------------
-
-def run_hub(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    full.update(env or {})
-    return subprocess.run([sys.executable, str(PROJECT_ROOT / "hub.py"), "--demos-dir", str(TEST_DEMOS), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT, env=full)
-
 
 @pytest.mark.parametrize("args,env,says", [
     (["--memory-budget", "abc"], {}, "hub.py: error: --memory-budget: not a size: 'abc' (try 4G or 800M)"),
