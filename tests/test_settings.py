@@ -258,3 +258,15 @@ def test_hub_refuses_a_bad_setting_with_exit_2_and_no_traceback(args, env, says)
     assert done.stderr.strip().splitlines()[-1] == says
     assert "Traceback" not in done.stderr and "demo hub:" not in done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_the_tab_says_what_the_last_load_took_before_the_first_visitor_asks():
+    from demohub.registry import ModelStats, ModelStatus, State
+    from demohub.ui import model_line
+
+    waiting = ModelStatus(name="durian", title="Durian", state=State.NOT_LOADED, source="local", placeholder=False,
+                          memory_bytes=0, in_flight=0, idle_s=None, error=None, download_fraction=None,
+                          stats=ModelStats())
+    assert model_line(waiting) == "Model not loaded yet: the first prediction loads it."
+    assert model_line(waiting, LastLoad(seconds=1.43)) == (
+        "Model not loaded yet: the first prediction loads it (its last load took 1.4 s).")
