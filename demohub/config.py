@@ -66,6 +66,9 @@ def count(minimum: int, meaning: str = "") -> Callable[[str], int]:
     return check
 
 
+YEAR_S = 365 * 24 * 3600.0
+
+
 def seconds(minimum: float = 0.0, meaning: str = "") -> Callable[[str], float]:
     """A duration in seconds >= minimum."""
     def check(text: str) -> float:
@@ -77,6 +80,8 @@ def seconds(minimum: float = 0.0, meaning: str = "") -> Callable[[str], float]:
             raise ValueError(f"not a number of seconds: {text!r} (try 30 or 0.5)")
         if value < minimum:
             raise ValueError(f"{text.strip()} s is too short: the shortest is {minimum:g} s{meaning}")
+        if value > YEAR_S:  # a thread's wait cannot be told much more; nobody means it
+            raise ValueError(f"{text.strip()} s is more than a year{meaning or ''}")
         return value
     check.metavar = "SECONDS"  # type: ignore[attr-defined]
     return check

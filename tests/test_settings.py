@@ -37,6 +37,7 @@ BAD = [
     ("--idle-ttl", "nan", "not a number of seconds"),
     ("--capacity-wait", "-1", "too short"),
     ("--capacity-wait", "inf", "not a number of seconds"),
+    ("--temp-ttl", "1e20", "1e20 s is more than a year"),
     ("--worker-threads", "-2", "too small"),
     ("--worker-threads", "many", "not a whole number"),
     ("--max-copies", "-1", "too small"),
