@@ -246,11 +246,21 @@ def test_measured_loads_survive_a_new_instance_and_garbage(tmp_path):
 
 # -- real hub.py runs -------------------------------------------------------------------------
 
+#: issue 33's table, row by row (the port in use: tests/test_hub_lifecycle.py)
 @pytest.mark.parametrize("args,env,says", [
     (["--memory-budget", "abc"], {}, "hub.py: error: --memory-budget: not a size: 'abc' (try 4G or 800M)"),
     ([], {"HUB_MAX_MODELS": "abc"}, "hub.py: error: HUB_MAX_MODELS: not a whole number: 'abc'"),
+    (["--max-models", "0"], {}, "hub.py: error: --max-models: 0 is too small: the smallest is 1 "
+                                "(a hub with room for no model serves nothing)"),
+    (["--max-models", "-1"], {}, "hub.py: error: --max-models: -1 is too small: the smallest is 1 "
+                                 "(a hub with room for no model serves nothing)"),
+    (["--idle-ttl", "-5"], {}, "hub.py: error: --idle-ttl: -5 s is too short: the shortest is 0 s "
+                               "(0 keeps models forever)"),
     (["--model", "nosuch=org/repo@abc", "--port", "0"], {},
      "hub.py: error: --model nosuch=org/repo@abc: there is no demo named 'nosuch'; the demos are: alpha, beta"),
+    (["--model", "alpha=/nonexistent"], {}, "hub.py: error: --model alpha=/nonexistent: no such folder "
+                                            "/nonexistent; point it at a model folder (config.json + weights)"),
+    (["--port", "99999"], {}, "hub.py: error: --port: 99999 is not a port: use 1-65535, or 0 for any free port"),
 ])
 def test_hub_refuses_a_bad_setting_with_exit_2_and_no_traceback(args, env, says):
     started = time.monotonic()
