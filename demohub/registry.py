@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
-from demohub import batching, events, policy
+from demohub import batching, events, loadtimes, policy
 from demohub.backends import Backend, ModelHandle, SharedProcess, usable_cores
 from demohub.errors import (CopyFailed, HubAtCapacity, HubError, InputError, ModelBusy, ModelError,
                             ModelUnavailable, NotStarted, WorkerFailed, WorkerTimeout)
@@ -193,14 +193,11 @@ class _Slot:
         self.uses = self.recent_uses(now) + 1
         self.uses_at = now
 
-    @property
-    def expected_load_s(self) -> float:
-        return self.stats.last_load_s or self.spec.expected_load_s
-
 
 class Registry:
     def __init__(self, specs: list[DemoSpec], sources: ModelSources, limits: Limits = Limits(),
-                 backend: Backend | None = None, cores: int | None = None):
+                 backend: Backend | None = None, cores: int | None = None,
+                 measured: loadtimes.Measured | None = None):
         if backend is None:
             from demohub.backends.spawn import SpawnBackend
 
@@ -209,7 +206,13 @@ class Registry:
         self.backend = backend
         self.cores = cores or usable_cores()
         self._sources = sources
+        #: each model's last measured load, remembered across restarts (progress messages)
+        self.measured = measured or loadtimes.Measured(None)
         self._slots = {spec.name: _Slot(spec) for spec in specs}
+        for name, last in self.measured.all().items():  # the budget plans a restarted hub's loads from them
+            if name in self._slots and last.memory_metric == limits.memory_metric:
+                self._slots[name].peak_private = last.peak_private_bytes
+                self._slots[name].shared_part = last.shared_part_bytes
         #: concurrent requests share one call, for models whose spec allows batches
         #: (every backend runs such a model as one copy: `copies_allowed`)
         self._batchers = {s.name: batching.Batcher(s.name, s.max_batch) for s in specs if s.max_batch > 1}
@@ -481,10 +484,8 @@ class Registry:
             progress(None, f"waiting for room to load the {name} model: other models are busy or the "
                            "memory budget is full")
             return
-        expected = slot.expected_load_s
-        elapsed = time.monotonic() - started
-        remaining = max(1.0, expected - elapsed)
-        progress(min(0.95, elapsed / expected), f"loading {name} model, ~{remaining:.0f} s")
+        progress(*loadtimes.progress_text(name, time.monotonic() - started, slot.stats.last_load_s,
+                                          self.measured.get(name), slot.spec.expected_load_s))
 
     def _load(self, slot: _Slot, progress: Progress | None) -> None:
         name = slot.spec.name
@@ -558,6 +559,11 @@ class Registry:
             "load", name, seconds=info.seconds, memory_mb=round(memory / 2**20, 1),
             pid=worker.pid, where=worker.where, origin=resolved.origin,
         )
+        with self._lock:
+            peak, shared_part = slot.peak_private, slot.shared_part
+        self.measured.record(name, info.seconds, memory, self.limits.memory_metric,
+                             download_bytes=self._sources.status(name).total_bytes,
+                             peak_private_bytes=peak, shared_part_bytes=shared_part)
         self._hold_budget(keep=slot)
 
     def _start(self, slot: _Slot, resolved, tick: Callable[[], None]) -> tuple[ModelHandle, Any]:
@@ -732,7 +738,8 @@ class Registry:
                 policy.Model(
                     name=s.spec.name, held=s.memory, frees=s.private or s.memory,
                     evictable=not s.in_flight and s.state == State.READY,
-                    last_used=s.last_used, loaded_at=s.loaded_at, reload_s=s.expected_load_s,
+                    last_used=s.last_used, loaded_at=s.loaded_at,
+                    reload_s=s.stats.last_load_s or s.spec.expected_load_s or 1.0,
                     recent_uses=int(s.recent_uses(now)),
                     spare_copy=s.worker.replicas > 1 and s.calls < s.worker.replicas,
                     copy_frees=s.private // max(1, s.worker.replicas))
@@ -865,10 +872,12 @@ class Registry:
 
     # -- events (call without the lock) ---------------------------------------------
 
-    @staticmethod
-    def _evicted(slot: _Slot, worker: ModelHandle, reason: str) -> None:
+    def _evicted(self, slot: _Slot, worker: ModelHandle, reason: str) -> None:
         idle_s = time.monotonic() - slot.last_used if slot.last_used else 0.0
         events.event("evict", slot.spec.name, reason=reason, idle_s=idle_s, pid=worker.pid)
+        with self._lock:
+            peak, shared_part = slot.peak_private, slot.shared_part
+        self.measured.sizes(slot.spec.name, peak, shared_part)  # grown by its calls since it loaded
 
     @staticmethod
     def _report_death(death: "_Death") -> None:
