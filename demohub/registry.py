@@ -692,12 +692,15 @@ class Registry:
             self.backend.trim(needed)
 
     def _need(self, slot: _Slot) -> int:
-        """What loading `slot`'s model will add (policy.load_need)."""
+        """What loading `slot`'s model will add (policy.load_need). A fresh process
+        (start cost None) adds its shared pages too: nobody may map its libraries yet."""
         start = self.backend.start_cost(slot.spec)
         with self._lock:
-            extra = start if start is not None else slot.shared_part
-            known = [s.peak_private for s in self._slots.values() if s.peak_private]
-            return policy.load_need(slot.peak_private, extra, known)
+            known = [s for s in self._slots.values() if s.peak_private]
+            if start is None:
+                own = slot.peak_private + slot.shared_part if slot.peak_private else None
+                return policy.load_need(own, 0, [s.peak_private + s.shared_part for s in known])
+            return policy.load_need(slot.peak_private or None, start, [s.peak_private for s in known])
 
     def _measure_one(self, worker: ModelHandle) -> tuple[int, int]:
         """(held by the budget's metric, private) for one handle; outside the lock."""
