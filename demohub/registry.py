@@ -345,12 +345,13 @@ class Registry:
         """Stop every worker and the backend's shared processes (on shutdown)."""
         self._closed.set()
         with self._lock:
-            workers = [self._detach(s, "shutdown") for s in self._slots.values() if s.worker]
+            workers = [(s, self._detach(s, "shutdown")) for s in self._slots.values() if s.worker]
             loading = [s.loading for s in self._slots.values() if s.loading is not None]
-        events.event("shutdown", None, models=len(workers), loading=len(loading))
+        for slot, worker in workers:
+            self._evicted(slot, worker, "shutdown")
         for worker in loading:
             worker.kill("shutdown")  # its loading thread then fails its waiting requests
-        for worker in workers:
+        for _, worker in workers:
             worker.stop(grace=1.0)
         self.backend.close()
         if self._janitor is not None:
