@@ -152,6 +152,7 @@ def serve(config: HubConfig, temp_folder: Path, sock: socket.socket) -> int:
     options = dict(config.backend_options)
     if config.backend == "template":
         options["specs"] = specs  # each family's template imports its demos' runtimes
+        options["sizes_file"] = config.cache_dir / "templates.json"  # what the budget plans a template at
     if stop.received:
         return stop.exit_code
     try:

@@ -23,12 +23,15 @@ would cost to bring it back (GreedyDual-Size-Frequency: reload seconds times
 recent requests, per byte freed; the lowest goes, least recently used on a
 tie). A model that loaded less than `min_stay_s` ago is not evicted to make
 room for another load (it would be evicted before serving what it loaded
-for); only a budget that is really exceeded takes it out.
+for); only a budget that is really exceeded takes it out. When every model
+is busy, the one worth least is drained (`Drain`): it takes no new request and
+goes once it has answered the ones it holds, so models take turns instead of
+a steady stream to one of them starving the others.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MB = 2**20
 
@@ -53,6 +56,8 @@ class Model:
     #: an extra copy not in a call, and what ending it would give back
     spare_copy: bool = False
     copy_frees: int = 0
+    #: taking no new request, so that it can go (`Drain`)
+    draining: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,15 @@ class Evict:
 
 
 @dataclass(frozen=True)
+class Drain:
+    """Every model is busy and one must go: `name` takes no new request, finishes
+    the ones it holds, and then goes (so a stream to one model cannot starve
+    another's visitors until their wait runs out)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Wait:
     """Nothing can go now: wait for a model to become idle (or old enough)."""
 
@@ -129,7 +143,7 @@ class OverBudget:
     total: int
 
 
-Action = Fits | ShrinkCopy | EndIdleShared | Evict | Wait | OverBudget
+Action = Fits | ShrinkCopy | EndIdleShared | Evict | Drain | Wait | OverBudget
 
 
 # -- decisions -----------------------------------------------------------------------------
@@ -159,6 +173,11 @@ def room_for(snap: Snapshot, need: int, rules: Rules, shared_tried: bool = False
         return Evict(victim, "capacity" if over_count else "memory")
     if not over_count and not snap.models and not snap.loading:
         return Fits()  # alone and still too big: load it anyway; the budget reports it (OverBudget)
+    if not any(m.draining for m in snap.models):
+        busy = [replace(m, evictable=True) for m in snap.models if not m.evictable]
+        drain = choose_victim(busy, snap.now, rules.min_stay_s)
+        if drain is not None:
+            return Drain(drain)
     return Wait(tuple(sorted(m.name for m in snap.models)))
 
 

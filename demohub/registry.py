@@ -173,6 +173,10 @@ class _Slot:
     #: bytes reserved for a load in progress
     need: int = 0
     loaded_at: float = 0.0
+    #: taking no new request so it can make room (policy.Drain); `parked`: requests
+    #: waiting for it to go (they do not hold it, so they do not keep it loaded)
+    draining: bool = False
+    parked: int = 0
     #: requests answered lately, decaying by half every USES_HALF_LIFE_S (policy.keep_value)
     uses: float = 0.0
     uses_at: float = 0.0
@@ -431,6 +435,9 @@ class Registry:
                 continue
             with self._lock:
                 if worker is not None and slot.worker is worker and slot.state == State.READY:
+                    if slot.draining:  # it is making room for another model: wait for it to go
+                        self._park(slot, worker)
+                        continue
                     if not missed:
                         slot.stats.hits += 1
                     return worker
@@ -460,6 +467,21 @@ class Registry:
                     load.done.set()
             else:
                 self._wait_for_load(slot, load, progress)
+
+    def _park(self, slot: _Slot, worker: ModelHandle) -> None:
+        """Wait (with the lock held, released while waiting) until a draining model
+        has gone or stopped draining, within the capacity deadline."""
+        deadline = time.monotonic() + self.limits.capacity_wait_s
+        slot.parked += 1
+        try:
+            while slot.draining and slot.worker is worker:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise HubAtCapacity(f"The {slot.spec.name} model is making room for another model and "
+                                        "is reloaded after it. Try again in a moment.")
+                self._room.wait(min(remaining, 0.5))
+        finally:
+            slot.parked -= 1
 
     def _wait_for_load(self, slot: _Slot, load: _Load, progress: Progress | None) -> None:
         started = time.monotonic()
@@ -613,6 +635,22 @@ class Registry:
         A reserved load counts at what it is expected to add (`_need`), so two
         concurrent first loads cannot both fit under a budget meant for one."""
         deadline = time.monotonic() + self.limits.capacity_wait_s
+        drained: list[_Slot] = []
+        try:
+            self._make_room_until(slot, deadline, tick, drained)
+        except BaseException:
+            with self._lock:
+                slot.reserved = False
+                slot.need = 0
+            raise
+        finally:
+            with self._lock:
+                for other in drained:  # made room, or gave up: either way it serves again
+                    other.draining = False
+                self._room.notify_all()
+
+    def _make_room_until(self, slot: _Slot, deadline: float, tick, drained: list[_Slot]) -> None:
+        """`_make_room`'s loop; models it drains are listed in `drained`."""
         shared_tried = False
         while True:
             need = self._need(slot)  # again each pass: a load that just finished may have measured more
@@ -623,10 +661,14 @@ class Registry:
                     slot.reserved = True
                     slot.need = need
                     return
-                if isinstance(action, policy.Wait):
+                if isinstance(action, policy.Drain):
+                    self._slots[action.name].draining = True
+                    drained.append(self._slots[action.name])
+                    self._room.notify_all()
+                if isinstance(action, (policy.Wait, policy.Drain)):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        busy = ", ".join(action.busy) or "none"
+                        busy = ", ".join(sorted(m.name for m in snap.models)) or "none"
                         raise HubAtCapacity(
                             f"The hub is at capacity: every loaded model ({busy}) is busy "
                             "serving requests. Try again in a moment.")
@@ -635,6 +677,9 @@ class Registry:
                 else:
                     waited = False
                     evicted = self._take(action)
+                    if evicted is not None:  # the place it frees is this load's: hold it now, or
+                        slot.reserved = True  # the evicted model's own waiting requests take it back
+                        slot.need = need
             if waited:
                 if tick:
                     tick()  # outside the lock: it reports progress to the caller
@@ -671,7 +716,7 @@ class Registry:
         model is detached now, so no request can pick it; it ends in `_carry_out`."""
         if isinstance(action, policy.Evict):
             victim = self._slots[action.name]
-            if victim.worker is not None and not victim.in_flight and victim.state == State.READY:
+            if victim.worker is not None and victim.in_flight == victim.parked and victim.state == State.READY:
                 return victim, self._detach(victim, action.reason)
         return None
 
@@ -741,7 +786,7 @@ class Registry:
             models = tuple(
                 policy.Model(
                     name=s.spec.name, held=s.memory, frees=s.private or s.memory,
-                    evictable=not s.in_flight and s.state == State.READY,
+                    evictable=s.in_flight == s.parked and s.state == State.READY, draining=s.draining,
                     last_used=s.last_used, loaded_at=s.loaded_at,
                     reload_s=s.stats.last_load_s or s.spec.expected_load_s or 1.0,
                     recent_uses=int(s.recent_uses(now)),
@@ -853,6 +898,7 @@ class Registry:
         assert worker is not None
         slot.worker = None
         slot.memory = slot.private = 0
+        slot.draining = False
         slot.state = State.EVICTED
         slot.stats.evictions[reason] += 1
         self._room.notify_all()
@@ -866,6 +912,7 @@ class Registry:
             return _Death(worker, slot.spec.name, why, crash=False)
         slot.worker = None
         slot.memory = slot.private = 0
+        slot.draining = False
         slot.state = State.FAILED
         slot.error = why
         crash = worker.ended_by_hub() is None

@@ -19,3 +19,16 @@ def demo_hub():
 
     with running_hub("--max-models", "3", cache_dir=ROOT / ".cache" / "test-hub") as server:
         yield server
+
+
+@pytest.fixture
+def no_blocking_under_locks(monkeypatch):
+    """Fail the test if any blocking call ran while a coordinating lock was held
+    (tests/lockcheck.py); used by the registry and backend suites."""
+    from lockcheck import Harness
+
+    harness = Harness()
+    harness.install(monkeypatch)
+    yield harness
+    unique = list(dict.fromkeys(harness.violations))
+    assert not unique, f"{len(unique)} blocking call(s) under a coordinating lock:\n\n" + "\n\n".join(unique[:5])

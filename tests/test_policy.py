@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from demohub.policy import (EndIdleShared, Evict, Fits, Model, OverBudget, Rules, Shared, ShrinkCopy, Snapshot,
+from demohub.policy import (Drain, EndIdleShared, Evict, Fits, Model, OverBudget, Rules, Shared, ShrinkCopy, Snapshot,
                             Wait, choose_victim, load_need, room_for, within_budget)
 
 MB = 2**20
@@ -12,10 +12,10 @@ NOW = 1000.0
 
 
 def model(name, held=200, frees=None, evictable=True, last_used=NOW - 10, age=60.0, reload_s=0.1, uses=0,
-          spare=False) -> Model:
+          spare=False, draining=False) -> Model:
     frees = held if frees is None else frees
     return Model(name, held * MB, frees * MB, evictable, last_used, NOW - age, reload_s, uses,
-                 spare_copy=spare, copy_frees=(frees // 2) * MB if spare else 0)
+                 spare_copy=spare, copy_frees=(frees // 2) * MB if spare else 0, draining=draining)
 
 
 def snap(*models, shared=(), reserved=0, loading=0) -> Snapshot:
@@ -27,7 +27,14 @@ ROOM_TABLE = [
     ("empty hub, no budget", snap(), 300, Rules(3, None), Fits()),
     ("fits the count and the budget", snap(model("a")), 300, Rules(3, 1000 * MB), Fits()),
     ("count full: the idle model goes", snap(model("a")), 10, Rules(1, None), Evict("a", "capacity")),
-    ("count full, model busy: wait", snap(model("a", evictable=False)), 10, Rules(1, None), Wait(("a",))),
+    ("count full, model busy: it is drained", snap(model("a", evictable=False)), 10, Rules(1, None), Drain("a")),
+    ("one already draining: wait", snap(model("a", evictable=False, draining=True)), 10, Rules(1, None),
+     Wait(("a",))),
+    ("a busy fresh model is not drained", snap(model("a", evictable=False, age=0.5)), 10, Rules(1, None),
+     Wait(("a",))),
+    ("busy models: the one worth least is drained",
+     snap(model("durian", evictable=False, reload_s=3.0), model("questions", evictable=False, reload_s=0.1)), 10,
+     Rules(2, None), Drain("questions")),
     ("over memory: an idle extra copy goes before any model",
      snap(model("a", held=600, spare=True), model("b", held=300)), 300, Rules(3, 1000 * MB), ShrinkCopy("a")),
     ("over memory: an idle template goes before any model",

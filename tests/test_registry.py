@@ -137,6 +137,39 @@ def test_waiting_load_proceeds_once_the_busy_model_is_idle(build):
     assert state(registry, "alpha").stats.evictions["capacity"] == 1
 
 
+def test_a_steady_stream_to_one_model_does_not_starve_another(build):
+    """Three callers keep alpha busy without a pause; beta's visitor used to wait
+    out --capacity-wait and be told 'at capacity'. Now alpha is drained: it takes
+    no new request, finishes the ones it holds, goes, and comes back after beta."""
+    registry = build(Limits(max_models=1, capacity_wait_s=20), alpha={}, beta={})
+    registry.predict("alpha", {})
+    stop, errors, answered = threading.Event(), [], []
+
+    def stream():
+        while not stop.is_set():
+            try:
+                answered.append(registry.predict("alpha", {"op": "sleep", "seconds": 0.2})["pid"])
+            except Exception as exc:  # noqa: BLE001 - the test reports them
+                errors.append(exc)
+
+    callers = [threading.Thread(target=stream) for _ in range(3)]
+    for t in callers:
+        t.start()
+    time.sleep(2.5)  # past alpha's minimum stay, with its queue never empty
+    started = time.monotonic()
+    try:
+        assert registry.predict("beta", {"value": 1})["echo"] == 1
+        waited = time.monotonic() - started
+    finally:
+        time.sleep(1.0)
+        stop.set()
+        for t in callers:
+            t.join(30)
+    assert waited < 10, f"beta waited {waited:.1f} s behind alpha's stream"
+    assert errors == []
+    assert len(set(answered)) >= 2, "alpha was never reloaded after making room"
+
+
 def test_a_load_waiting_for_room_says_so_not_downloading(build):
     """A local model whose load waits for a busy one is 'waiting for room', on the
     Status tab and in its caller's progress (it used to say 'downloading')."""

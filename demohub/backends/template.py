@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -304,10 +305,12 @@ class Template:
         if fresh or metric not in values or now - at > MEMORY_EVERY_S:
             values = rollup(self.pid) if self.alive() else {}
             self._memory = (now, values)
-            if values and not self.workers:  # alone, its PSS is what starting it again adds
-                self.alone_bytes = values["pss"]
-            elif values and not self.alone_bytes:  # never seen alone: its RSS bounds that
-                self.alone_bytes = values["rss"]
+            if values and self.hello is not None:  # imported: what starting it again adds is its
+                # PSS alone, or, never seen alone, its RSS (which bounds that)
+                if not self.workers:
+                    self.alone_bytes = values["pss"]
+                elif not self.alone_bytes:
+                    self.alone_bytes = values["rss"]
         return values.get(metric, 0)
 
     def forget_memory(self) -> None:
@@ -495,7 +498,7 @@ class TemplateBackend:
 
     def __init__(self, specs: Iterable[DemoSpec] = (), threads: int | None = None,
                  wait_policy: str | None = None, template_ttl_s: float | None = 900.0,
-                 prewarm: bool = False):
+                 prewarm: bool = False, sizes_file: Path | None = None):
         self._spawn = SpawnBackend(threads=threads, wait_policy=wait_policy)
         self._env = worker_env(threads, wait_policy)
         # numpy's OpenBLAS starts a thread pool at import; a template must stay single-threaded
@@ -504,8 +507,10 @@ class TemplateBackend:
         self._specs: dict[str, DemoSpec] = {}
         self._families: dict[str, str] = {}
         self._templates: dict[str, Template] = {}
-        #: each family's template size when it last ran alone (Template.alone_bytes)
-        self._alone: dict[str, int] = {}
+        #: each family's template size when it last ran alone (Template.alone_bytes), kept
+        #: in `sizes_file` so a restarted hub plans its first template start from it
+        self._sizes_file = sizes_file
+        self._alone: dict[str, int] = _read_sizes(sizes_file)
         #: families that keep the spawn path, with the evidence
         self.unsafe: dict[str, str] = {}
         self._lock = threading.Lock()  # guards the dicts above; never held across a wait
@@ -518,8 +523,7 @@ class TemplateBackend:
             self._know(spec)
         if prewarm:
             for family in sorted({f for f in self._families.values() if f in FAMILIES}):
-                with self._lock:
-                    self._template(family)
+                self._template(family, pending=0)
 
     # -- Backend ----------------------------------------------------------------------------
 
@@ -541,11 +545,20 @@ class TemplateBackend:
         found = [SharedProcess(name=f"template {t.family}", pid=t.pid, memory_bytes=t.memory(metric, fresh),
                                idle=idle[t.family])
                  for t in templates if t.alive()]
-        with self._lock:
-            for t in templates:
-                if t.alone_bytes:
-                    self._alone[t.family] = t.alone_bytes
+        self._remember_alone(templates)
         return found
+
+    def _remember_alone(self, templates: list[Template]) -> None:
+        """Note the templates' sizes alone; the file is written (outside the lock) only when one changed."""
+        with self._lock:
+            changed = False
+            for t in templates:
+                if t.alone_bytes and abs(self._alone.get(t.family, 0) - t.alone_bytes) > 2**20:
+                    self._alone[t.family] = t.alone_bytes
+                    changed = True
+            sizes = dict(self._alone)
+        if changed and self._sizes_file is not None:
+            _write_sizes(self._sizes_file, sizes)
 
     def start_cost(self, spec: DemoSpec) -> int | None:
         """A family whose template runs costs nothing to start; one whose template
@@ -624,18 +637,34 @@ class TemplateBackend:
                 self._specs[spec.name] = spec
         return family
 
-    def _template(self, family: str) -> Template:
-        """The family's live template, started if needed (call with `_lock` held;
-        starting is a Popen, the imports happen in the template)."""
-        t = self._templates.get(family)
-        if t is not None and t.alive():
-            return t
-        specs = sorted((s for n, s in self._specs.items() if self._families[n] == family), key=lambda s: s.name)
+    def _template(self, family: str, pending: int = 1) -> Template:
+        """The family's live template, started if needed, with `pending` more loads
+        counted on it (so `trim` and the TTL leave it alone). Reading the runtimes'
+        sources and starting the process happen outside `_lock`; if two loads race to
+        start one, the second's is stopped and the first's is used."""
+        with self._lock:
+            t = self._templates.get(family)
+            if t is not None and t.alive():
+                t.pending += pending
+                return t
+            specs = sorted((s for n, s in self._specs.items() if self._families[n] == family), key=lambda s: s.name)
         roots = sorted({str(s.import_root) for s in specs if s.import_root})
         preloads = sorted({m for s in specs for m in preloads_of(s, family)})
-        t = Template(family, [s.runtime for s in specs], preloads, roots, self._template_env)
-        self._templates[family] = t
-        events.event("template_start", None, family=family, pid=t.pid, runtimes=t.runtimes, preloads=preloads)
+        fresh = Template(family, [s.runtime for s in specs], preloads, roots, self._template_env)
+        with self._lock:
+            closed = self._closed
+            t = self._templates.get(family)
+            lost = closed or (t is not None and t.alive())
+            if not lost:
+                t = self._templates[family] = fresh
+            if not closed:
+                t.pending += pending
+        if lost:
+            fresh.stop(grace=1.0)
+            if closed:
+                raise WorkerFailed(f"the {family} template was not started: the hub is shutting down")
+        else:
+            events.event("template_start", None, family=family, pid=t.pid, runtimes=t.runtimes, preloads=preloads)
         return t
 
     def _start_worker(self, handle: TemplateWorker, deadline: float, tick: Tick | None) -> LocalWorker:
@@ -643,10 +672,10 @@ class TemplateBackend:
         spec = handle.spec
         family = self._families[spec.name]
         with self._lock:
-            if self._closed:
-                raise WorkerFailed(f"the {spec.name} model was not started: the hub is shutting down")
-            t = self._template(family)
-            t.pending += 1
+            closed = self._closed
+        if closed:
+            raise WorkerFailed(f"the {spec.name} model was not started: the hub is shutting down")
+        t = self._template(family)
         proc = None
         try:
             hello = t.wait_hello(min(deadline, t.started + TEMPLATE_START_S), tick)
@@ -654,8 +683,7 @@ class TemplateBackend:
                 alone = not t.workers
             if alone:  # before its first fork: the one moment its PSS is its own
                 t.memory("pss", fresh=True)
-                with self._lock:
-                    self._alone[family] = t.alone_bytes
+                self._remember_alone([t])
             if len(hello.threads) != 1:
                 raise TemplateUnusable(
                     f"after importing {', '.join(hello.imported) or 'nothing'} the {family} template has "
@@ -723,6 +751,26 @@ class _Spawned(TemplateWorker):
 
     def kill(self, reason: str = "killed") -> None:
         self._inner.kill(reason)
+
+
+def _read_sizes(path: Path | None) -> dict[str, int]:
+    try:
+        raw = json.loads(path.read_text()) if path else {}
+        return {str(k): int(v) for k, v in raw.items() if k in FAMILIES}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}  # only ever a planning estimate: unreadable counts as none
+
+
+def _write_sizes(path: Path, sizes: dict[str, int]) -> None:
+    """Whole-file write (temporary name, then rename); a failure costs only the estimate."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as out:
+            json.dump(sizes, out, sort_keys=True)
+        os.replace(scratch, path)
+    except OSError:
+        pass
 
 
 def _device_env(env: dict[str, str], spec: DemoSpec) -> dict[str, str]:
