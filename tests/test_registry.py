@@ -24,6 +24,9 @@ from demohub.sources import ModelSources
 from demohub.spec import ModelSource
 from support import TEST_DEMOS, gone
 
+#: every test here fails if a blocking call ran under a coordinating lock (tests/lockcheck.py)
+pytestmark = pytest.mark.usefixtures("no_blocking_under_locks")
+
 
 def make_model(folder: Path, **config) -> Path:
     folder.mkdir(parents=True, exist_ok=True)

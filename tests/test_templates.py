@@ -20,6 +20,9 @@ from demohub.registry import Limits, Registry
 from demohub.sources import ModelSources
 from support import FIXTURES, PROJECT_ROOT, TEST_DEMOS, gone, is_zombie, mapped_framework_libs, running_hub
 
+#: every test here fails if a blocking call ran under a coordinating lock (tests/lockcheck.py)
+pytestmark = pytest.mark.usefixtures("no_blocking_under_locks")
+
 TORCH_DEMOS = FIXTURES / "torchdemos"
 THREAD_DEMOS = FIXTURES / "threaddemos"
 
