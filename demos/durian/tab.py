@@ -32,7 +32,7 @@ def build(ctx) -> None:
             photo = PhotoUpload(label="Durian photo")
             submit = gr.Button("Identify the breed", variant="primary")
             if examples:
-                gr.Examples(examples, inputs=[photo], api_visibility="private")
+                gr.Examples(examples, inputs=[photo], api_visibility="private", label="Sample photos")
         with gr.Column():
             verdict = gr.Markdown()
             label = VerdictLabel(label="Breed probabilities", num_top_classes=4)
