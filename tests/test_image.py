@@ -245,6 +245,10 @@ def test_every_endpoint_answers_and_memory_at_rest_and_loaded(space):
                                 "hub_pss_mib": round(metrics["demohub_hub_memory_bytes"] / MB),
                                 "workers_pss_mib": round(metrics["demohub_workers_memory_bytes"] / MB)}
     FIGURES["load_s_fresh"] = load_seconds(space.logs())
+    # the hub is PID 1 here: nothing it started (workers, templates) is left unreaped
+    states = space.exec("python", "-c", "import glob; print(' '.join(open(p).read().rsplit(')', 1)[1].split()[0] "
+                        "for p in glob.glob('/proc/[0-9]*/stat')))").stdout.split()
+    assert states and "Z" not in states, states
     cache = space.exec("du", "-sm", "/home/user/.cache/demohub/placeholders", "/home/user/.cache/demohub/derived")
     FIGURES["cache_mib"] = {Path(p).name: int(n) for n, p in (line.split() for line in cache.stdout.splitlines())}
     assert set(FIGURES["cache_mib"]) == {"placeholders", "derived"}, cache.stderr
