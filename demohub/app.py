@@ -10,7 +10,7 @@ import gradio as gr
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from demohub import heap, lifespans, metrics, sessions, tempdir
+from demohub import heap, lifespans, metrics, outputs, sessions, tempdir
 from demohub.config import DoorSettings
 from demohub.gate import UPLOAD_OVERHEAD, BodyLimits, Door, Event, Gate
 from demohub.pacing import QueuePacer, WakeOnRequest
@@ -84,6 +84,7 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
     # `launch()` has run; mounting never sets the flag, so set it to keep that check on.
     blocks.has_launched = True
     sessions.lighten(blocks.state_holder)  # no deep-link snapshot per session: the door closes that route
+    outputs.install()  # two visitors with the same answer share its file: never rewrite it while served
     app.add_middleware(Gate, door=Door(door_events(blocks), api_docs=docs, mcp=mcp),
                        limits=BodyLimits(max_body=door.max_body,
                                          max_upload=door.max_file_size + UPLOAD_OVERHEAD))

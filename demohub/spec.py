@@ -78,7 +78,9 @@ class DemoSpec:
     examples: tuple = ()
     predict_timeout_s: float = 60.0
     load_timeout_s: float = 300.0
-    expected_load_s: float = 5.0
+    #: the author's guess at a first load, shown to visitors labelled as a guess until
+    #: this hub has measured one (measurements are remembered in --cache-dir); None: no guess
+    expected_load_s: float | None = None
     #: calls one loaded copy of the model takes at once in a one-process app
     #: (bench/baseline_app.py's event limit). The hub runs one call per worker
     #: process and adds copies of a busy model instead (see `max_copies`).

@@ -164,6 +164,15 @@ def start_hub(*args: str, env: dict[str, str] | None = None, timeout: float = 60
     raise RuntimeError(f"hub did not answer /healthz within {timeout} s:\n{server.logs()}")
 
 
+def run_hub(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `hub.py` on the test demos to its end (for settings it must refuse),
+    with no HUB_* variable from this environment."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    full.update(env or {})
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / "hub.py"), "--demos-dir", str(TEST_DEMOS), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT, env=full)
+
+
 @contextmanager
 def running_hub(*args: str, **kwargs):
     server = start_hub(*args, **kwargs)

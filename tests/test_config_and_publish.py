@@ -37,6 +37,7 @@ def test_model_source_parsing(tmp_path):
 def test_flags_and_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("HUB_MAX_MODELS", "5")
     monkeypatch.setenv("HUB_MODEL_CASSAVA", "org/cassava@deadbeef")
+    (tmp_path / "config.json").write_text("{}")  # a local model folder must be one
     config = load_config(["--memory-budget", "6G", "--idle-ttl", "0", "--model", f"questions={tmp_path}"])
     assert config.limits.max_models == 5
     assert config.limits.memory_budget == 6 * 2**30

@@ -66,7 +66,8 @@ def test_cold_call_reports_load_progress_then_answers(hub):
         time.sleep(0.1)
     result = job.result()
     assert result["echo"] == "cold" and result["marker"] == "local alpha"
-    assert any(d.startswith("loading alpha model, ~") for d in descriptions), descriptions
+    # a fresh cache dir: no load measured yet, so no number (tests/test_hub_lifecycle.py: after a restart)
+    assert "loading alpha model (first load: no estimate yet)" in descriptions, descriptions
 
 
 def test_errors_reach_the_client_as_readable_messages(hub):

@@ -190,6 +190,24 @@ def test_a_family_that_starts_threads_at_import_keeps_the_spawn_path(make_regist
     assert registry.predict("threaded", {})["pid"] == result["pid"]
 
 
+def test_a_copy_whose_template_cannot_fork_starts_spawned_with_its_own_threads(make_registry, tmp_path):
+    """An extra copy is started with its share of the cores (`threads`); when its
+    family turns out unable to fork, the spawned worker must keep that share
+    (TensorFlow fixes its pool at start), not start with every core."""
+    _, backend = make_registry(THREAD_DEMOS)
+    spec = next(s for s in discover(THREAD_DEMOS) if s.name == "threaded")
+    (tmp_path / "threaded").mkdir()
+    (tmp_path / "threaded" / "config.json").write_text("{}")
+    handle = backend.start(spec, tmp_path / "threaded", placeholder=False, threads=1)
+    try:
+        handle.wait_ready(120)
+        assert "none" in backend.unsafe and handle.origin == "spawned"
+        environ = Path(f"/proc/{handle.pid}/environ").read_bytes().split(b"\0")
+        assert b"OMP_NUM_THREADS=1" in environ and b"TF_NUM_INTRAOP_THREADS=1" in environ
+    finally:
+        handle.kill("test over")
+
+
 def hub_tree(pid: int) -> list[psutil.Process]:
     return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
 

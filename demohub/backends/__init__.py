@@ -142,8 +142,15 @@ class Backend(Protocol):
         """How many calls the hub may hand one loaded model of `spec` at once (a
         local worker: one running and one staged; Ray: one per replica)."""
 
-    def shared(self, metric: str) -> list[SharedProcess]:
-        """Processes kept besides the models (templates, Ray daemons)."""
+    def shared(self, metric: str, fresh: bool = False) -> list[SharedProcess]:
+        """Processes kept besides the models (templates, Ray daemons); `fresh`
+        reads their memory now instead of a recent reading (budget decisions)."""
+
+    def start_cost(self, spec: DemoSpec) -> int | None:
+        """Bytes starting `spec`'s model adds besides the model's own private
+        memory: 0 when it forks from a running template, that template's size when
+        it must start first, None for a fresh process (whose share of its
+        libraries then counts too)."""
 
     def trim(self, keep: set[str] = frozenset()) -> int:
         """End idle shared processes (not those serving `keep` demos); returns

@@ -45,7 +45,7 @@ from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick
 from demohub.backends.spawn import (PIPELINE_DEPTH, STOPPED_GRACE_S, LocalWorker, SpawnBackend, is_stopped,
                                     with_threads, worker_env)
 from demohub.errors import WorkerFailed
-from demohub.memory import process_memory
+from demohub.memory import rollup
 from demohub.spec import DemoSpec
 
 FAMILIES = ("torch", "tensorflow", "none")
@@ -276,7 +276,10 @@ class Template:
         self.workers: list[ForkedProcess] = []
         self.pending = 0  # loads between asking for this template and their fork
         self.idle_since: float | None = time.monotonic()
-        self._memory = (0.0, "", 0)  # (measured at, metric, bytes)
+        self._memory: tuple[float, dict[str, int]] = (0.0, {})  # (measured at, bytes by metric)
+        #: its PSS when last measured with no worker (RSS until then): what starting
+        #: this family's template again adds
+        self.alone_bytes = 0
 
     @property
     def pid(self) -> int:
@@ -286,21 +289,30 @@ class Template:
         return self.proc.poll() is None
 
     def live_workers(self) -> int:
-        """Workers forked from it that still run (call with the backend's lock held)."""
+        """Workers forked from it that still run (call with the backend's lock held).
+        When one has ended, its pages shared with the template are the template's
+        alone again: its PSS has grown, so the next `memory()` reads /proc again."""
+        before = len(self.workers)
         self.workers = [w for w in self.workers if w.poll() is None]
+        if len(self.workers) != before:
+            self.forget_memory()
         return len(self.workers)
 
     def memory(self, metric: str, fresh: bool = False) -> int:
-        at, cached_metric, value = self._memory
+        at, values = self._memory
         now = time.monotonic()
-        if fresh or cached_metric != metric or now - at > MEMORY_EVERY_S:
-            value = process_memory(self.pid, metric) if self.alive() else 0
-            self._memory = (now, metric, value)
-        return value
+        if fresh or metric not in values or now - at > MEMORY_EVERY_S:
+            values = rollup(self.pid) if self.alive() else {}
+            self._memory = (now, values)
+            if values and not self.workers:  # alone, its PSS is what starting it again adds
+                self.alone_bytes = values["pss"]
+            elif values and not self.alone_bytes:  # never seen alone: its RSS bounds that
+                self.alone_bytes = values["rss"]
+        return values.get(metric, 0)
 
     def forget_memory(self) -> None:
         """Its workers changed: the next `memory()` reads /proc again."""
-        self._memory = (0.0, "", 0)
+        self._memory = (0.0, {})
 
     def _lock_until(self, deadline: float, tick: Tick | None) -> None:
         while not self._ctl.acquire(timeout=max(0.0, min(0.25, deadline - time.monotonic()))):
@@ -401,8 +413,9 @@ class TemplateWorker(OneCopy):
     progress ticks apply."""
 
     def __init__(self, backend: "TemplateBackend", spec: DemoSpec, model_dir: Path, placeholder: bool,
-                 env: dict[str, str]):
+                 env: dict[str, str], threads: int | None = None):
         self.spec = spec
+        self.threads = threads  # CPU threads it starts with, forked or (if its family cannot fork) spawned
         self._backend = backend
         self._model_dir = model_dir
         self._placeholder = placeholder
@@ -491,6 +504,8 @@ class TemplateBackend:
         self._specs: dict[str, DemoSpec] = {}
         self._families: dict[str, str] = {}
         self._templates: dict[str, Template] = {}
+        #: each family's template size when it last ran alone (Template.alone_bytes)
+        self._alone: dict[str, int] = {}
         #: families that keep the spawn path, with the evidence
         self.unsafe: dict[str, str] = {}
         self._lock = threading.Lock()  # guards the dicts above; never held across a wait
@@ -514,18 +529,40 @@ class TemplateBackend:
         env = _device_env(with_threads(self._env, threads), spec)
         if family not in FAMILIES or family in self.unsafe:
             return _Spawned(self._spawn.start(spec, model_dir, placeholder=placeholder, threads=threads), family)
-        return TemplateWorker(self, spec, model_dir, placeholder, env)
+        return TemplateWorker(self, spec, model_dir, placeholder, env, threads)
 
     def concurrency(self, spec: DemoSpec) -> int:
         return PIPELINE_DEPTH
 
-    def shared(self, metric: str) -> list[SharedProcess]:
+    def shared(self, metric: str, fresh: bool = False) -> list[SharedProcess]:
         with self._lock:
             templates = list(self._templates.values())
             idle = {t.family: t.pending == 0 and t.live_workers() == 0 for t in templates}
-        return [SharedProcess(name=f"template {t.family}", pid=t.pid, memory_bytes=t.memory(metric),
-                              idle=idle[t.family])
-                for t in templates if t.alive()]
+        found = [SharedProcess(name=f"template {t.family}", pid=t.pid, memory_bytes=t.memory(metric, fresh),
+                               idle=idle[t.family])
+                 for t in templates if t.alive()]
+        with self._lock:
+            for t in templates:
+                if t.alone_bytes:
+                    self._alone[t.family] = t.alone_bytes
+        return found
+
+    def start_cost(self, spec: DemoSpec) -> int | None:
+        """A family whose template runs costs nothing to start; one whose template
+        must start costs that template's size when it last ran alone (a family
+        never started yet: the largest template seen), and one still importing
+        costs what it has yet to grow by; a spawned family: None."""
+        family = self._know(spec)
+        if family not in FAMILIES or family in self.unsafe:
+            return None
+        with self._lock:
+            t = self._templates.get(family)
+            alone = self._alone.get(family) or max(self._alone.values(), default=0)
+        if t is None or not t.alive():
+            return alone
+        if t.hello is None:  # importing: part of it is measured already, the rest is to come
+            return max(0, alone - t.memory("pss", fresh=True))
+        return 0
 
     def trim(self, keep: set[str] = frozenset()) -> int:
         """End idle templates whose family none of the `keep` demos needs."""
@@ -613,6 +650,12 @@ class TemplateBackend:
         proc = None
         try:
             hello = t.wait_hello(min(deadline, t.started + TEMPLATE_START_S), tick)
+            with self._lock:
+                alone = not t.workers
+            if alone:  # before its first fork: the one moment its PSS is its own
+                t.memory("pss", fresh=True)
+                with self._lock:
+                    self._alone[family] = t.alone_bytes
             if len(hello.threads) != 1:
                 raise TemplateUnusable(
                     f"after importing {', '.join(hello.imported) or 'nothing'} the {family} template has "
@@ -635,7 +678,8 @@ class TemplateBackend:
         except TemplateUnusable as exc:
             self._give_up(t, family, str(exc), exc.permanent)
             handle.origin = "spawned"
-            return self._spawn.start(spec, handle._model_dir, placeholder=handle._placeholder)
+            return self._spawn.start(spec, handle._model_dir, placeholder=handle._placeholder,
+                                     threads=handle.threads)
         finally:
             with self._lock:
                 t.pending -= 1

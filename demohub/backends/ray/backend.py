@@ -643,7 +643,10 @@ class RayBackend:
                     pass
         return out
 
-    def shared(self, metric: str) -> list[SharedProcess]:
+    def start_cost(self, spec: DemoSpec) -> int | None:
+        return None  # a replica is a process of its own
+
+    def shared(self, metric: str, fresh: bool = False) -> list[SharedProcess]:
         """Ray's own processes on this machine (head, GCS, raylet, agents, the
         Serve controller, idle workers), plus replicas of applications the
         registry no longer holds (idle: `trim` deletes them)."""
