@@ -13,9 +13,10 @@ from gradio_client.utils import sanitize_parameter_names
 from gradio_client.exceptions import AppError
 
 from demohub.discovery import discover
-from support import PROJECT_ROOT, SHARED_DATA, mapped_framework_libs
+from support import CASSAVA_PHOTOS, DURIAN_PHOTO, PROJECT_ROOT, mapped_framework_libs
 
-IMAGES = SHARED_DATA / "images"
+#: the sample photos the demos ship, by name
+IMAGES = {p.name: p for p in (*CASSAVA_PHOTOS, DURIAN_PHOTO)}
 #: one per demo folder, whatever folders there are (a new demo needs no edit here)
 PUBLIC_ENDPOINTS = {f"/{spec.api_name}" for spec in discover(PROJECT_ROOT / "demos")}
 
@@ -70,7 +71,7 @@ def test_every_input_and_output_has_a_short_true_name_and_a_description(client):
 
 @pytest.mark.parametrize("demo,photo", [("cassava", "cassava_2.jpg"), ("durian", "durian_1.jpg")])
 def test_image_demos_answer_with_a_flagged_verdict(client, demo, photo):
-    label, heatmap, verdict, summary = client.predict(photo=handle_file(str(IMAGES / photo)), api_name=f"/{demo}")
+    label, heatmap, verdict, summary = client.predict(photo=handle_file(str(IMAGES[photo])), api_name=f"/{demo}")
     assert summary["trained"] is False  # placeholders until trained weights are configured
     assert "Untrained weights" in verdict
     assert summary["label"] in ("uncertain", summary["top_class"])
@@ -85,7 +86,7 @@ def test_image_demos_explain_bad_input(client, demo, tmp_path):
     notes = tmp_path / "notes.jpg"
     notes.write_text("this is not a photo")
     truncated = tmp_path / "half.jpg"
-    truncated.write_bytes((IMAGES / "cassava_1.jpg").read_bytes()[:2000])
+    truncated.write_bytes((IMAGES["cassava_1.jpg"]).read_bytes()[:2000])
     cases = [
         (None, r"(?i)upload .*photo first"),
         (handle_file(str(notes)), "not an image we can read"),
@@ -99,7 +100,7 @@ def test_image_demos_explain_bad_input(client, demo, tmp_path):
 
 
 def test_metrics_after_traffic_and_no_framework_in_the_hub(demo_hub, client):
-    client.predict(handle_file(str(IMAGES / "cassava_1.jpg")), api_name="/cassava")
+    client.predict(handle_file(str(IMAGES["cassava_1.jpg"])), api_name="/cassava")
     text = demo_hub.get("/metrics")[1]
     for demo in ("cassava", "durian"):
         assert f'demohub_model_state{{model="{demo}",state="ready"}} 1' in text

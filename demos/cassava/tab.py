@@ -12,14 +12,6 @@ from demohub.kit.photo import PhotoUpload
 from demohub.kit.verdict import VerdictLabel
 from demohub.ui import PLACEHOLDER_BANNER
 
-#: The shared sample photos, next to the project (never copied into it).
-SHARED_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "images"
-
-
-def example_photos(names: tuple[str, ...], folder: Path = SHARED_IMAGES) -> list[str]:
-    """The example photos that exist on this machine."""
-    return [str(folder / n) for n in names if (folder / n).is_file()]
-
 
 def verdict_markdown(result) -> str:
     banner = "" if result.trained else PLACEHOLDER_BANNER + "\n\n"
@@ -31,7 +23,7 @@ def build(ctx) -> None:
         with gr.Column():
             photo = PhotoUpload(label="Cassava leaf photo (JPEG, PNG or WebP)")
             submit = gr.Button("Diagnose", variant="primary")
-            examples = example_photos(ctx.spec.examples)
+            examples = [[p] for p in ctx.spec.examples if Path(p).is_file()]
             if examples:
                 gr.Examples(examples=examples, inputs=[photo], api_visibility="private",
                             label="Sample photos")

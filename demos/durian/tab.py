@@ -33,7 +33,7 @@ def build(ctx) -> None:
             photo = PhotoUpload(label="Durian photo")
             submit = gr.Button("Identify the breed", variant="primary")
             if examples:
-                gr.Examples(examples, inputs=[photo], api_visibility="private")
+                gr.Examples(examples, inputs=[photo], api_visibility="private", label="Sample photos")
         with gr.Column():
             # The labels are the API's names (view_api, MCP): the same in every image demo.
             report = api.describe(gr.Markdown(label="Report"), api.REPORT)
