@@ -243,9 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     released = release_file_pages()
+    from demohub.device import cuda_context_created
+
     send(control, {"hello": {"family": args.family, "threads": thread_names(), "imported": imported,
                              "failed": failed, "import_s": time.perf_counter() - started,
-                             "released_bytes": released}})
+                             "released_bytes": released, "cuda_context": cuda_context_created()}})
     return serve(control, hub)
 
 

@@ -69,7 +69,8 @@ def wait_for(condition, timeout: float = 20.0) -> bool:
 
 
 def copy_pids(registry: Registry, name: str) -> list[int]:
-    return list(registry._slots[name].worker.pids)
+    handle = registry._slots[name].worker
+    return [c.pid for c in list(handle._copies) if c.pid is not None]
 
 
 def crowd(registry: Registry, name: str = "alpha", seconds: float = 1.5) -> list[int]:

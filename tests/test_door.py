@@ -89,7 +89,7 @@ def demos_dir(tmp_path_factory) -> Path:
         (demos / name / "__init__.py").write_text(
             "from demohub.spec import DemoSpec\n"
             f"SPEC = DemoSpec(name='{name}', title='{name.title()}', description='A test demo.', "
-            f"runtime='doordemos.{name}.runtime', tab='doordemos.{name}.tab', concurrency_limit=4, "
+            f"runtime='doordemos.{name}.runtime', tab='doordemos.{name}.tab', baseline_concurrency=4, "
             "predict_timeout_s=60.0, load_timeout_s=60.0)\n")
         (demos / name / "runtime.py").write_text(SNAP_RUNTIME)
         (demos / name / "tab.py").write_text(tab)

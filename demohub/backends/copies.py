@@ -63,10 +63,6 @@ class Copies:
         return copies[0].pid if copies else self._first.pid
 
     @property
-    def pids(self) -> list[int]:
-        return [c.pid for c in list(self._copies) if c.pid is not None]
-
-    @property
     def where(self) -> str:
         copies = list(self._copies)
         if len(copies) <= 1:

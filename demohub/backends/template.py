@@ -235,6 +235,8 @@ class Hello:
     imported: list[str]
     failed: dict[str, str]
     import_s: float
+    #: its imports created a CUDA context, which does not survive fork
+    cuda_context: bool = False
 
 
 class TemplateUnusable(Exception):
@@ -333,7 +335,8 @@ class Template:
                 info = message.get("hello")
                 if info is None:
                     raise TemplateUnusable(f"the {self.family} template said {message!r}", permanent=True)
-                self.hello = Hello(info["threads"], info["imported"], info["failed"], info["import_s"])
+                self.hello = Hello(info["threads"], info["imported"], info["failed"], info["import_s"],
+                                   bool(info.get("cuda_context")))
                 events.event("template_ready", None, family=self.family, pid=self.pid,
                              seconds=info["import_s"], threads=info["threads"], failed=info["failed"],
                              released_mb=round(info.get("released_bytes", 0) / 2**20, 1))
@@ -684,6 +687,10 @@ class TemplateBackend:
             if alone:  # before its first fork: the one moment its PSS is its own
                 t.memory("pss", fresh=True)
                 self._remember_alone([t])
+            if hello.cuda_context:
+                raise TemplateUnusable(f"importing {', '.join(hello.imported) or 'nothing'} created a CUDA "
+                                       f"context in the {family} template; a forked worker could not use it",
+                                       permanent=True)
             if len(hello.threads) != 1:
                 raise TemplateUnusable(
                     f"after importing {', '.join(hello.imported) or 'nothing'} the {family} template has "

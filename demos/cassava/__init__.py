@@ -24,7 +24,7 @@ SPEC = DemoSpec(
     predict_timeout_s=60.0,
     load_timeout_s=300.0,
     expected_load_s=10.0,  # import torch + torchvision + 92 MB of weights, 2 shared cores
-    concurrency_limit=1,
+    baseline_concurrency=1,
     # what runtime.py reads (config.json names its weights: model.safetensors by default);
     # a Hub repo that also ships a .pth or .bin is not downloaded in full
     model_files=("config.json", "*.safetensors", "README.md"),

@@ -26,7 +26,7 @@ SPEC = DemoSpec(
     expected_load_s=15.0,
     load_timeout_s=300.0,
     predict_timeout_s=60.0,
-    concurrency_limit=1,
+    baseline_concurrency=1,
     # what runtime.py reads: config.json and its weights_file (model.keras, or a legacy .h5)
     model_files=("config.json", "*.keras", "*.h5", "README.md"),
     device="auto",

@@ -507,10 +507,10 @@ class RayBackend:
 
     # -- Backend -------------------------------------------------------------------
 
-    def _options(self, spec: DemoSpec, memory_hint: int | None) -> dict:
+    def _options(self, spec: DemoSpec) -> dict:
         with self._lock:
             measured = self._measured.get(spec.name, 0)
-        memory = int(max(measured, memory_hint or 0) * self.memory_headroom)
+        memory = int(measured * self.memory_headroom)
         actor: dict[str, Any] = {"num_cpus": self.num_cpus}
         if memory:
             actor["memory"] = memory
@@ -557,12 +557,11 @@ class RayBackend:
             "max_constructor_retry_count": 1,
         }
 
-    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool,
-              memory_hint: int | None = None) -> RayModel:
+    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool) -> RayModel:
         from ray import serve
 
         app_name = f"{self.app_prefix}{spec.name}"
-        options = self._options(spec, memory_hint)
+        options = self._options(spec)
         args = (spec.runtime, str(spec.import_root) if spec.import_root else None, str(model_dir), placeholder)
         # what the replica would load; a changed memory ask alone does not redeploy
         same = {k: v for k, v in options.items() if k != "ray_actor_options"}
