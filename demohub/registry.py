@@ -1,16 +1,20 @@
-"""The model registry: the policy. Lazy, single-flight loads, bounded by a model
-count, a memory budget and an idle TTL, evicting the least recently used idle
-model first; failed loads back off; each call gets a share of the CPU; a busy
-model gets another copy while the budget has room, and loses it when idle.
+"""The model registry: the coordinator. Lazy, single-flight loads, bounded by a
+model count, a memory budget and an idle TTL; failed loads back off; each call
+gets a share of the CPU; a busy model gets another copy while the budget has
+room, and loses it when idle.
 
-How a model actually runs (a spawned process, a forked child, a Ray replica)
-is the backend's business (`demohub.backends`): the registry only starts,
-calls, measures and ends `ModelHandle`s.
+Which model goes, and when a load fits, are decided in `demohub.policy` (pure
+functions over a snapshot); how a model actually runs (a spawned process, a
+forked child, a Ray replica) is the backend's business (`demohub.backends`):
+the registry measures, decides through the policy, and starts, calls and ends
+`ModelHandle`s.
 
 Threads, not asyncio: Gradio runs our handlers in its thread pool, and every
 wait here (a reply, a load, room to load) is a blocking wait with a deadline.
-One lock (`_lock`) guards all bookkeeping and is held only for bookkeeping:
-starting, calling, measuring and ending models happen outside it.
+One lock (`_lock`, with its condition `_room`) guards all bookkeeping and is
+held only for bookkeeping: starting, calling, measuring and ending models,
+reading /proc, and emitting events happen outside it (tests/lockcheck.py
+fails a test that does otherwise).
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ start, call, measure and end a model.
 
 Each mechanism is one module (for Ray, a subpackage) in this package:
 
-- `spawn`: a fresh `python -m demohub.worker` process per model (the default).
+- `spawn`: a fresh `python -m demohub.worker` process per model (`--start-method spawn`).
 - `template`: workers forked from a per-framework template process that has
-  already imported the framework (`--start-method template`).
+  already imported the framework (`--start-method template`, the default).
 - `copies`: wraps `spawn` or `template` so one model may run as several
   worker processes when its requests pile up (`--max-copies`).
 - `ray`: one Ray Serve application per demo (`--backend ray`); a package:

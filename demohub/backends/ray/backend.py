@@ -583,13 +583,21 @@ class RayBackend:
             model = RayModel(self, spec, app_name, None)
 
             def deploy() -> None:
+                """Owned by `model`; ends once the application is asked for, or at once
+                if the model was ended meanwhile (a load the registry gave up on must not
+                deploy an application no handle holds)."""
                 try:
                     # An application being deleted (an eviction a moment ago) must be gone
                     # first: a handle made meanwhile would see the deployment as unavailable.
                     deadline = time.monotonic() + spec.load_timeout_s
-                    while app_name in self.apps(max_age=0.0) and time.monotonic() < deadline:
+                    while (app_name in self.apps(max_age=0.0) and time.monotonic() < deadline
+                           and model._ended is None):
                         time.sleep(0.2)
+                    if model._ended is not None:
+                        return
                     model._handle = serve._run(app, _blocking=False, name=app_name, route_prefix=None)
+                    if model._ended is not None:  # ended while it was being asked for
+                        self.delete(app_name, wait=0.0)
                 except BaseException as exc:  # noqa: BLE001 - reported by wait_ready
                     model._deploy_error = exc
 
