@@ -58,6 +58,9 @@ class Model:
     copy_frees: int = 0
     #: taking no new request, so that it can go (`Drain`)
     draining: bool = False
+    #: its own minimum stay: twice what its last load cost in wall time (a template to
+    #: start included), so a model that is costly to bring back is not sent away at once
+    stay_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,7 @@ def within_budget(snap: Snapshot, rules: Rules, keep: str | None = None,
     freeable = _freeing_step(snap, shared_tried)
     if freeable is not None:
         return freeable
-    victim = choose_victim([m for m in snap.models if m.name != keep], snap.now, min_stay_s=0.0)
+    victim = choose_victim([m for m in snap.models if m.name != keep], snap.now, min_stay_s=0.0, forced=True)
     if victim is not None:
         return Evict(victim, "memory")
     return OverBudget(snap.total)
@@ -214,13 +217,20 @@ def keep_value(m: Model) -> float:
     return (m.reload_s + 0.05) * (1 + m.recent_uses) / max(m.frees, MB)
 
 
-def choose_victim(models, now: float, min_stay_s: float) -> str | None:
+def choose_victim(models, now: float, min_stay_s: float, forced: bool = False) -> str | None:
     """The evictable model worth least to keep (least recently used on a tie);
-    models younger than `min_stay_s` are spared."""
-    candidates = [m for m in models if m.evictable and now - m.loaded_at >= min_stay_s]
+    models younger than their stay (`min_stay_s`, or their own `stay_s` if
+    longer) are spared, unless the budget is really exceeded (`forced`)."""
+    candidates = [m for m in models if m.evictable and (forced or not _staying(m, now, min_stay_s))]
     if not candidates:
         return None
     return min(candidates, key=lambda m: (keep_value(m), m.last_used)).name
+
+
+def _staying(m: Model, now: float, min_stay_s: float) -> bool:
+    """Within its stay (`min_stay_s`, or its own `stay_s` if longer) and still asked
+    for: a model nobody asked for in `min_stay_s` has served what it loaded for."""
+    return now - m.loaded_at < max(min_stay_s, m.stay_s) and now - m.last_used < max(min_stay_s, 1.0)
 
 
 def load_need(peak_private: int | None, start_cost: int, known_peaks: list[int]) -> int:

@@ -177,6 +177,8 @@ class _Slot:
     #: bytes reserved for a load in progress
     need: int = 0
     loaded_at: float = 0.0
+    #: its minimum stay after this load (policy.Model.stay_s)
+    stay_s: float = 0.0
     #: taking no new request so it can make room (policy.Drain); `parked`: requests
     #: waiting for it to go (they do not hold it, so they do not keep it loaded)
     draining: bool = False
@@ -542,7 +544,7 @@ class Registry:
         try:
             with self._lock:
                 slot.state = State.LOADING
-            started = time.monotonic()
+            started = wall = time.monotonic()
             tick()
             try:
                 worker, info = self._start(slot, resolved, tick)
@@ -571,6 +573,7 @@ class Registry:
             slot.reserved = False
             slot.need = 0
             slot.loaded_at = time.monotonic()
+            slot.stay_s = 2 * (slot.loaded_at - wall)
             slot.placeholder = resolved.placeholder
             slot.origin = resolved.origin
             slot.state = State.READY
@@ -794,7 +797,7 @@ class Registry:
                     last_used=s.last_used, loaded_at=s.loaded_at,
                     reload_s=s.stats.last_load_s or s.spec.expected_load_s or 1.0,
                     recent_uses=int(s.recent_uses(now)),
-                    spare_copy=s.worker.replicas > 1 and s.calls < s.worker.replicas,
+                    spare_copy=s.worker.replicas > 1 and s.calls < s.worker.replicas, stay_s=s.stay_s,
                     copy_frees=s.private // max(1, s.worker.replicas))
                 for s in self._slots.values() if s.worker is not None and s is not exclude)
             return policy.Snapshot(models, shared, reserved=reserved, loading=len(loads), now=now)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from demohub.policy import (Drain, EndIdleShared, Evict, Fits, Model, OverBudget, Rules, Shared, ShrinkCopy, Snapshot,
@@ -30,7 +32,7 @@ ROOM_TABLE = [
     ("count full, model busy: it is drained", snap(model("a", evictable=False)), 10, Rules(1, None), Drain("a")),
     ("one already draining: wait", snap(model("a", evictable=False, draining=True)), 10, Rules(1, None),
      Wait(("a",))),
-    ("a busy fresh model is not drained", snap(model("a", evictable=False, age=0.5)), 10, Rules(1, None),
+    ("a busy fresh model is not drained", snap(model("a", evictable=False, age=0.5, last_used=NOW)), 10, Rules(1, None),
      Wait(("a",))),
     ("busy models: the one worth least is drained",
      snap(model("durian", evictable=False, reload_s=3.0), model("questions", evictable=False, reload_s=0.1)), 10,
@@ -48,7 +50,10 @@ ROOM_TABLE = [
     ("loads in progress count at their need", snap(model("a", held=300), reserved=500, loading=1), 300,
      Rules(3, 1000 * MB), Evict("a", "memory")),
     ("loads in progress take a place", snap(loading=1), 10, Rules(1, None), Wait(())),
-    ("a fresh model stays its minimum", snap(model("a", age=1.0)), 10, Rules(1, None, min_stay_s=2.0), Wait(("a",))),
+    ("a fresh model still asked for stays its minimum", snap(model("a", age=1.0, last_used=NOW - 0.5)), 10,
+     Rules(1, None, min_stay_s=2.0), Wait(("a",))),
+    ("a fresh model nobody asks for any more goes", snap(model("a", age=1.0, last_used=NOW - 5)), 10,
+     Rules(1, None, min_stay_s=2.0), Evict("a", "capacity")),
     ("alone and too big: load anyway", snap(), 5000, Rules(3, 1000 * MB), Fits()),
     ("over memory, two idle models alike: the least recently used goes",
      snap(model("a", held=300, frees=100), model("b", held=300, frees=100, last_used=NOW - 1)), 500,
@@ -102,7 +107,13 @@ VICTIM_TABLE = [
     ("a bigger model frees more per reload second",
      [model("small", held=50, last_used=NOW - 50), model("big", held=500, last_used=NOW - 5)], "big"),
     ("busy models are never chosen", [model("a", evictable=False), model("b", evictable=False)], None),
-    ("fresh models are spared", [model("a", age=0.5), model("b", age=60, last_used=NOW - 1)], "b"),
+    ("fresh models still asked for are spared",
+     [model("a", held=500, age=0.5, last_used=NOW - 0.2), model("b", age=60, last_used=NOW - 1)], "b"),
+    ("the same model when no longer fresh", [model("a", held=500, age=60, last_used=NOW - 0.2),
+                                             model("b", age=60, last_used=NOW - 1)], "a"),
+    ("a model costly to bring back stays longer",
+     [replace(model("a", held=500, age=10, last_used=NOW - 0.5), stay_s=16.0),
+      model("b", age=60, last_used=NOW - 1)], "b"),
 ]
 
 

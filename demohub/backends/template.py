@@ -237,6 +237,8 @@ class Hello:
     import_s: float
     #: its imports created a CUDA context, which does not survive fork
     cuda_context: bool = False
+    #: the most it held while importing (its peak RSS)
+    peak_bytes: int = 0
 
 
 class TemplateUnusable(Exception):
@@ -280,8 +282,8 @@ class Template:
         self.pending = 0  # loads between asking for this template and their fork
         self.idle_since: float | None = time.monotonic()
         self._memory: tuple[float, dict[str, int]] = (0.0, {})  # (measured at, bytes by metric)
-        #: its PSS when last measured with no worker (RSS until then): what starting
-        #: this family's template again adds
+        #: what starting this family's template again adds: the most it held while
+        #: importing, or its PSS when last measured with no worker if more
         self.alone_bytes = 0
 
     @property
@@ -307,12 +309,12 @@ class Template:
         if fresh or metric not in values or now - at > MEMORY_EVERY_S:
             values = rollup(self.pid) if self.alive() else {}
             self._memory = (now, values)
-            if values and self.hello is not None:  # imported: what starting it again adds is its
-                # PSS alone, or, never seen alone, its RSS (which bounds that)
+            if values and self.hello is not None:  # imported: what starting it again adds is the
+                # most it held while importing, or its PSS alone if more (never seen alone: its RSS)
                 if not self.workers:
-                    self.alone_bytes = values["pss"]
+                    self.alone_bytes = max(values["pss"], self.hello.peak_bytes)
                 elif not self.alone_bytes:
-                    self.alone_bytes = values["rss"]
+                    self.alone_bytes = max(values["rss"], self.hello.peak_bytes)
         return values.get(metric, 0)
 
     def forget_memory(self) -> None:
@@ -336,7 +338,7 @@ class Template:
                 if info is None:
                     raise TemplateUnusable(f"the {self.family} template said {message!r}", permanent=True)
                 self.hello = Hello(info["threads"], info["imported"], info["failed"], info["import_s"],
-                                   bool(info.get("cuda_context")))
+                                   bool(info.get("cuda_context")), int(info.get("peak_bytes") or 0))
                 events.event("template_ready", None, family=self.family, pid=self.pid,
                              seconds=info["import_s"], threads=info["threads"], failed=info["failed"],
                              released_mb=round(info.get("released_bytes", 0) / 2**20, 1))
