@@ -767,7 +767,7 @@ class Registry:
         if slot.worker is not worker or not held:
             return
         slot.memory, slot.private = held, private
-        copies = max(1, worker.replicas)
+        copies = max(1, worker.replicas + (1 if worker.growing else 0))  # a copy being added is measured too
         slot.peak_private = max(slot.peak_private, private // copies)
         slot.shared_part = max(0, held - private) // copies
 

@@ -103,6 +103,10 @@ class ModelHandle(Protocol):
     def shrink(self) -> bool:
         """End one idle copy beyond the first; False when there is none."""
 
+    @property
+    def growing(self) -> bool:
+        """A copy is being added: `memory()` already counts it, `replicas` not yet."""
+
 
 def usable_cores() -> int:
     """The cores this process may run on (its affinity, not the machine's count)."""
@@ -120,6 +124,9 @@ def copies_allowed(spec: DemoSpec, most: int) -> int:
 
 class OneCopy:
     """For handles that are one copy, or whose copies someone else scales."""
+
+    #: a copy is being added (its memory is already counted in `memory()`)
+    growing = False
 
     def grow(self) -> bool:
         return False

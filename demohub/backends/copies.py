@@ -73,6 +73,10 @@ class Copies:
     def replicas(self) -> int:
         return len(self._copies)
 
+    @property
+    def growing(self) -> bool:
+        return self._pending is not None
+
     def wait_ready(self, timeout: float, tick: Tick | None = None) -> LoadInfo:
         info = self._first.wait_ready(timeout, tick)
         with self._lock:
