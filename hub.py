@@ -169,8 +169,9 @@ def serve(config: HubConfig, temp_folder: Path, sock: socket.socket) -> int:
         print(f"demo hub: {len(specs)} demos ({', '.join(s.name for s in specs)}) on "
               f"http://{address}:{port}", file=sys.stderr, flush=True)
 
-    server = _Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S),
-                     announce)
+    # proxy_headers=False: the app reads X-Forwarded-For itself, from --forwarded-allow-ips only
+    server = _Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S,
+                                    proxy_headers=False), announce)
     stop.server = server  # uvicorn swaps in its own handler while it serves and hands what it caught back
     stop.install()  # again: a backend's client library (Ray's) may have set its own meanwhile
     try:
