@@ -3,9 +3,14 @@ port, and nearest-rank percentiles."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
+
+#: A bench's clients all come from 127.0.0.1 and stand for many visitors: the hubs it starts
+#: (its children inherit this) have no per-visitor limit (demohub.fair) unless the run sets one.
+os.environ.setdefault("HUB_PER_CLIENT_QUEUE", "0")
 
 
 def log(message: str) -> None:
