@@ -32,12 +32,16 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from demohub import events
 from demohub.gate import API, Receive, Refusal, Scope, Send, answer
 
 #: Routes that put a job in Gradio's queue: the page's and gradio_client's join, and
 #: the `/call/<name>` API (which joins the same queue).
 _JOINS = re.compile(r"^(queue/join|call/(?:v2/)?[^/]+)/?$")
 REASONS = ("per_visitor", "queue_full")
+#: Visitors whose reaching the limit is logged and not yet followed by an admitted job; past
+#: this many the set starts again (the cost: a repeated log line, never a missed refusal).
+TOLD_MAX = 1024
 
 
 def visitor(host: str | None) -> str:
@@ -113,7 +117,9 @@ class Ledger:
 class FairQueue:
     """ASGI middleware: the per-visitor limit on queue joins, and the refusals counted
     per reason (`refused("per_visitor")` here, `refused("queue_full")` when Gradio's
-    whole queue refused one)."""
+    whole queue refused one). A visitor reaching the limit is one `per_visitor_limit`
+    log line with the address it is known by (how a Space owner checks which address
+    the hub sees: the visitor's, or a proxy's)."""
 
     def __init__(self, app: Callable, limit: int, live: Callable[[str], bool],
                  refused: Callable[[str], None] = lambda reason: None):
@@ -122,6 +128,7 @@ class FairQueue:
         self.live = live
         self.refused = refused
         self.ledger = Ledger()
+        self._told: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -132,7 +139,13 @@ class FairQueue:
         refusal = decide(self.ledger.holding(who, self.live), self.limit)
         if refusal is not None:
             self.refused("per_visitor")
+            if who not in self._told:  # one log line each time a visitor reaches the limit, not one per job
+                if len(self._told) >= TOLD_MAX:
+                    self._told.clear()
+                self._told.add(who)
+                events.event("per_visitor_limit", visitor=who, jobs=self.limit)
             return await answer(send, refusal)
+        self._told.discard(who)
         join = self.ledger.reserve(who)  # no await since the check: nothing else joined in between
         status, body = 0, []
 

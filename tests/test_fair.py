@@ -199,6 +199,10 @@ def refusals(hub) -> dict[str, float]:
             for line in text.splitlines() if line.startswith("demohub_queue_refusals_total{")}
 
 
+def limit_lines(hub) -> list[dict]:
+    return [json.loads(line) for line in hub.logs().splitlines() if '"event": "per_visitor_limit"' in line]
+
+
 def run(coro, timeout: float = 120):
     """Every test's clients run under one deadline."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
@@ -272,6 +276,9 @@ def test_one_visitor_flooding_200_jobs_leaves_the_others_served_and_is_refused_a
     assert all(m["success"] for m in seen["finished"])
     after = refusals(hub)
     assert after["per_visitor"] - before["per_visitor"] == len(seen["refused"])
+    # one log line each time the flooder reached the limit (again after a job of its ended)
+    told = [line for line in limit_lines(hub) if line["visitor"] == "127.0.0.2"]
+    assert 1 <= len(told) <= len(seen["admitted"]) - LIMIT + 1 and told[0]["jobs"] == LIMIT
     assert after["queue_full"] == before["queue_full"]
     # ...and once its jobs ended the flooder is a visitor like any other again.
     async def again() -> float:
@@ -404,6 +411,9 @@ def test_x_forwarded_for_names_the_visitor_only_from_a_named_proxy(hub):
             extra = [await other.join({"op": "echo"}), await spoofer.join({"op": "echo"})]
             assert [j.admitted for j in extra] == [True, True]
             await asyncio.gather(*(j.result() for j in [*jobs, *extra]))
+            # the log names the visitor, not the proxy: how an operator checks the setting
+            told = {line["visitor"] for line in limit_lines(hub)}
+            assert "203.0.113.7" in told and "127.0.0.9" not in told
         finally:
             for v in (behind, other, spoofer, appended):
                 await v.close()
