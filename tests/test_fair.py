@@ -98,11 +98,10 @@ def test_the_settings_default_to_four_jobs_and_uvicorns_trusted_proxies(monkeypa
 
 # --- a real hub --------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def demos_dir(tmp_path_factory) -> Path:
+def write_demos(demos: Path) -> Path:
     """`slow` (sleeps as asked, 60 s deadline) and `brief` (a 2 s deadline), both the
-    test demos' numpy runtime."""
-    demos = tmp_path_factory.mktemp("fair") / "fairdemos"
+    test demos' numpy runtime, in a folder named `fairdemos`."""
+    assert demos.name == "fairdemos"
     for name, timeout in (("slow", 60.0), ("brief", 2.0)):
         (demos / name).mkdir(parents=True)
         (demos / name / "__init__.py").write_text(
@@ -113,6 +112,11 @@ def demos_dir(tmp_path_factory) -> Path:
         (demos / name / "runtime.py").write_text((TEST_DEMOS / "echo_runtime.py").read_text())
         (demos / name / "tab.py").write_text((TEST_DEMOS / "tab_common.py").read_text())
     return demos
+
+
+@pytest.fixture(scope="module")
+def demos_dir(tmp_path_factory) -> Path:
+    return write_demos(tmp_path_factory.mktemp("fair") / "fairdemos")
 
 
 @pytest.fixture(scope="module")
