@@ -423,3 +423,26 @@ def test_x_forwarded_for_names_the_visitor_only_from_a_named_proxy(hub):
                 await v.close()
 
     run(scenario())
+
+
+def test_the_call_api_joins_the_same_count(hub):
+    """`POST /gradio_api/call/<name>` puts a job in the same queue: it counts and is refused
+    like a join."""
+
+    async def scenario() -> None:
+        v = Visitor(hub, "127.0.0.17")
+        try:
+            sleep = {"data": [json.dumps({"op": "sleep", "seconds": 1})]}
+            called = [await v.http.post("/gradio_api/call/slow", json=sleep) for _ in range(LIMIT)]
+            assert [c.status_code for c in called] == [200] * LIMIT
+            assert await _full(v)
+            refused = await v.http.post("/gradio_api/call/v2/slow", json={"data": ['{"op": "echo"}']})
+            assert refused.status_code == 429 and f"already have {LIMIT} jobs" in refused.json()["detail"]
+            for c in called:  # each job's result stream, as a /call/ client reads it
+                answer = await v.http.get(f"/gradio_api/call/slow/{c.json()['event_id']}")
+                assert "event: complete" in answer.text
+            await _free(v, deadline_s=15)
+        finally:
+            await v.close()
+
+    run(scenario())
