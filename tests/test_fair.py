@@ -299,8 +299,9 @@ def test_without_the_limit_the_same_flood_refuses_or_delays_the_others(demos_dir
     """The baseline: Gradio's queue alone (--per-client-queue 0, --queue-size 32)."""
     with running_hub("--demos-dir", str(demos_dir), "--max-copies", "1", "--per-client-queue", "0") as hub:
         seen = run(flood(hub, "127.0.0.2", ["127.0.0.3", "127.0.0.4", "127.0.0.5"], jobs=200), timeout=150)
-        print(f"\nno per-client limit: flooder {len(seen['admitted'])} admitted, {len(seen['refused'])} refused in {seen['flood_seconds']:.2f} s; "
-              "others: " + ", ".join(f"{'ok' if ok else why} {s:.2f} s" for ok, s, why in seen["answers"]))
+        print(f"\nno per-client limit: flooder {len(seen['admitted'])} admitted, {len(seen['refused'])} refused "
+              f"in {seen['flood_seconds']:.2f} s; others: "
+              + ", ".join(f"{'ok' if ok else why} {s:.2f} s" for ok, s, why in seen["answers"]))
         assert len(seen["admitted"]) >= 32  # the whole queue
         assert any(not ok or seconds >= 10 for ok, seconds, _ in seen["answers"])
         assert refusals(hub)["queue_full"] >= len(seen["refused"]) > 0
