@@ -77,7 +77,7 @@ def test_the_ledger_counts_joins_in_flight_and_forgets_ended_jobs():
     assert ledger._events == {} and not ledger._joining  # nothing kept for visitors with no jobs
 
 
-def test_the_settings_default_to_four_jobs_and_uvicorns_trusted_proxies(monkeypatch, capsys):
+def test_the_settings_default_to_four_jobs_and_uvicorns_trusted_proxies(monkeypatch):
     for name in ("HUB_PER_CLIENT_QUEUE", "HUB_FORWARDED_ALLOW_IPS"):
         monkeypatch.delenv(name, raising=False)
     door = load_config([]).door
@@ -88,12 +88,7 @@ def test_the_settings_default_to_four_jobs_and_uvicorns_trusted_proxies(monkeypa
     assert (door.per_client_queue, door.forwarded_allow_ips) == (2, "10.0.0.0/8")
     assert load_config(["--forwarded-allow-ips", " 10.0.0.0/8 , ::1"]).door.forwarded_allow_ips == "10.0.0.0/8,::1"
     assert load_config(["--forwarded-allow-ips", "*"]).door.forwarded_allow_ips == "*"
-    for bad, says in ((["--per-client-queue", "-3"], "the smallest is 0 (0: no limit)"),
-                      (["--forwarded-allow-ips", "10.0.0.0/33"], "not an address or network: '10.0.0.0/33'"),
-                      (["--forwarded-allow-ips", "proxy.local"], "not an address or network: 'proxy.local'")):
-        with pytest.raises(SystemExit) as exit_:
-            load_config(bad)
-        assert exit_.value.code == 2 and says in capsys.readouterr().err
+    # bad values are refused with a sentence: tests/test_settings.py's table
 
 
 # --- a real hub --------------------------------------------------------------------------------
