@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = load_config(argv)  # a bad setting ends here: argparse's usage, one sentence, exit 2
     if config.mcp and importlib.util.find_spec("mcp") is None:
-        return fail('--mcp: needs the MCP extra: .venv/bin/pip install "gradio[mcp]==6.31.0" '
-                    "(kept out of requirements.txt: it pins an older pydantic)")
+        return fail("--mcp: needs the `mcp` package, which requirements.txt installs: run scripts/setup.sh "
+                    '(or .venv/bin/pip install "gradio[mcp]==6.31.0")')
     try:
         sock = bind(config.host, config.port)
     except BindError as exc:
