@@ -159,6 +159,7 @@ class Job:
         self.status = answer.status_code
         self.payload = answer.json()
         self.join_seconds = seconds
+        self.answered = 0.0  # seconds into a flood when the join was answered (set by `flood`)
         self.event_id = self.payload.get("event_id")
 
     @property
