@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = load_config(argv)  # a bad setting ends here: argparse's usage, one sentence, exit 2
     if config.mcp and importlib.util.find_spec("mcp") is None:
-        return fail('--mcp: needs the MCP extra: .venv/bin/pip install "gradio[mcp]==6.31.0" '
-                    "(kept out of requirements.txt: it pins an older pydantic)")
+        return fail("--mcp: needs the `mcp` package, which requirements.txt installs: run scripts/setup.sh "
+                    '(or .venv/bin/pip install "gradio[mcp]==6.31.0")')
     try:
         sock = bind(config.host, config.port)
     except BindError as exc:
@@ -170,8 +170,9 @@ def serve(config: HubConfig, temp_folder: Path, sock: socket.socket) -> int:
         print(f"demo hub: {len(specs)} demos ({', '.join(s.name for s in specs)}) on "
               f"http://{address}:{port}", file=sys.stderr, flush=True)
 
-    server = _Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S),
-                     announce)
+    # proxy_headers=False: the app reads X-Forwarded-For itself, from --forwarded-allow-ips only
+    server = _Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S,
+                                    proxy_headers=False), announce)
     stop.server = server  # uvicorn swaps in its own handler while it serves and hands what it caught back
     stop.install()  # again: a backend's client library (Ray's) may have set its own meanwhile
     try:

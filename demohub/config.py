@@ -161,6 +161,23 @@ def text_value(text: str) -> str:
     return text
 
 
+def proxies(text: str) -> str:
+    """uvicorn's --forwarded-allow-ips: '*', or addresses and networks, comma-separated
+    (uvicorn would take a typo for a name that never matches, without a word)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if items == ["*"]:
+        return "*"
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"not an address or network: {item!r} (try 10.0.0.0/8,127.0.0.1)") from None
+    return ",".join(items)
+
+
+proxies.metavar = "ADDRESSES"  # type: ignore[attr-defined]
+
+
 for _check, _name in ((size, "SIZE"), (port, "PORT"), (host, "HOST"), (folder, "DIR"), (device, "DEVICE"),
                       (ray_app_prefix, "PREFIX")):
     _check.metavar = _name  # type: ignore[attr-defined]
@@ -257,6 +274,12 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds uploads and generated images stay in the temp folder"),
     Setting("--sessions", "HUB_SESSIONS", count(1), "16",
             "browser/client sessions whose Gradio state is kept in memory"),
+    Setting("--per-client-queue", "HUB_PER_CLIENT_QUEUE", count(0, " (0: no limit)"), "4",
+            "jobs one visitor (client address) may have waiting or running at once; the next is "
+            "refused with a sentence saying so (0: no limit)"),
+    Setting("--forwarded-allow-ips", "HUB_FORWARDED_ALLOW_IPS", proxies, "127.0.0.1,::1",
+            "proxies trusted to name the client in X-Forwarded-For, as uvicorn's option: addresses "
+            "or networks, comma-separated (README, 'Hugging Face Spaces', says what to set there)"),
 )
 
 
@@ -296,6 +319,10 @@ class DoorSettings:
     temp_ttl_s: float = 300.0
     #: sessions whose Gradio state is kept; each holds at most one request's inputs
     sessions: int = 16
+    #: jobs one visitor (client address) may have waiting or running; 0: no limit (demohub.fair)
+    per_client_queue: int = 4
+    #: proxies whose X-Forwarded-For names the client (addresses or networks, comma-separated, or *)
+    forwarded_allow_ips: str = "127.0.0.1,::1"
 
 
 @dataclass(frozen=True)
@@ -498,6 +525,8 @@ def config_from(flags: Mapping[str, Any], model_pairs: list[str], environ: Mappi
             api_docs=bool(v["api_docs"]),
             temp_ttl_s=v["temp_ttl"],
             sessions=v["sessions"],
+            per_client_queue=v["per_client_queue"],
+            forwarded_allow_ips=v["forwarded_allow_ips"],
         ),
         notices=tuple(notices) + ((notice,) if notice else ()),
         device=v["device"],

@@ -28,6 +28,12 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "browser"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
 PREDICTION_TIMEOUT_MS = 180_000
+#: Each Status table header and the lines it takes on the page: at 1280 px a one-column-per-
+#: counter table had squeezed them to a letter or two per line ("ev / ic / ti / on / s").
+HEADER_LINES = """() => [...document.querySelectorAll('#tab-status th .header')].map(el => {
+    const range = document.createRange(); range.selectNodeContents(el);
+    const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+    return [el.innerText.trim(), tops.size]; })"""
 
 #: How a person uses each tab: (tab title, what to do, button, text that proves a result).
 SCENARIOS = {
@@ -87,6 +93,8 @@ def test_every_tab_predicts_in_the_browser(browser, hub):
     page.get_by_text("models loaded").wait_for(timeout=15_000)
     page.wait_for_timeout(3500)  # one status refresh tick
     shot("status")
+    lines = page.evaluate(HEADER_LINES)
+    assert lines and all(n <= len(text.split()) for text, n in lines), f"a header broken inside a word: {lines}"
     assert not errors, errors
     page.close()
 
