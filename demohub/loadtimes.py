@@ -38,6 +38,9 @@ class LastLoad:
     #: (by `memory_metric`): what the memory budget plans the next load at
     peak_private_bytes: int = 0
     shared_part_bytes: int = 0
+    #: the backend (and start method) those sizes were measured with: a forked worker's
+    #: private size leaves out the framework it shares with its template, a spawned one's not
+    sizes_for: str = ""
     #: when (Unix time)
     at: float = 0.0
 
@@ -89,7 +92,8 @@ class Measured:
             return dict(self._loads)
 
     def record(self, name: str, seconds: float, memory_bytes: int = 0, memory_metric: str = "",
-               download_bytes: int = 0, peak_private_bytes: int = 0, shared_part_bytes: int = 0) -> None:
+               download_bytes: int = 0, peak_private_bytes: int = 0, shared_part_bytes: int = 0,
+               sizes_for: str = "") -> None:
         """Remember a load just measured (call without any coordinating lock held:
         this writes a file). A failed write only costs the next run its estimate."""
         with self._lock:
@@ -98,18 +102,18 @@ class Measured:
                 seconds=round(seconds, 3), memory_bytes=int(memory_bytes), memory_metric=memory_metric,
                 download_bytes=int(download_bytes or (before.download_bytes if before else 0)),
                 peak_private_bytes=int(peak_private_bytes), shared_part_bytes=int(shared_part_bytes),
-                at=round(time.time(), 1))
+                sizes_for=sizes_for, at=round(time.time(), 1))
         self._write()
 
-    def sizes(self, name: str, peak_private_bytes: int, shared_part_bytes: int) -> None:
+    def sizes(self, name: str, peak_private_bytes: int, shared_part_bytes: int, sizes_for: str = "") -> None:
         """Update a model's remembered sizes (they grow after its first calls)."""
         with self._lock:
             before = self._loads.get(name)
-            if before is None or (before.peak_private_bytes, before.shared_part_bytes) == (
-                    peak_private_bytes, shared_part_bytes):
+            if before is None or (before.peak_private_bytes, before.shared_part_bytes, before.sizes_for) == (
+                    peak_private_bytes, shared_part_bytes, sizes_for):
                 return
             self._loads[name] = replace(before, peak_private_bytes=int(peak_private_bytes),
-                                        shared_part_bytes=int(shared_part_bytes))
+                                        shared_part_bytes=int(shared_part_bytes), sizes_for=sizes_for)
         self._write()
 
     def _write(self) -> None:

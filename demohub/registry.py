@@ -220,7 +220,8 @@ class Registry:
         self.measured = measured or loadtimes.Measured(None)
         self._slots = {spec.name: _Slot(spec) for spec in specs}
         for name, last in self.measured.all().items():  # the budget plans a restarted hub's loads from them
-            if name in self._slots and last.memory_metric == limits.memory_metric:
+            if (name in self._slots and last.memory_metric == limits.memory_metric
+                    and last.sizes_for == backend.name):
                 self._slots[name].peak_private = last.peak_private_bytes
                 self._slots[name].shared_part = last.shared_part_bytes
         #: concurrent requests share one call, for models whose spec allows batches
@@ -593,7 +594,7 @@ class Registry:
             peak, shared_part = slot.peak_private, slot.shared_part
         self.measured.record(name, info.seconds, memory, self.limits.memory_metric,
                              download_bytes=self._sources.status(name).total_bytes,
-                             peak_private_bytes=peak, shared_part_bytes=shared_part)
+                             peak_private_bytes=peak, shared_part_bytes=shared_part, sizes_for=self.backend.name)
         self._hold_budget(keep=slot)
 
     def _start(self, slot: _Slot, resolved, tick: Callable[[], None]) -> tuple[ModelHandle, Any]:
@@ -935,7 +936,7 @@ class Registry:
         events.event("evict", slot.spec.name, reason=reason, idle_s=idle_s, pid=worker.pid)
         with self._lock:
             peak, shared_part = slot.peak_private, slot.shared_part
-        self.measured.sizes(slot.spec.name, peak, shared_part)  # grown by its calls since it loaded
+        self.measured.sizes(slot.spec.name, peak, shared_part, self.backend.name)  # grown since it loaded
 
     @staticmethod
     def _report_death(death: "_Death") -> None:
