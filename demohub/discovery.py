@@ -37,7 +37,10 @@ def discover(demos_dir: Path, only: tuple[str, ...] = ()) -> list[DemoSpec]:
     for folder in sorted(p for p in demos_dir.iterdir() if (p / "__init__.py").is_file()):
         if only and folder.name not in only:
             continue
-        module = importlib.import_module(f"{demos_dir.name}.{folder.name}")
+        try:
+            module = importlib.import_module(f"{demos_dir.name}.{folder.name}")
+        except Exception as exc:  # noqa: BLE001 - a broken demo folder is named, not a traceback
+            raise DemoError(f"{folder / '__init__.py'} could not be imported: {type(exc).__name__}: {exc}") from None
         spec = getattr(module, "SPEC", None)
         if not isinstance(spec, DemoSpec):
             raise DemoError(f"{folder} has no SPEC = DemoSpec(...) in its __init__.py")

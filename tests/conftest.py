@@ -17,7 +17,8 @@ def demo_hub():
     reruns skip rebuilding them)."""
     from support import running_hub
 
-    with running_hub("--max-models", "3", cache_dir=ROOT / ".cache" / "test-hub") as server:
+    # --per-client-queue 0: here one address stands for many visitors (tests/test_fair.py tests the limit)
+    with running_hub("--max-models", "3", "--per-client-queue", "0", cache_dir=ROOT / ".cache" / "test-hub") as server:
         yield server
 
 

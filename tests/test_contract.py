@@ -92,6 +92,16 @@ def test_a_tab_whose_own_code_fails_is_left_to_the_page(tmp_path):
     assert [s.name for s in discover(demos)] == ["explodes", "needs"]
 
 
+def test_discovery_names_a_spec_that_cannot_be_built(tmp_path):
+    """A SPEC with a field DemoSpec does not have (e.g. one renamed) stops the hub
+    with the file and the reason in one sentence, not an import traceback."""
+    demos = new_package_dir(tmp_path)
+    folder = write_demo(demos, "stale", extra="concurrency_limit=4,")
+    with pytest.raises(DemoError, match="could not be imported: TypeError: .*concurrency_limit") as caught:
+        discover(demos)
+    assert str(folder / "__init__.py") in str(caught.value)
+
+
 def test_discovery_refuses_a_zero_batch(tmp_path):
     demos = new_package_dir(tmp_path)
     write_demo(demos, "zero", extra="max_batch=0,")

@@ -29,8 +29,14 @@ def dockerfile() -> dict:
             for token in shlex.split(rest):
                 key, _, value = token.partition("=")
                 env[key] = value
+        elif op == "ARG":
+            key, _, value = rest.strip().partition("=")
+            parsed.setdefault("args", {})[key] = value
         elif op in ("FROM", "USER", "EXPOSE", "WORKDIR"):
-            parsed[op.lower()] = rest.strip()
+            value = rest.strip()
+            for key, default in parsed.get("args", {}).items():  # ${NAME} at its default
+                value = value.replace(f"${{{key}}}", default)
+            parsed[op.lower()] = value
         elif op == "CMD":
             parsed["cmd"] = json.loads(rest)
         elif op == "RUN":
@@ -54,9 +60,10 @@ def test_dockerfile_follows_spaces_conventions():
     for key in ("HF_HOME", "HUB_CACHE_DIR"):
         assert d["env"][key].startswith("/home/user/"), key
     install = " ".join(d["run"])
-    assert "whl/cpu" in install, "torch must come from the CPU-only wheel index"
-    assert f"torch=={pinned('torch')}" in install
-    assert f"torchvision=={pinned('torchvision')}" in install
+    assert d["args"]["TORCH_INDEX"].endswith("/whl/cpu"), "by default torch comes from the CPU-only wheel index"
+    assert '--index-url "$TORCH_INDEX"' in install
+    assert "grep -E '^torch(vision)?==' requirements.txt" in install  # the pinned pair, read where it is pinned
+    assert pinned("torch") and pinned("torchvision")
     assert "-r requirements.txt" in install
     assert d["cmd"] == ["python", "hub.py"]
 

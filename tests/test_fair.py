@@ -102,7 +102,7 @@ def write_demos(demos: Path) -> Path:
         (demos / name / "__init__.py").write_text(
             "from demohub.spec import DemoSpec\n"
             f"SPEC = DemoSpec(name='{name}', title='{name.title()}', description='A test demo.', "
-            f"runtime='fairdemos.{name}.runtime', tab='fairdemos.{name}.tab', concurrency_limit=4, "
+            f"runtime='fairdemos.{name}.runtime', tab='fairdemos.{name}.tab', baseline_concurrency=4, "
             f"predict_timeout_s={timeout}, load_timeout_s=60.0)\n")
         (demos / name / "runtime.py").write_text((TEST_DEMOS / "echo_runtime.py").read_text())
         (demos / name / "tab.py").write_text((TEST_DEMOS / "tab_common.py").read_text())

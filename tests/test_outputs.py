@@ -82,7 +82,7 @@ def image_hub(request, demo_hub):
         return
     from support import PROJECT_ROOT, running_hub
 
-    with running_hub("--only", "cassava,durian", "--start-method", "spawn",
+    with running_hub("--only", "cassava,durian", "--start-method", "spawn", "--per-client-queue", "0",
                      cache_dir=PROJECT_ROOT / ".cache" / "test-hub") as hub:
         yield hub
 

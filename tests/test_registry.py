@@ -493,7 +493,7 @@ def test_idle_openmp_threads_spin_briefly_unless_the_operator_says_otherwise(bui
 
 def test_concurrency_is_what_a_model_can_really_run(build):
     registry = build(alpha={})
-    assert registry.spec("alpha").concurrency_limit == 4
+    assert registry.spec("alpha").baseline_concurrency == 4  # what the one-process baseline would allow
     # one process runs one call at a time, and takes one more staged behind it
     assert registry.concurrency("alpha") == 2
 
