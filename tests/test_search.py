@@ -196,3 +196,51 @@ def test_any_jsonl_corpus_builds_a_folder_without_pos(tmp_path):
     with pytest.raises(InputError, match="no noun passages"):
         runtime.predict(m, {"query": "stocks", "pos": "noun"})
     assert "README.md" in {p.name for p in out.iterdir()} and not (tmp_path / "folder.building").exists()
+
+
+# ---------------------------------------------------------------- the evaluation's pure parts
+
+GCIDE_ENTRY = """Chisel \\Chis"el\\, n. [OF. chisel, F. ciseau, fr. LL. cisellus,
+   prob. for caesellus. Cf. {Scissors}.]
+   A tool with a cutting edge on one end of a metal blade, used
+   in dressing timber; -- usually driven by a mallet.
+   [1913 Webster]
+
+   {Cold chisel}. See under {Cold}, a.
+      [1913 Webster]
+
+   2. (Carp.) A tool for paring; as, a paring tool for wood.
+      [1913 Webster]
+
+            His weapons holy saws of sacred writ. --Shak.
+      [1913 Webster]
+
+   3. A copy of the WordNet gloss.
+      [WordNet 1.5]
+"""
+
+
+def test_gcide_entry_gives_its_webster_senses_only():
+    from demos.search.evaluate import senses
+
+    assert senses(GCIDE_ENTRY) == ["A tool with a cutting edge on one end of a metal blade, used in dressing timber",
+                                   "A tool for paring"]
+
+
+@pytest.mark.parametrize("definition,word,contains", [
+    ("That dotes; silly", "doting", True), ("The state of being compassionate", "compassionateness", True),
+    ("One who bakes bread", "baker", True), ("The young of a canine animal", "puppy", False),
+    ("To cut with a saw", "saw", True), ("A hand tool", "power saw", False),
+])
+def test_definitions_that_give_the_word_away_are_dropped(definition, word, contains):
+    from demos.search.evaluate import contains_word
+
+    assert contains_word(definition, word) is contains
+
+
+def test_scores():
+    from demos.search.evaluate import Case, score
+
+    cases = [Case("a", "q", frozenset({3})), Case("b", "q", frozenset({7, 8})), Case("c", "q", frozenset({1}))]
+    got = score([[3, 1], [1, 2, 8], [5] * 10 + [1]], cases)  # rank 1, rank 3, beyond 10
+    assert got == pytest.approx({"MRR@10": (1 + 1 / 3) / 3, "R@1": 1 / 3, "R@10": 2 / 3})
