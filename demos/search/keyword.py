@@ -23,9 +23,15 @@ def tokens(texts: list[str], stemmer) -> list[list[str]]:
     return bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=stemmer, return_ids=False, show_progress=False)
 
 
-def build(texts: list[str], k1: float = DEFAULT_K1, b: float = DEFAULT_B) -> bm25s.BM25:
+def corpus_tokens(texts: list[str]) -> list[list[str]]:
+    return tokens(texts, _stemmer())
+
+
+def build(texts: list[str], k1: float = DEFAULT_K1, b: float = DEFAULT_B,
+          tokenized: list[list[str]] | None = None) -> bm25s.BM25:
+    """`tokenized`: the texts already through `corpus_tokens` (tuning k1 and b tokenizes once)."""
     retriever = bm25s.BM25(k1=k1, b=b)
-    retriever.index(tokens(texts, _stemmer()), show_progress=False)
+    retriever.index(tokenized if tokenized is not None else corpus_tokens(texts), show_progress=False)
     return retriever
 
 

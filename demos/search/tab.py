@@ -13,10 +13,11 @@ from demos.search import EXAMPLES
 from demos.search.query import DEFAULT_K, LIKE, MAX_K, POS_CHOICES, parse
 
 COLUMNS = ["#", "words", "pos", "gloss", "score", "id"]
+WIDTHS = ["5%", "18%", "10%", "40%", "10%", "17%"]
 
 
 def rows(results: list[dict] | None) -> list[list]:
-    return [[i, ", ".join(r["words"]), r["pos"], r["gloss"], r["score"], r["id"]]
+    return [[i, ", ".join(r["words"]), r["pos"], r["gloss"], round(r["score"], 3), r["id"]]
             for i, r in enumerate(results or [], 1)]
 
 
@@ -56,9 +57,9 @@ def build(ctx) -> None:
     info = gr.Markdown()
     with gr.Row():
         semantic = gr.Dataframe(headers=COLUMNS, label="Semantic search (MiniLM + faiss)", interactive=False,
-                                wrap=True, column_widths=["6%", "20%", "8%", "48%", "9%", "9%"])
+                                wrap=True, column_widths=WIDTHS)
         keyword = gr.Dataframe(headers=COLUMNS, label="Keyword search (BM25)", interactive=False, wrap=True,
-                               column_widths=["6%", "20%", "8%", "48%", "9%", "9%"])
+                               column_widths=WIDTHS)
     answer = gr.State()
     with gr.Accordion("The /search API answer", open=False):
         api_answer = gr.JSON(label="results")
