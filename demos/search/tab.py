@@ -1,7 +1,8 @@
 """The search tab (hub process: gradio only). One public event, `/search`:
 (query, k, pos) in, the semantic results out as a JSON list in rank order.
-The same call brings the keyword (BM25) results and the timings, kept in a
-State (which the API leaves out) and drawn by a private follow-up step.
+The same call brings the keyword (BM25) results and the timings to the page in
+a hidden JSON the API leaves out (`PageOnly`), drawn by a private follow-up step.
+Not a gr.State: a State makes every page hold a heartbeat connection open.
 "More like this" is the query `like:<id>`: selecting a result's row fills it in."""
 
 from __future__ import annotations
@@ -14,6 +15,16 @@ from demos.search.query import DEFAULT_K, LIKE, MAX_K, POS_CHOICES, parse
 
 COLUMNS = ["#", "words", "pos", "gloss", "score", "id"]
 WIDTHS = ["5%", "18%", "10%", "40%", "10%", "17%"]
+
+
+class PageOnly(gr.JSON):
+    """A JSON value for the page only: the API leaves it out (as it does a State's)."""
+
+    is_template = True  # rendered by the page's own JSON component
+
+    @property
+    def skip_api(self) -> bool:
+        return True
 
 
 def rows(results: list[dict] | None) -> list[list]:
@@ -60,7 +71,7 @@ def build(ctx) -> None:
                                 wrap=True, column_widths=WIDTHS)
         keyword = gr.Dataframe(headers=COLUMNS, label="Keyword search (BM25)", interactive=False, wrap=True,
                                column_widths=WIDTHS)
-    answer = gr.State()
+    answer = PageOnly(visible=False)
     with gr.Accordion("The /search API answer", open=False):
         api_answer = gr.JSON(label="results")
 
