@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     started = time.monotonic()
 
-    passages = [F.Passages.open(args.model)[i] for i in range(len(F.Passages.open(args.model)))]
+    stored = F.Passages.open(args.model)
+    passages = [stored[i] for i in range(len(stored))]
     cases = make_cases(passages, read_gcide(args.gcide), args.queries, args.seed)
     dev, test = cases[:len(cases) // 3], cases[len(cases) // 3:]
     log(f"{len(cases)} queries ({len(dev)} dev, {len(test)} test), e.g. {test[0].word!r}: {test[0].query!r}")
