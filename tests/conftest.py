@@ -13,8 +13,8 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def demo_hub():
     """The real demos as shipped, in one hub shared by the API and browser tests:
-    questions trained, cassava and durian as placeholders (kept under .cache/ so
-    reruns skip rebuilding them)."""
+    questions trained, search from the shipped models/search/ (WordNet), cassava and
+    durian as placeholders (kept under .cache/ so reruns skip rebuilding them)."""
     from support import running_hub
 
     with running_hub("--max-models", "3", cache_dir=ROOT / ".cache" / "test-hub") as server:
