@@ -2,51 +2,149 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
 import uvicorn
 
 from demohub import heap, tempdir
-from demohub.config import HubConfig, load_config
+from demohub.checks import check_budget, check_models
+from demohub.config import HubConfig, fail, load_config, warn
 from demohub.discovery import DemoError, discover
 from demohub.kit import cache
+from demohub.loadtimes import Measured
 from demohub.registry import Registry
 from demohub.sources import ModelSources
 
+#: seconds in-flight HTTP requests get to finish once the hub is asked to stop
+GRACEFUL_S = 10
 
-def _exit_on_signal(signum: int, _frame) -> None:
-    raise SystemExit(128 + signum)
+
+class StopSignals:
+    """SIGTERM/SIGINT while the hub serves or shuts down: recorded, never raised.
+
+    A handler that raised (SystemExit) would unwind whatever the main thread was
+    doing, so a second SIGTERM during shutdown used to abort `registry.close()`
+    half-way, leaving workers and templates to notice on their own. Here a signal
+    only asks the server to stop; the main thread then cleans up in full and
+    exits with 128 + the signal's number."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.server: uvicorn.Server | None = None
+
+    def __call__(self, signum: int, _frame) -> None:
+        self.received.append(signum)
+        if self.server is not None:
+            self.server.should_exit = True
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.received[0] if self.received else 0
+
+
+class BindError(OSError):
+    """The address cannot be served; the message says what to change."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port), before anything else starts, so a port in
+    use or a host that is not this machine's ends the hub at once with a sentence."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise BindError(f"--host {host}: no such host ({exc.strerror}); use an address of this machine, "
+                        "e.g. 127.0.0.1 or 0.0.0.0") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise BindError(f"--port {port}: already in use on {host}; stop what holds it "
+                            "or choose another port") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise BindError(f"--host {host}: not an address of this machine; use one it has, "
+                            "e.g. 127.0.0.1 or 0.0.0.0") from None
+        if exc.errno == errno.EACCES:
+            raise BindError(f"--port {port}: the system refuses it to this user (ports below 1024 need "
+                            "privileges); choose 1024 or above, e.g. 7860") from None
+        raise BindError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, saying where it serves only once it does."""
+
+    def __init__(self, config: uvicorn.Config, announce) -> None:
+        super().__init__(config)
+        self._announce = announce
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._announce()
 
 
 def main(argv: list[str] | None = None) -> int:
     heap.tune()  # before any server thread exists (see demohub/heap.py)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    config = load_config(argv)
+    config = load_config(argv)  # a bad setting ends here: argparse's usage, one sentence, exit 2
     if config.mcp and importlib.util.find_spec("mcp") is None:
-        print('error: --mcp needs the MCP extra: .venv/bin/pip install "gradio[mcp]==6.31.0" '
-              "(kept out of requirements.txt: it pins an older pydantic)", file=sys.stderr)
-        return 2
+        return fail("--mcp: needs the `mcp` package, which requirements.txt installs: run scripts/setup.sh "
+                    '(or .venv/bin/pip install "gradio[mcp]==6.31.0")')
+    try:
+        sock = bind(config.host, config.port)
+    except BindError as exc:
+        return fail(str(exc))
     # This run's GRADIO_TEMP_DIR, set before anything imports Gradio (parts of it read it then).
     temp_folder = tempdir.claim()
     try:
-        return serve(config, temp_folder)
+        return serve(config, temp_folder, sock)
     finally:
+        sock.close()
         tempdir.release(temp_folder)
 
 
-def serve(config: HubConfig, temp_folder: Path) -> int:
+def serve(config: HubConfig, temp_folder: Path, sock: socket.socket) -> int:
     from demohub.app import create_app
 
+    stop = StopSignals()
+    stop.install()  # from here a signal is noted and acted on between steps, never mid-step
+    for notice in config.notices:
+        warn(notice)
     try:
         specs = discover(config.demos_dir, config.only)
     except DemoError as exc:  # a folder that breaks the plugin contract: say which, not a traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
+    folders = [p.name for p in config.demos_dir.iterdir() if (p / "__init__.py").is_file()]
+    errors, warnings = check_models([*folders, *(s.name for s in specs)], config.models, config.model_settings)
+    if errors:
+        return fail(errors[0])
+    for warning in warnings:
+        warn(warning)
+    try:
+        config.cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return fail(f"--cache-dir {config.cache_dir}: cannot create it ({exc.strerror}); choose a folder "
+                    "the hub can write")
+    measured = Measured(config.cache_dir)
+    problem = check_budget(config.limits.memory_budget, config.limits.memory_metric,
+                           [s.name for s in specs], measured.all())
+    if problem:
+        return fail(problem)
     sources = ModelSources(specs, config.models_dir, config.placeholder_dir, config.models)
     os.environ[cache.ENV] = str(config.cache_dir)  # before any worker or template is started
     from demohub.backends import make_backend
@@ -54,27 +152,39 @@ def serve(config: HubConfig, temp_folder: Path) -> int:
     options = dict(config.backend_options)
     if config.backend == "template":
         options["specs"] = specs  # each family's template imports its demos' runtimes
+        options["sizes_file"] = config.cache_dir / "templates.json"  # what the budget plans a template at
+    if stop.received:
+        return stop.exit_code
     try:
         backend = make_backend(config.backend, **options)
     except ConnectionError as exc:  # e.g. no Ray cluster at --ray-address
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    registry = Registry(specs, sources, config.limits, backend=backend)
+        return fail(str(exc))
+    registry = Registry(specs, sources, config.limits, backend=backend, measured=measured)
     app = create_app(specs, registry, sources, queue_size=config.queue_size, mcp=config.mcp,
                      door=config.door, temp_folder=temp_folder, queue_rest_after_s=config.queue_rest_after_s)
-    sources.start()
-    registry.start()
-    print(f"demo hub: {len(specs)} demos ({', '.join(s.name for s in specs)}) on "
-          f"http://{config.host}:{config.port}", file=sys.stderr, flush=True)
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the previous handler:
-    # make that an exit, so the cleanup below runs (the default handler would end the process).
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    port = sock.getsockname()[1]  # the OS's choice with --port 0
+
+    address = f"[{config.host}]" if ":" in config.host else config.host
+
+    def announce() -> None:
+        print(f"demo hub: {len(specs)} demos ({', '.join(s.name for s in specs)}) on "
+              f"http://{address}:{port}", file=sys.stderr, flush=True)
+
+    # proxy_headers=False: the app reads X-Forwarded-For itself, from --forwarded-allow-ips only
+    server = _Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S,
+                                    proxy_headers=False), announce)
+    stop.server = server  # uvicorn swaps in its own handler while it serves and hands what it caught back
+    stop.install()  # again: a backend's client library (Ray's) may have set its own meanwhile
     try:
-        uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+        sources.start()
+        registry.start()
+        if not stop.received:
+            server.run(sockets=[sock])
     finally:
         sources.close()
         registry.close()
-    return 0
+    print("demo hub: stopped", file=sys.stderr, flush=True)
+    return stop.exit_code
 
 
 if __name__ == "__main__":

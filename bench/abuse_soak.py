@@ -507,7 +507,8 @@ class Soak:
         return leaked
 
     def run(self) -> Report:
-        hub_args = ["--max-models", str(self.settings.max_models), "--idle-ttl", "0"]
+        # its clients all come from 127.0.0.1 and stand for many visitors: no per-visitor limit
+        hub_args = ["--max-models", str(self.settings.max_models), "--idle-ttl", "0", "--per-client-queue", "0"]
         if self.settings.demos_dir is not None:
             hub_args += ["--demos-dir", str(self.settings.demos_dir)]
         self.hub = start_hub(*hub_args, env={"GRADIO_TEMP_DIR": str(self.gradio_tmp)}, timeout=180,

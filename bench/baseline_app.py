@@ -73,7 +73,7 @@ class LocalContext:
 
     @property
     def concurrency_limit(self) -> int:
-        return self.spec.concurrency_limit
+        return self.spec.baseline_concurrency
 
     def predict(self, request: Any, progress: gr.Progress | None = None) -> Any:
         try:

@@ -88,7 +88,7 @@ def start_hub(demos: Path, tmp: Path, log: Path) -> tuple[subprocess.Popen, str]
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(tmp / "gradio"))
     cmd = [sys.executable, str(ROOT / "hub.py"), "--host", "127.0.0.1", "--port", str(port),
            "--demos-dir", str(demos), "--cache-dir", str(tmp / "cache"), "--idle-ttl", "0",
-           "--queue-size", "128"]
+           "--queue-size", "128", "--per-client-queue", "0"]  # up to 32 clients, all from 127.0.0.1
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

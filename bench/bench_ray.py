@@ -108,9 +108,9 @@ def metrics(http: httpx.Client, url: str) -> dict[str, float]:
 
 #: what each configuration adds to HUB_ARGS; "spawn" is the baseline
 CONFIGS = {
-    "spawn": ["--backend", "spawn"],
+    "spawn": ["--backend", "local", "--start-method", "spawn"],
     # the control: a Ray replica asks for 1 CPU, and Ray gives it 1 thread
-    "spawn-1-thread": ["--backend", "spawn", "--worker-threads", "1"],
+    "spawn-1-thread": ["--backend", "local", "--start-method", "spawn", "--worker-threads", "1"],
     "ray": ["--backend", "ray"],
 }
 

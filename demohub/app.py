@@ -9,9 +9,11 @@ from pathlib import Path
 import gradio as gr
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from demohub import heap, lifespans, metrics, sessions, tempdir
+from demohub import heap, lifespans, metrics, outputs, sessions, tempdir
 from demohub.config import DoorSettings
+from demohub.fair import FairQueue
 from demohub.gate import UPLOAD_OVERHEAD, BodyLimits, Door, Event, Gate
 from demohub.pacing import QueuePacer, WakeOnRequest
 from demohub.history import History
@@ -84,8 +86,16 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
     # `launch()` has run; mounting never sets the flag, so set it to keep that check on.
     blocks.has_launched = True
     sessions.lighten(blocks.state_holder)  # no deep-link snapshot per session: the door closes that route
+    outputs.install()  # two visitors with the same answer share its file: never rewrite it while served
+    # Inside the door, so a join it refuses is never counted; Gradio's queue forgets an
+    # event id when its job ends, however it ends (demohub.fair).
+    app.add_middleware(FairQueue, limit=door.per_client_queue, refused=hub_metrics.refused,
+                       live=lambda event_id: event_id in blocks._queue.event_ids_to_events)
     app.add_middleware(Gate, door=Door(door_events(blocks), api_docs=docs, mcp=mcp),
                        limits=BodyLimits(max_body=door.max_body,
                                          max_upload=door.max_file_size + UPLOAD_OVERHEAD))
-    app.add_middleware(WakeOnRequest, pacer=pacer)  # outermost: a request refused by the door still wakes it
+    app.add_middleware(WakeOnRequest, pacer=pacer)  # a request refused by the door still wakes it
+    # Outermost: the client's address from X-Forwarded-For, only when the connection comes from a
+    # proxy named by --forwarded-allow-ips (hub.py turns uvicorn's own copy of it off).
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=door.forwarded_allow_ips)
     return app

@@ -139,10 +139,3 @@ def cuda_context_created() -> bool:
     torch = sys.modules.get("torch")
     return bool(torch is not None and torch.cuda.is_initialized())
 
-
-def assert_no_cuda_context(who: str = "this process") -> None:
-    """For a worker template before it forks: a CUDA context does not survive
-    fork, so a template that made one would hand broken children out."""
-    if cuda_context_created():
-        raise RuntimeError(f"{who} has created a CUDA context; a process that forks workers must "
-                           "leave CUDA to the workers (decide devices with demohub.device, which uses NVML)")

@@ -31,6 +31,10 @@ class WorkerFailed(HubError):
     """The model's worker crashed, hung or failed to load; it is reloaded on
     the next request."""
 
+    #: set on a failed load: its process was killed or paused by someone else
+    #: (not the demo's load raising, not the hub's deadline), so it is tried again at once
+    from_outside: bool = False
+
 
 class WorkerTimeout(WorkerFailed):
     """The worker did not answer within the model's deadline and was killed."""

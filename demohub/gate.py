@@ -214,23 +214,23 @@ class Gate:
             return await send({"type": "websocket.close", "code": 1008})
         verdict = self.door.route(scope["method"], scope["path"])
         if isinstance(verdict, Refusal):
-            return await _answer(send, verdict)
+            return await answer(send, verdict)
         if scope["method"] in ("GET", "HEAD"):
             return await self.app(scope, receive, send)
         limit = self.limits.max_upload if verdict.upload else self.limits.max_body
         too_large = self._too_large(verdict.upload)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            return await _answer(send, too_large)
+            return await answer(send, too_large)
         if verdict.check is None:
             return await self._stream(scope, receive, send, limit, too_large, verdict.upload)
         try:
             body = await _read(receive, limit)
         except _TooLarge:
-            return await _answer(send, too_large)
+            return await answer(send, too_large)
         refusal = self.door.check_body(verdict.check, body)
         if refusal is not None:
-            return await _answer(send, refusal)
+            return await answer(send, refusal)
         await self.app(scope, _replay(body, receive), send)
 
     def _too_large(self, upload: bool) -> Refusal:
@@ -280,7 +280,7 @@ class Gate:
             if not cut:
                 raise
         if (cut and not started) or replaced:
-            await _answer(send, too_large)
+            await answer(send, too_large)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -322,7 +322,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _answer(send: Send, refusal: Refusal) -> None:
+async def answer(send: Send, refusal: Refusal) -> None:
     body = json.dumps({"error": refusal.message, "detail": refusal.message}).encode()
     await send({"type": "http.response.start", "status": refusal.status,
                 "headers": [(b"content-type", b"application/json"),

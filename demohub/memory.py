@@ -121,3 +121,15 @@ def gpu_memory(pid: int | None) -> int:
 def worker_memory(pid: int | None, metric: str = "pss") -> int:
     """What a worker costs the budget: its host memory by `metric` plus its GPU memory."""
     return process_memory(pid, metric) + gpu_memory(pid)
+
+
+def worker_usage(pid: int | None) -> dict[str, int]:
+    """Every metric of a worker from one read of /proc (plus its GPU memory in
+    each): the budget needs its PSS (what it holds) and USS (what ending it frees)."""
+    if pid is None:
+        return {}
+    found = rollup(pid)
+    if not found:
+        return {}
+    gpu = gpu_memory(pid)
+    return {metric: value + gpu for metric, value in found.items()}

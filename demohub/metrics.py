@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, disable_created_metrics
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from demohub import events
+from demohub.fair import REASONS as REFUSAL_REASONS
 from demohub.registry import ModelStatus, Registry, State
 
 # A `*_created` timestamp beside every counter and histogram doubles the output and
@@ -135,6 +136,12 @@ class HubMetrics:
         self.load_seconds = Histogram(
             "demohub_model_load_seconds", "Model loads, from starting the worker to ready.",
             ["model"], buckets=LOAD_BUCKETS, registry=self.registry)
+        self.refusals = Counter(
+            "demohub_queue_refusals", "Queue joins refused at once, by reason: per_visitor (the visitor "
+            "already had --per-client-queue jobs waiting or running), queue_full (Gradio's queue held "
+            "--queue-size jobs).", ["reason"], registry=self.registry)
+        for reason in REFUSAL_REASONS:
+            self.refusals.labels(reason)
         for name in registry.names:  # every series exists from the first scrape, at zero
             self.load_seconds.labels(name)
             for outcome in ("ok", "error"):
@@ -150,6 +157,9 @@ class HubMetrics:
             self.request_seconds.labels(model, "ok" if record.get("ok") else "error").observe(seconds)
         elif record["event"] == "load":
             self.load_seconds.labels(model).observe(seconds)
+
+    def refused(self, reason: str) -> None:
+        self.refusals.labels(reason).inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text for one scrape."""

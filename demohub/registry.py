@@ -1,16 +1,20 @@
-"""The model registry: the policy. Lazy, single-flight loads, bounded by a model
-count, a memory budget and an idle TTL, evicting the least recently used idle
-model first; failed loads back off; each call gets a share of the CPU; a busy
-model gets another copy while the budget has room, and loses it when idle.
+"""The model registry: the coordinator. Lazy, single-flight loads, bounded by a
+model count, a memory budget and an idle TTL; failed loads back off; each call
+gets a share of the CPU; a busy model gets another copy while the budget has
+room, and loses it when idle.
 
-How a model actually runs (a spawned process, a forked child, a Ray replica)
-is the backend's business (`demohub.backends`): the registry only starts,
-calls, measures and ends `ModelHandle`s.
+Which model goes, and when a load fits, are decided in `demohub.policy` (pure
+functions over a snapshot); how a model actually runs (a spawned process, a
+forked child, a Ray replica) is the backend's business (`demohub.backends`):
+the registry measures, decides through the policy, and starts, calls and ends
+`ModelHandle`s.
 
 Threads, not asyncio: Gradio runs our handlers in its thread pool, and every
 wait here (a reply, a load, room to load) is a blocking wait with a deadline.
-One lock (`_lock`) guards all bookkeeping and is held only for bookkeeping:
-starting, calling, measuring and ending models happen outside it.
+One lock (`_lock`, with its condition `_room`) guards all bookkeeping and is
+held only for bookkeeping: starting, calling, measuring and ending models,
+reading /proc, and emitting events happen outside it (tests/lockcheck.py
+fails a test that does otherwise).
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
-from demohub import batching, events
+from demohub import batching, events, loadtimes, policy
 from demohub.backends import Backend, ModelHandle, SharedProcess, usable_cores
 from demohub.errors import (CopyFailed, HubAtCapacity, HubError, InputError, ModelBusy, ModelError,
-                            ModelUnavailable, WorkerFailed, WorkerTimeout)
+                            ModelUnavailable, NotStarted, WorkerFailed, WorkerTimeout)
 from demohub.memory import own_memory
 from demohub.sources import ModelSources, SourceState, SourceStatus
 from demohub.spec import DemoSpec
@@ -38,6 +42,8 @@ Progress = Callable[[float | None, str], None]
 class State(str, Enum):
     NOT_LOADED = "not loaded"
     DOWNLOADING = "downloading"
+    #: ready to load, waiting for the memory or the place another model holds
+    WAITING = "waiting for room"
     LOADING = "loading"
     READY = "ready"
     EVICTED = "evicted"
@@ -66,6 +72,10 @@ class Limits:
     #: and burns 47 % more CPU, which the server and its callers need at that moment
     #: (docs/benchmarks.md, "one thread for a short call")
     threads_min_call_s: float = 0.05
+    #: a model that loaded this recently is not evicted to make room for another
+    #: load, so it serves the requests it loaded for (a budget really exceeded still
+    #: takes it out)
+    min_stay_s: float = 2.0
 
 
 @dataclass
@@ -124,6 +134,14 @@ class Totals:
         return sum(p.memory_bytes for p in self.shared)
 
 
+#: how often a request that never reached its model (its worker died on the call
+#: ahead) is sent again, to the restarted worker
+NOT_STARTED_RETRIES = 2
+
+#: how fast a model's count of recent requests fades (the eviction rule's frequency)
+USES_HALF_LIFE_S = 60.0
+
+
 class _Load:
     """One in-progress load that concurrent first requests wait on."""
 
@@ -148,9 +166,26 @@ class _Slot:
     last_used: float = 0.0
     #: the last time more than one of its calls ran at once (extra copies end after a while without)
     crowded_at: float = 0.0
+    #: what it holds now by the budget's metric, and what ending it would free (its
+    #: private memory), as last measured (demohub/policy.py says why both)
     memory: int = 0
-    #: the model's size when last measured, kept after eviction to plan the next load
-    last_memory: int = 0
+    private: int = 0
+    #: kept after eviction to plan the next load: the most private memory one copy
+    #: has held (after calls, which grow a heap), and its share of pages it shares
+    peak_private: int = 0
+    shared_part: int = 0
+    #: bytes reserved for a load in progress
+    need: int = 0
+    loaded_at: float = 0.0
+    #: its minimum stay after this load (policy.Model.stay_s)
+    stay_s: float = 0.0
+    #: taking no new request so it can make room (policy.Drain); `parked`: requests
+    #: waiting for it to go (they do not hold it, so they do not keep it loaded)
+    draining: bool = False
+    parked: int = 0
+    #: requests answered lately, decaying by half every USES_HALF_LIFE_S (policy.keep_value)
+    uses: float = 0.0
+    uses_at: float = 0.0
     error: str | None = None
     traceback: str | None = None
     failures: int = 0  # consecutive failed loads
@@ -161,21 +196,18 @@ class _Slot:
     def occupies(self) -> bool:
         return self.worker is not None or self.reserved
 
-    @property
-    def planned_memory(self) -> int:
-        """What it holds, or for a load in progress what it held last time."""
-        if self.worker is not None:
-            return self.memory or self.last_memory
-        return self.last_memory if self.reserved else 0
+    def recent_uses(self, now: float) -> float:
+        return self.uses * 0.5 ** ((now - self.uses_at) / USES_HALF_LIFE_S)
 
-    @property
-    def expected_load_s(self) -> float:
-        return self.stats.last_load_s or self.spec.expected_load_s
+    def used(self, now: float) -> None:
+        self.uses = self.recent_uses(now) + 1
+        self.uses_at = now
 
 
 class Registry:
     def __init__(self, specs: list[DemoSpec], sources: ModelSources, limits: Limits = Limits(),
-                 backend: Backend | None = None, cores: int | None = None):
+                 backend: Backend | None = None, cores: int | None = None,
+                 measured: loadtimes.Measured | None = None):
         if backend is None:
             from demohub.backends.spawn import SpawnBackend
 
@@ -184,7 +216,14 @@ class Registry:
         self.backend = backend
         self.cores = cores or usable_cores()
         self._sources = sources
+        #: each model's last measured load, remembered across restarts (progress messages)
+        self.measured = measured or loadtimes.Measured(None)
         self._slots = {spec.name: _Slot(spec) for spec in specs}
+        for name, last in self.measured.all().items():  # the budget plans a restarted hub's loads from them
+            if (name in self._slots and last.memory_metric == limits.memory_metric
+                    and last.sizes_for == backend.name):
+                self._slots[name].peak_private = last.peak_private_bytes
+                self._slots[name].shared_part = last.shared_part_bytes
         #: concurrent requests share one call, for models whose spec allows batches
         #: (every backend runs such a model as one copy: `copies_allowed`)
         self._batchers = {s.name: batching.Batcher(s.name, s.max_batch) for s in specs if s.max_batch > 1}
@@ -219,16 +258,27 @@ class Registry:
             slot.in_flight += 1
             slot.last_used = started
         ok = False
+        retries = 0
         try:
             while True:
                 worker = self._ensure_loaded(slot, progress)
                 if worker.alive() and slot.worker is worker:
+                    with self._lock:
+                        slot.used(time.monotonic())
                     batcher = self._batchers.get(name)
-                    if batcher is None:
-                        result = self._call(slot, worker, request)
-                    else:
-                        result = batcher.submit(request, lambda batch, w=worker: self._call(slot, w, batch),
-                                                slot.spec.predict_timeout_s)
+                    try:
+                        if batcher is None:
+                            result = self._call(slot, worker, request)
+                        else:
+                            result = batcher.submit(request, lambda batch, w=worker: self._call(slot, w, batch),
+                                                    slot.spec.predict_timeout_s)
+                    except NotStarted:
+                        # it waited behind a call that took its worker down and never ran:
+                        # it runs on the restarted worker, within its own deadline
+                        retries += 1
+                        if retries > NOT_STARTED_RETRIES:
+                            raise
+                        continue
                     ok = True
                     return result
                 # it died or was replaced between the load and the call: the next pass reloads
@@ -246,13 +296,15 @@ class Registry:
             if slot.worker is None or slot.in_flight:
                 return False
             worker = self._detach(slot, reason)
+        self._evicted(slot, worker, reason)
         worker.stop()
         return True
 
     def sweep(self) -> None:
-        """Evict models idle past the TTL, notice dead workers, refresh memory."""
+        """Evict models idle past the TTL, notice dead workers, refresh memory,
+        and hold the budget."""
         now = time.monotonic()
-        to_stop, to_kill, to_shrink = [], [], []
+        to_stop, to_kill, to_shrink, deaths = [], [], [], []
         with self._lock:
             for slot in self._slots.values():
                 worker = slot.worker
@@ -261,26 +313,29 @@ class Registry:
                     to_shrink.append(worker)  # it has not needed its extra copies for a while
                 if worker is None or slot.state != State.READY or slot.calls:
                     continue  # a request inside the model owns what happens to it
-                if not worker.alive():
-                    to_kill.extend(self._record_death(slot, worker, "its worker died while idle"))
-                    continue
                 ttl = self.limits.idle_ttl_s
                 if ttl is not None and not slot.in_flight and now - slot.last_used > ttl:
-                    to_stop.append(self._detach(slot, "idle"))
-            loaded = [(slot, slot.worker) for slot in self._slots.values() if slot.worker is not None]
+                    to_stop.append((slot, self._detach(slot, "idle")))
+            checks = [(slot, slot.worker) for slot in self._slots.values()
+                      if slot.worker is not None and slot.state == State.READY and not slot.calls]
+        for slot, worker in checks:  # alive() may reap a child: never under the lock
+            if not worker.alive():
+                with self._lock:
+                    if slot.worker is worker and not slot.calls:
+                        deaths.append(self._record_death(slot, worker, "its worker died while idle"))
+        for death in deaths:
+            self._report_death(death)
+            to_kill.append(death.handle)
+        for slot, worker in to_stop:
+            self._evicted(slot, worker, "idle")
         for worker in to_kill:
             worker.kill()
-        for worker in to_stop:
+        for slot, worker in to_stop:
             worker.stop()
         for worker in to_shrink:
             worker.shrink()
-        measured = [(slot, worker, worker.memory(self.limits.memory_metric)) for slot, worker in loaded]
-        with self._lock:
-            for slot, worker, memory in measured:
-                if slot.worker is worker and memory:
-                    slot.memory = slot.last_memory = memory
         self.backend.sweep()
-        self._enforce_budget(keep=None)
+        self._hold_budget(keep=None)
 
     def start(self, interval_s: float = 1.0) -> None:
         """Start the background sweeper (idle TTL, crash detection, memory).
@@ -301,11 +356,13 @@ class Registry:
         """Stop every worker and the backend's shared processes (on shutdown)."""
         self._closed.set()
         with self._lock:
-            workers = [self._detach(s, "shutdown") for s in self._slots.values() if s.worker]
+            workers = [(s, self._detach(s, "shutdown")) for s in self._slots.values() if s.worker]
             loading = [s.loading for s in self._slots.values() if s.loading is not None]
+        for slot, worker in workers:
+            self._evicted(slot, worker, "shutdown")
         for worker in loading:
             worker.kill("shutdown")  # its loading thread then fails its waiting requests
-        for worker in workers:
+        for _, worker in workers:
             worker.stop(grace=1.0)
         self.backend.close()
         if self._janitor is not None:
@@ -375,15 +432,24 @@ class Registry:
         deadlines."""
         missed = False  # a request counts once: a hit, or a miss that waited for a load
         while True:
-            to_kill = []
             with self._lock:
-                worker = slot.worker
-                if worker is not None and worker.alive() and slot.state == State.READY:
+                worker = slot.worker if slot.state == State.READY else None
+            if worker is not None and not worker.alive():  # may reap a child: outside the lock
+                with self._lock:
+                    death = self._record_death(slot, worker, "its worker died")
+                self._report_death(death)
+                death.handle.kill()
+                continue
+            with self._lock:
+                if worker is not None and slot.worker is worker and slot.state == State.READY:
+                    if slot.draining:  # it is making room for another model: wait for it to go
+                        self._park(slot, worker)
+                        continue
                     if not missed:
                         slot.stats.hits += 1
                     return worker
-                if worker is not None and not worker.alive():
-                    to_kill = self._record_death(slot, worker, "its worker died")
+                if slot.worker is not None and slot.state == State.READY:
+                    continue  # replaced while we looked: check the new one
                 load = slot.load
                 leader = load is None
                 if leader:
@@ -396,8 +462,6 @@ class Registry:
                 if not missed:
                     slot.stats.misses += 1
                     missed = True
-            for dead in to_kill:
-                dead.kill()
             if leader:
                 try:
                     self._load(slot, progress)
@@ -410,6 +474,21 @@ class Registry:
                     load.done.set()
             else:
                 self._wait_for_load(slot, load, progress)
+
+    def _park(self, slot: _Slot, worker: ModelHandle) -> None:
+        """Wait (with the lock held, released while waiting) until a draining model
+        has gone or stopped draining, within the capacity deadline."""
+        deadline = time.monotonic() + self.limits.capacity_wait_s
+        slot.parked += 1
+        try:
+            while slot.draining and slot.worker is worker:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise HubAtCapacity(f"The {slot.spec.name} model is making room for another model and "
+                                        "is reloaded after it. Try again in a moment.")
+                self._room.wait(min(remaining, 0.5))
+        finally:
+            slot.parked -= 1
 
     def _wait_for_load(self, slot: _Slot, load: _Load, progress: Progress | None) -> None:
         started = time.monotonic()
@@ -431,10 +510,12 @@ class Registry:
             total = f" of {source.total_bytes / 2**20:.0f} MB" if source.total_bytes else ""
             progress(fraction, f"downloading {name} model, {done_mb:.0f} MB{total}")
             return
-        expected = slot.expected_load_s
-        elapsed = time.monotonic() - started
-        remaining = max(1.0, expected - elapsed)
-        progress(min(0.95, elapsed / expected), f"loading {name} model, ~{remaining:.0f} s")
+        if slot.state == State.WAITING:
+            progress(None, f"waiting for room to load the {name} model: other models are busy or the "
+                           "memory budget is full")
+            return
+        progress(*loadtimes.progress_text(name, time.monotonic() - started, slot.stats.last_load_s,
+                                          self.measured.get(name), slot.spec.expected_load_s))
 
     def _load(self, slot: _Slot, progress: Progress | None) -> None:
         name = slot.spec.name
@@ -444,15 +525,19 @@ class Registry:
             if progress:
                 self._report_progress(slot, progress, started)
 
+        downloads = self._sources.status(name).source.is_hub
         with self._lock:
             before = slot.state
-            slot.state = State.DOWNLOADING
+            slot.state = State.DOWNLOADING if downloads else State.WAITING
         try:
             resolved = self._sources.resolve(name, tick=tick)
-            self._make_room(slot)
+            with self._lock:
+                slot.state = State.WAITING
+            self._make_room(slot, tick)
         except HubAtCapacity:
             with self._lock:  # capacity is not the model's failure
                 slot.state = before
+                self._room.notify_all()
             raise
         except BaseException as exc:
             self._load_failed(slot, exc)
@@ -460,22 +545,17 @@ class Registry:
         try:
             with self._lock:
                 slot.state = State.LOADING
-            started = time.monotonic()
+            started = wall = time.monotonic()
             tick()
-            worker = self.backend.start(slot.spec, resolved.path, placeholder=resolved.placeholder)
-            with self._lock:
-                slot.loading = worker
-                closing = self._closed.is_set()
             try:
-                if closing:
-                    raise WorkerFailed("the hub is shutting down")
-                info = worker.wait_ready(slot.spec.load_timeout_s, tick=tick)
-            except BaseException:
-                worker.kill("load failed")
-                raise
-            finally:
-                with self._lock:
-                    slot.loading = None
+                worker, info = self._start(slot, resolved, tick)
+            except WorkerFailed as exc:
+                if not exc.from_outside or self._closed.is_set():
+                    raise
+                # killed or paused from outside, not the demo's fault: once more at
+                # once, before any back-off (a kill storm should not lock a tab out)
+                events.event("load_retry", name, error=str(exc)[:300])
+                worker, info = self._start(slot, resolved, tick)
         except HubError as exc:
             self._load_failed(slot, exc)
             raise
@@ -488,17 +568,20 @@ class Registry:
         except BaseException as exc:
             self._load_failed(slot, exc)
             raise
-        memory = worker.memory(self.limits.memory_metric)
+        memory, private = self._measure_one(worker)
         with self._lock:
             slot.worker = worker
             slot.reserved = False
+            slot.need = 0
+            slot.loaded_at = time.monotonic()
+            slot.stay_s = 2 * (slot.loaded_at - wall)
             slot.placeholder = resolved.placeholder
             slot.origin = resolved.origin
             slot.state = State.READY
             slot.error = slot.traceback = None
             slot.failures = 0
             slot.retry_at = 0.0
-            slot.memory = slot.last_memory = memory
+            self._remember(slot, worker, memory, private)
             slot.stats.loads += 1
             slot.stats.last_load_s = info.seconds
             slot.stats.load_seconds_total += info.seconds
@@ -507,12 +590,41 @@ class Registry:
             "load", name, seconds=info.seconds, memory_mb=round(memory / 2**20, 1),
             pid=worker.pid, where=worker.where, origin=resolved.origin,
         )
-        self._enforce_budget(keep=slot)
+        with self._lock:
+            peak, shared_part = slot.peak_private, slot.shared_part
+        self.measured.record(name, info.seconds, memory, self.limits.memory_metric,
+                             download_bytes=self._sources.status(name).total_bytes,
+                             peak_private_bytes=peak, shared_part_bytes=shared_part, sizes_for=self.backend.name)
+        self._hold_budget(keep=slot)
+
+    def _start(self, slot: _Slot, resolved, tick: Callable[[], None]) -> tuple[ModelHandle, Any]:
+        """Start `slot`'s model and wait until it is ready (the load deadline).
+        A failure from outside the demo (its process killed or paused by someone
+        else) is marked `from_outside` for `_load` to retry."""
+        worker = self.backend.start(slot.spec, resolved.path, placeholder=resolved.placeholder)
+        with self._lock:
+            slot.loading = worker
+            closing = self._closed.is_set()
+        try:
+            if closing:
+                raise WorkerFailed("the hub is shutting down")
+            return worker, worker.wait_ready(slot.spec.load_timeout_s, tick=tick)
+        except WorkerFailed as exc:
+            exc.from_outside = worker.ended_by_hub() in (None, "paused")
+            worker.kill("load failed")
+            raise
+        except BaseException:
+            worker.kill("load failed")
+            raise
+        finally:
+            with self._lock:
+                slot.loading = None
 
     def _load_failed(self, slot: _Slot, exc: BaseException) -> None:
         detail = getattr(exc, "detail", "") or str(exc)
         with self._lock:
             slot.reserved = False
+            slot.need = 0
             slot.state = State.FAILED
             slot.error = detail.strip().splitlines()[0][:300] if detail.strip() else type(exc).__name__
             slot.traceback = detail
@@ -524,78 +636,172 @@ class Registry:
             self._room.notify_all()
         events.event("load_failed", slot.spec.name, error=detail[:4000], retry_in_s=wait)
 
-    def _make_room(self, slot: _Slot) -> None:
-        """Reserve a place for `slot`, evicting LRU idle models or waiting.
+    def _make_room(self, slot: _Slot, tick: Callable[[], None] | None = None) -> None:
+        """Reserve a place for `slot`, freeing memory or places as `policy.room_for`
+        says, or waiting for a model to become idle, until the capacity deadline.
 
-        A reserved load counts at its last measured size, so two concurrent
-        first loads cannot both fit under a budget meant for one."""
+        A reserved load counts at what it is expected to add (`_need`), so two
+        concurrent first loads cannot both fit under a budget meant for one."""
         deadline = time.monotonic() + self.limits.capacity_wait_s
-        trimmed = no_spare = False
-        while True:
-            shared = self._shared_bytes()
+        drained: list[_Slot] = []
+        try:
+            self._make_room_until(slot, deadline, tick, drained)
+        except BaseException:
             with self._lock:
-                others = [s for s in self._slots.values() if s is not slot and s.occupies]
-                over_count = len(others) + 1 > self.limits.max_models
-                budget = self.limits.memory_budget
-                planned = shared + sum(s.planned_memory for s in others) + slot.last_memory
-                over_memory = budget is not None and planned > budget
-                if not over_count and not over_memory:
+                slot.reserved = False
+                slot.need = 0
+            raise
+        finally:
+            with self._lock:
+                for other in drained:  # made room, or gave up: either way it serves again
+                    other.draining = False
+                self._room.notify_all()
+
+    def _make_room_until(self, slot: _Slot, deadline: float, tick, drained: list[_Slot]) -> None:
+        """`_make_room`'s loop; models it drains are listed in `drained`."""
+        shared_tried = False
+        while True:
+            need = self._need(slot)  # again each pass: a load that just finished may have measured more
+            snap = self._snapshot(exclude=slot, fresh=True)
+            with self._lock:
+                action = policy.room_for(snap, need, self._rules(), shared_tried, need_known=bool(slot.peak_private))
+                if isinstance(action, policy.Fits):
                     slot.reserved = True
+                    slot.need = need
                     return
-                spare = over_memory and not no_spare and bool(self._spare_copies(others))
-                victim = None if spare else self._lru_idle(others)
-                worker = None
-                trim = victim is None and over_memory and not over_count and not trimmed
-                if spare:
-                    pass  # an extra copy of a loaded model goes before any whole model
-                elif victim is not None:
-                    worker = self._detach(victim, "capacity" if over_count else "memory")
-                elif trim:
-                    keep = {s.spec.name for s in others} | {slot.spec.name}
-                else:
+                if isinstance(action, policy.Drain):
+                    self._slots[action.name].draining = True
+                    drained.append(self._slots[action.name])
+                    self._room.notify_all()
+                if isinstance(action, (policy.Wait, policy.Drain)):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        busy = ", ".join(s.spec.name for s in others) or "none"
+                        busy = ", ".join(sorted(m.name for m in snap.models)) or "none"
                         raise HubAtCapacity(
                             f"The hub is at capacity: every loaded model ({busy}) is busy "
-                            "serving requests. Try again in a moment."
-                        )
+                            "serving requests. Try again in a moment.")
                     self._room.wait(min(remaining, 0.5))
-            if spare:
-                no_spare = not self._shrink_idle_copies(others)
-            elif worker is not None:
-                worker.stop()
-            elif trim:  # idle templates and the like go before anyone waits
-                trimmed = True
-                self.backend.trim(keep)
+                    waited = True
+                else:
+                    waited = False
+                    evicted = self._take(action)
+                    if evicted is not None:  # the place it frees is this load's: hold it now, or
+                        slot.reserved = True  # the evicted model's own waiting requests take it back
+                        slot.need = need
+            if waited:
+                if tick:
+                    tick()  # outside the lock: it reports progress to the caller
+                continue
+            shared_tried |= isinstance(action, policy.EndIdleShared)
+            self._carry_out(action, evicted, keep={slot.spec.name})
 
-    def _shared_bytes(self) -> int:
+    def _hold_budget(self, keep: _Slot | None) -> None:
+        """Bring the measured total back under the budget (`policy.within_budget`),
+        never evicting `keep`, the model that just loaded for its waiting requests."""
         if self.limits.memory_budget is None:
-            return 0
-        return sum(p.memory_bytes for p in self.backend.shared(self.limits.memory_metric))
-
-    def _enforce_budget(self, keep: _Slot | None) -> None:
-        budget = self.limits.memory_budget
-        if budget is None:
             return
-        while True:
-            shared = self._shared_bytes()
+        shared_tried = False
+        for _ in range(len(self._slots) * 4 + 4):  # each pass frees something; bounded all the same
+            snap = self._snapshot(exclude=None, fresh=keep is not None)
             with self._lock:
-                loaded = [s for s in self._slots.values() if s.worker is not None]
-                total = shared + sum(s.memory for s in loaded)
-                if total <= budget:
-                    return
-                spare = bool(self._spare_copies(loaded))
-            if spare and self._shrink_idle_copies(loaded):
-                continue  # extra copies go before whole models
-            with self._lock:
-                victim = self._lru_idle([s for s in loaded if s is not keep])
-                if victim is None:
-                    if keep is not None:  # report once per load, not on every sweep
-                        events.event("over_budget", keep.spec.name, memory_mb=round(total / 2**20, 1))
-                    return
-                worker = self._detach(victim, "memory")
+                action = policy.within_budget(snap, self._rules(), keep.spec.name if keep else None,
+                                              shared_tried)
+                evicted = None if isinstance(action, (policy.Fits, policy.OverBudget)) else self._take(action)
+            if isinstance(action, policy.Fits):
+                return
+            if isinstance(action, policy.OverBudget):
+                if keep is not None:  # report once per load, not on every sweep
+                    events.event("over_budget", keep.spec.name, memory_mb=round(action.total / 2**20, 1))
+                return
+            shared_tried |= isinstance(action, policy.EndIdleShared)
+            self._carry_out(action, evicted, keep={keep.spec.name} if keep else set())
+
+    def _rules(self) -> policy.Rules:
+        return policy.Rules(self.limits.max_models, self.limits.memory_budget, self.limits.min_stay_s)
+
+    def _take(self, action: policy.Action) -> tuple[_Slot, ModelHandle] | None:
+        """The bookkeeping half of an eviction (call with the lock held): the
+        model is detached now, so no request can pick it; it ends in `_carry_out`."""
+        if isinstance(action, policy.Evict):
+            victim = self._slots[action.name]
+            if victim.worker is not None and victim.in_flight == victim.parked and victim.state == State.READY:
+                return victim, self._detach(victim, action.reason)
+        return None
+
+    def _carry_out(self, action: policy.Action, evicted: tuple[_Slot, ModelHandle] | None,
+                   keep: set[str]) -> None:
+        """The slow half of a decision, outside the lock."""
+        if evicted is not None:
+            slot, worker = evicted
+            self._evicted(slot, worker, action.reason)  # type: ignore[union-attr]
             worker.stop()
+        elif isinstance(action, policy.ShrinkCopy):
+            with self._lock:
+                worker = self._slots[action.name].worker
+            if worker is not None:
+                worker.shrink()
+        elif isinstance(action, policy.EndIdleShared):
+            with self._lock:
+                needed = keep | {n for n, s in self._slots.items() if s.occupies}
+            self.backend.trim(needed)
+
+    def _need(self, slot: _Slot) -> int:
+        """What loading `slot`'s model will add (policy.load_need). A fresh process
+        (start cost None) adds its shared pages too: nobody may map its libraries yet."""
+        start = self.backend.start_cost(slot.spec)
+        with self._lock:
+            known = [s for s in self._slots.values() if s.peak_private]
+            if start is None:
+                own = slot.peak_private + slot.shared_part if slot.peak_private else None
+                return policy.load_need(own, 0, [s.peak_private + s.shared_part for s in known])
+            return policy.load_need(slot.peak_private or None, start, [s.peak_private for s in known])
+
+    def _measure_one(self, worker: ModelHandle) -> tuple[int, int]:
+        """(held by the budget's metric, private) for one handle; outside the lock."""
+        metric = self.limits.memory_metric
+        held = worker.memory(metric)
+        private = worker.memory("uss") if metric == "pss" else held
+        return held, private
+
+    def _remember(self, slot: _Slot, worker: ModelHandle, held: int, private: int) -> None:
+        """Record a measurement of `slot`'s handle (call with the lock held)."""
+        if slot.worker is not worker or not held:
+            return
+        slot.memory, slot.private = held, private
+        copies = max(1, worker.replicas + (1 if worker.growing else 0))  # a copy being added is measured too
+        slot.peak_private = max(slot.peak_private, private // copies)
+        slot.shared_part = max(0, held - private) // copies
+
+    def _snapshot(self, exclude: _Slot | None, fresh: bool) -> policy.Snapshot:
+        """Measure every loaded model and shared process (outside the lock), then
+        take the policy's view of the registry under it."""
+        with self._lock:
+            loaded = [(s, s.worker) for s in self._slots.values() if s.worker is not None]
+        measured = [(s, w, *self._measure_one(w)) for s, w in loaded]
+        shared = ()
+        if self.limits.memory_budget is not None:
+            shared = tuple(policy.Shared(p.name, p.memory_bytes, p.idle)
+                           for p in self.backend.shared(self.limits.memory_metric, fresh=fresh))
+        with self._lock:
+            loads = [s for s in self._slots.values() if s.reserved and s.worker is None and s is not exclude]
+        # a load in progress counts at what it will add from now: its template, once
+        # started, is measured above, so its need is asked again rather than kept
+        reserved = sum(self._need(s) for s in loads)
+        now = time.monotonic()
+        with self._lock:
+            for slot, worker, held, private in measured:
+                self._remember(slot, worker, held, private)
+            models = tuple(
+                policy.Model(
+                    name=s.spec.name, held=s.memory, frees=s.private or s.memory,
+                    evictable=s.in_flight == s.parked and s.state == State.READY, draining=s.draining,
+                    last_used=s.last_used, loaded_at=s.loaded_at,
+                    reload_s=s.stats.last_load_s or s.spec.expected_load_s or 1.0,
+                    recent_uses=int(s.recent_uses(now)),
+                    spare_copy=s.worker.replicas > 1 and s.calls < s.worker.replicas, stay_s=s.stay_s,
+                    copy_frees=s.private // max(1, s.worker.replicas))
+                for s in self._slots.values() if s.worker is not None and s is not exclude)
+            return policy.Snapshot(models, shared, reserved=reserved, loading=len(loads), now=now)
 
     # -- calling --------------------------------------------------------------------
 
@@ -621,38 +827,20 @@ class Registry:
         return stats.predictions > 0 and stats.predict_seconds_total / stats.predictions >= self.limits.copy_min_call_s
 
     def _copy_fits(self, slot: _Slot, worker: ModelHandle) -> bool:
-        """Whether one more copy of `slot`'s model fits the memory budget, at the
-        size one copy has now (a forked copy shares more, so this errs safe)."""
+        """Whether one more copy of `slot`'s model fits the memory budget: the
+        total as last measured (the sweeper's readings: this runs on busy calls,
+        too often to read /proc) plus one copy's private memory."""
         budget = self.limits.memory_budget
         if budget is None:
             return True
-        shared = self._shared_bytes()
+        shared = sum(p.memory_bytes for p in self.backend.shared(self.limits.memory_metric))
         with self._lock:
             if slot.worker is not worker or not worker.replicas:
                 return False
-            one_copy = slot.memory // worker.replicas
-            held = shared + sum(s.planned_memory for s in self._slots.values())
+            one_copy = slot.peak_private or slot.private // worker.replicas
+            held = shared + sum(s.memory if s.worker is not None else s.need * s.reserved
+                                for s in self._slots.values())
         return held + one_copy <= budget
-
-    @staticmethod
-    def _spare_copies(among: list[_Slot]) -> list[tuple[_Slot, ModelHandle]]:
-        """Models in `among` with an extra copy not in a call (call with the lock held)."""
-        return [(s, s.worker) for s in among
-                if s.worker is not None and s.worker.replicas > 1 and s.calls < s.worker.replicas]
-
-    def _shrink_idle_copies(self, among: list[_Slot]) -> bool:
-        """End one idle extra copy of any model in `among` (extra copies go before
-        whole models); True if one was ended. Call without the lock."""
-        with self._lock:
-            crowded = self._spare_copies(among)
-        for slot, worker in sorted(crowded, key=lambda sw: sw[0].crowded_at):
-            if worker.shrink():
-                memory = worker.memory(self.limits.memory_metric)
-                with self._lock:
-                    if slot.worker is worker and memory:
-                        slot.memory = slot.last_memory = memory
-                return True
-        return False
 
     def _call(self, slot: _Slot, worker: ModelHandle, request: Any) -> Any:
         """One call, bounded by the demo's predict deadline from the moment its
@@ -689,7 +877,9 @@ class Registry:
             with self._lock:
                 if isinstance(exc, WorkerTimeout):
                     slot.stats.timeouts += 1
-                to_kill = self._record_death(slot, worker, str(exc))
+                death = self._record_death(slot, worker, str(exc))
+            self._report_death(death)
+            to_kill.append(death.handle)
             raise
         finally:
             with self._lock:
@@ -709,36 +899,56 @@ class Registry:
 
     # -- bookkeeping (call with the lock held) -----------------------------------------
 
-    def _lru_idle(self, candidates: list[_Slot]) -> _Slot | None:
-        idle = [s for s in candidates if s.worker is not None and s.in_flight == 0
-                and s.state == State.READY]
-        return min(idle, key=lambda s: s.last_used, default=None)
-
     def _detach(self, slot: _Slot, reason: str) -> ModelHandle:
+        """Take the model out of service; the caller reports it (`_evicted`) and
+        ends it, both outside the lock."""
         worker = slot.worker
         assert worker is not None
         slot.worker = None
-        slot.memory = 0
+        slot.memory = slot.private = 0
+        slot.draining = False
         slot.state = State.EVICTED
         slot.stats.evictions[reason] += 1
-        idle_s = time.monotonic() - slot.last_used if slot.last_used else 0.0
-        events.event("evict", slot.spec.name, reason=reason, idle_s=idle_s, pid=worker.pid)
         self._room.notify_all()
         return worker
 
-    def _record_death(self, slot: _Slot, worker: ModelHandle, why: str) -> list[ModelHandle]:
-        """Forget a worker that died or was killed; returns it for the caller to
-        end outside the lock. Only a death the hub did not cause is a crash, and
-        only the first to notice records it."""
+    def _record_death(self, slot: _Slot, worker: ModelHandle, why: str) -> _Death:
+        """Forget a worker that died or was killed; the caller reports it
+        (`_report_death`) and ends it outside the lock. Only a death the hub did not
+        cause is a crash, and only the first to notice records it."""
         if slot.worker is not worker:
-            return [worker]
+            return _Death(worker, slot.spec.name, why, crash=False)
         slot.worker = None
-        slot.memory = 0
+        slot.memory = slot.private = 0
+        slot.draining = False
         slot.state = State.FAILED
         slot.error = why
-        ended = worker.ended_by_hub()
-        if ended is None:
+        crash = worker.ended_by_hub() is None
+        if crash:
             slot.stats.crashes += 1
-            events.event("crash", slot.spec.name, pid=worker.pid, error=why[:300])
         self._room.notify_all()
-        return [worker]
+        return _Death(worker, slot.spec.name, why, crash)
+
+    # -- events (call without the lock) ---------------------------------------------
+
+    def _evicted(self, slot: _Slot, worker: ModelHandle, reason: str) -> None:
+        idle_s = time.monotonic() - slot.last_used if slot.last_used else 0.0
+        events.event("evict", slot.spec.name, reason=reason, idle_s=idle_s, pid=worker.pid)
+        with self._lock:
+            peak, shared_part = slot.peak_private, slot.shared_part
+        self.measured.sizes(slot.spec.name, peak, shared_part, self.backend.name)  # grown since it loaded
+
+    @staticmethod
+    def _report_death(death: "_Death") -> None:
+        if death.crash:
+            events.event("crash", death.name, pid=death.handle.pid, error=death.why[:300])
+
+
+@dataclass(frozen=True)
+class _Death:
+    """A handle found dead or failed: ended by its finder, reported if a crash."""
+
+    handle: ModelHandle
+    name: str
+    why: str
+    crash: bool

@@ -78,11 +78,14 @@ class DemoSpec:
     examples: tuple = ()
     predict_timeout_s: float = 60.0
     load_timeout_s: float = 300.0
-    expected_load_s: float = 5.0
-    #: calls one loaded copy of the model takes at once in a one-process app
-    #: (bench/baseline_app.py's event limit). The hub runs one call per worker
-    #: process and adds copies of a busy model instead (see `max_copies`).
-    concurrency_limit: int = 1
+    #: the author's guess at a first load, shown to visitors labelled as a guess until
+    #: this hub has measured one (measurements are remembered in --cache-dir); None: no guess
+    expected_load_s: float | None = None
+    #: calls one loaded copy of the model takes at once in the one-process app the hub
+    #: is compared with (bench/baseline_app.py's event limit). The hub never reads it:
+    #: it runs one call per worker process and adds copies of a busy model instead
+    #: (see `max_copies`).
+    baseline_concurrency: int = 1
     #: most worker processes the hub may run of this model when its requests
     #: pile up; None: the hub's `--max-copies`. 1 for a model that must not be
     #: duplicated (one GPU's memory, a licence).

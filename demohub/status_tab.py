@@ -23,8 +23,11 @@ import pandas as pd
 from demohub.history import History, MemorySample, Request, TimelineEvent, latency
 from demohub.registry import ModelStatus, Registry
 
-STATUS_HEADERS = ["model", "state", "source", "memory", "last load s", "hits", "misses",
-                  "loads", "evictions", "crashes", "timeouts", "in flight", "error", "where"]
+#: Counters grouped into two sentences, and each column given its share of the width: with
+#: one column per counter the auto layout squeezed their headers to a letter per line at
+#: a laptop's 1280 px (issue 31).
+STATUS_HEADERS = ["model", "state", "source", "memory", "last load", "requests", "worker", "where", "last error"]
+STATUS_WIDTHS = ["8%", "7%", "12%", "7%", "8%", "15%", "17%", "13%", "13%"]
 
 #: The time axis grows through these spans (seconds) up to the history's window.
 WINDOWS_S = (60, 120, 300, 600, 900, 1800, 3600)
@@ -45,15 +48,23 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:.0f} MB" if n else "–"
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def status_rows(statuses: list[ModelStatus]) -> list[list[Any]]:
     rows = []
     for s in statuses:
         st = s.stats
         rows.append([
             s.name, s.state.value, s.source, _mb(s.memory_bytes),
-            f"{st.last_load_s:.1f}" if st.last_load_s else "–",
-            st.hits, st.misses, st.loads, sum(st.evictions.values()), st.crashes, st.timeouts,
-            s.in_flight, (s.error or "")[:160], s.where or "–",
+            f"{st.last_load_s:.1f} s" if st.last_load_s else "–",
+            " · ".join([_count(st.hits, "hit", "hits"), _count(st.misses, "miss", "misses"),
+                        f"{s.in_flight} in flight"]),
+            " · ".join([_count(st.loads, "load", "loads"),
+                        _count(sum(st.evictions.values()), "eviction", "evictions"),
+                        _count(st.crashes, "crash", "crashes"), _count(st.timeouts, "timeout", "timeouts")]),
+            s.where or "–", (s.error or "")[:120],
         ])
     return rows
 
@@ -267,7 +278,7 @@ def build(registry: Registry, history: History) -> StatusTab:
     axis: dict[str, Any] = dict(x=X, x_lim=[-WINDOWS_S[0], 0], tooltip=["at"])
     with gr.Tab("Status", id="status", elem_id="tab-status") as tab:
         totals = gr.Markdown()
-        table = gr.Dataframe(headers=STATUS_HEADERS, interactive=False, wrap=True)
+        table = gr.Dataframe(headers=STATUS_HEADERS, column_widths=STATUS_WIDTHS, interactive=False, wrap=True)
         with gr.Row():
             with gr.Column(scale=3):
                 memory = gr.BarPlot(y="MB", color="process", title="Memory per process, stacked (MB)",

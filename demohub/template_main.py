@@ -34,6 +34,7 @@ import gc
 import importlib
 import json
 import os
+import resource
 import select
 import socket
 import sys
@@ -243,9 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     released = release_file_pages()
+    from demohub.device import cuda_context_created
+
     send(control, {"hello": {"family": args.family, "threads": thread_names(), "imported": imported,
                              "failed": failed, "import_s": time.perf_counter() - started,
-                             "released_bytes": released}})
+                             "released_bytes": released, "cuda_context": cuda_context_created(),
+                             # what it held at most while importing: what a start of it costs the budget
+                             "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}})
     return serve(control, hub)
 
 

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_function_description
 
 from demohub import events, status_tab
 from demohub.errors import HubError, InputError
 from demohub.history import History
+from demohub.loadtimes import LastLoad
 from demohub.refusals import HubBlocks, refusal
 from demohub.registry import ModelStatus, Registry, State
 from demohub.sources import ModelSources
@@ -62,7 +64,7 @@ class TabContext:
         return refusal(message, self.spec.name)
 
 
-def model_line(status: ModelStatus) -> str:
+def model_line(status: ModelStatus, last: LastLoad | None = None) -> str:
     """The one-line model status shown at the top of a demo's tab."""
     state = status.state
     if state == State.FAILED and status.error:
@@ -71,13 +73,17 @@ def model_line(status: ModelStatus) -> str:
     if state == State.DOWNLOADING:
         pct = f" ({status.download_fraction:.0%})" if status.download_fraction is not None else ""
         return f"Downloading the model{pct}…"
+    if state == State.WAITING:
+        return "Waiting for room: the hub loads this model as soon as another one is free…"
     if state == State.LOADING:
         return "Loading the model…"
     if state == State.READY:
         note = f" Loaded in {status.stats.last_load_s:.1f} s." if status.stats.last_load_s else ""
         banner = f"\n\n{PLACEHOLDER_BANNER}" if status.placeholder else ""
         return f"Model ready (from {status.source}).{note}{banner}"
-    return "Model not loaded yet: the first prediction loads it (a few seconds)."
+    if last is not None and last.seconds > 0:  # measured by an earlier run (demohub/loadtimes.py)
+        return f"Model not loaded yet: the first prediction loads it (its last load took {last.seconds:.1f} s)."
+    return "Model not loaded yet: the first prediction loads it."
 
 
 def _name_endpoints(blocks: gr.Blocks, specs: list[DemoSpec]) -> None:
@@ -89,8 +95,9 @@ def _name_endpoints(blocks: gr.Blocks, specs: list[DemoSpec]) -> None:
         if spec is None or block_fn.fn is None:
             continue
         block_fn.fn.__name__ = spec.name
-        if not block_fn.api_description:
-            block_fn.api_description = spec.description
+        if not block_fn.api_description:  # what the outputs are, from the handler's docstring
+            _, _, returns = get_function_description(block_fn.fn)
+            block_fn.api_description = spec.description + (f" Returns: {'; '.join(returns)}." if returns else "")
 
 
 def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
@@ -112,7 +119,7 @@ def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSource
             status = status_tab.build(registry, history)
 
         def refresh():
-            lines = [model_line(s) for s in registry.status()]
+            lines = [model_line(s, registry.measured.get(s.name)) for s in registry.status()]
             return lines[0] if len(lines) == 1 else lines  # one output (--only one demo) takes a value, not a list
 
         _name_endpoints(blocks, specs)

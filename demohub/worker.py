@@ -61,13 +61,6 @@ def build_placeholder(runtime: ModuleType, target: Path) -> Path:
     return target
 
 
-def check_runtime(runtime: ModuleType) -> contract.Runtime:
-    """Fail at load, naming the file, rather than on a visitor's first request
-    (required load/predict, and the signatures of the optional placeholder and
-    predict_batch)."""
-    return contract.check_runtime(runtime)
-
-
 class Threads:
     """Applies the CPU threads the hub grants each call to the framework this
     worker has imported (torch can change its pool between calls; TensorFlow
@@ -133,7 +126,7 @@ def serve_model(channel: wire.Channel, runtime_name: str, model_dir: Path, *,
     heap.keep_working_set()
     try:
         runtime = importlib.import_module(runtime_name)
-        check_runtime(runtime)
+        contract.check_runtime(runtime)  # fail at load, naming the file, not on a visitor's request
         if placeholder:
             model_dir = build_placeholder(runtime, model_dir)
         model = runtime.load(model_dir)

@@ -49,3 +49,16 @@ def search_model():
     return build(chosen, RUN_DIR / "search-model", {"name": "WordNet 3.0 (test subset)", "source": "test"},
                  corpus.wordnet_licence(), index_kind="sq8", encoder_dtype="int8", cache=RUN_DIR / "search-cache",
                  log=lambda msg: None)
+
+
+@pytest.fixture
+def no_blocking_under_locks(monkeypatch):
+    """Fail the test if any blocking call ran while a coordinating lock was held
+    (tests/lockcheck.py); used by the registry and backend suites."""
+    from lockcheck import Harness
+
+    harness = Harness()
+    harness.install(monkeypatch)
+    yield harness
+    unique = list(dict.fromkeys(harness.violations))
+    assert not unique, f"{len(unique)} blocking call(s) under a coordinating lock:\n\n" + "\n\n".join(unique[:5])

@@ -18,6 +18,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEST_DEMOS = FIXTURES / "testdemos"
+#: The sample photos the image demos ship (demos/<name>/examples/, attribution beside them).
+CASSAVA_PHOTOS = sorted((PROJECT_ROOT / "demos" / "cassava" / "examples").glob("cassava_*.jpg"))
+DURIAN_PHOTO = PROJECT_ROOT / "demos" / "durian" / "examples" / "durian_1.jpg"
 
 #: Hub logs and model caches of this test process; removed when it exits (no temp folder left behind).
 RUN_DIR = Path(tempfile.mkdtemp(prefix="hub-tests-"))
@@ -135,8 +138,8 @@ class HubServer:
 
 
 def start_hub(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
-              cache_dir: Path | None = None) -> HubServer:
-    """Start `hub.py` with `args` and wait until /healthz answers."""
+              cache_dir: Path | None = None, root: Path = PROJECT_ROOT) -> HubServer:
+    """Start `root`/hub.py (this checkout's by default) with `args` and wait until /healthz answers."""
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="hub-", suffix=".log", dir=RUN_DIR)[1])
     cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="hub-cache-", dir=RUN_DIR))
@@ -144,10 +147,10 @@ def start_hub(*args: str, env: dict[str, str] | None = None, timeout: float = 60
     full_env.update(env or {})
     full_env.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     full_env.setdefault("PYTHONUNBUFFERED", "1")  # a hub that hangs has still said how far it got
-    cmd = [sys.executable, str(PROJECT_ROOT / "hub.py"), "--host", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, str(root / "hub.py"), "--host", "127.0.0.1", "--port", str(port),
            "--cache-dir", str(cache_dir), *args]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=out, stderr=subprocess.STDOUT)
     server = HubServer(proc, port, log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -160,6 +163,15 @@ def start_hub(*args: str, env: dict[str, str] | None = None, timeout: float = 60
             time.sleep(0.2)
     server.stop()
     raise RuntimeError(f"hub did not answer /healthz within {timeout} s:\n{server.logs()}")
+
+
+def run_hub(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `hub.py` on the test demos to its end (for settings it must refuse),
+    with no HUB_* variable from this environment."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    full.update(env or {})
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / "hub.py"), "--demos-dir", str(TEST_DEMOS), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT, env=full)
 
 
 @contextmanager

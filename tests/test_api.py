@@ -5,14 +5,18 @@ still has no framework mapped."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from gradio_client import handle_file
+from gradio_client.utils import sanitize_parameter_names
 from gradio_client.exceptions import AppError
 
 from demohub.discovery import discover
-from support import PROJECT_ROOT, SHARED_DATA, mapped_framework_libs
+from support import CASSAVA_PHOTOS, DURIAN_PHOTO, PROJECT_ROOT, mapped_framework_libs
 
-IMAGES = SHARED_DATA / "images"
+#: the sample photos the demos ship, by name
+IMAGES = {p.name: p for p in (*CASSAVA_PHOTOS, DURIAN_PHOTO)}
 #: one per demo folder, whatever folders there are (a new demo needs no edit here)
 PUBLIC_ENDPOINTS = {f"/{spec.api_name}" for spec in discover(PROJECT_ROOT / "demos")}
 
@@ -28,9 +32,46 @@ def test_the_public_api_is_exactly_one_endpoint_per_demo(client):
     assert not api.get("unnamed_endpoints")
 
 
+def descriptions(schema) -> list[str]:
+    """Every description a client can read in a parameter's schema."""
+    if isinstance(schema, dict):
+        found = [v for k, v in schema.items() if k in ("description", "additional_description") and v]
+        return found + [d for v in schema.values() for d in descriptions(v)]
+    if isinstance(schema, list):
+        return [d for v in schema for d in descriptions(v)]
+    return []
+
+
+def test_every_input_and_output_has_a_short_true_name_and_a_description(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    for endpoint, info in api["named_endpoints"].items():
+        assert info["description"], endpoint
+        names = [p["parameter_name"] for p in info["parameters"]]
+        names += [sanitize_parameter_names(r["label"]) for r in info["returns"]]
+        for name in names:
+            assert not re.fullmatch(r"(value|parameter)_\d+", name) and len(name) <= 20, (endpoint, name)
+        for item in info["parameters"] + info["returns"]:
+            assert item["python_type"]["description"], (endpoint, item["label"])
+    assert "value_" not in client.view_api(return_format="str", print_info=False)
+    endpoints = api["named_endpoints"]
+    # the same things are called the same in every image demo
+    for demo in ("/cassava", "/durian"):
+        [photo] = endpoints[demo]["parameters"]
+        assert photo["parameter_name"] == "photo"
+        assert [sanitize_parameter_names(r["label"]) for r in endpoints[demo]["returns"]] == [
+            "label", "heatmap", "report", "verdict"]
+        said = " ".join(descriptions(photo)).lower()
+        assert "url" not in said and "http" not in str(photo["example_input"]), said  # web addresses are refused
+        assert "handle_file('photo.jpg')" in photo["python_type"]["description"]
+        assert "web addresses and inline images are refused" in photo["python_type"]["description"]
+    assert [p["parameter_name"] for p in endpoints["/questions"]["parameters"]] == ["question"]
+    assert [sanitize_parameter_names(r["label"]) for r in endpoints["/questions"]["returns"]][2:] == [
+        "report", "verdict"]
+
+
 @pytest.mark.parametrize("demo,photo", [("cassava", "cassava_2.jpg"), ("durian", "durian_1.jpg")])
 def test_image_demos_answer_with_a_flagged_verdict(client, demo, photo):
-    label, heatmap, verdict, summary = client.predict(handle_file(str(IMAGES / photo)), api_name=f"/{demo}")
+    label, heatmap, verdict, summary = client.predict(photo=handle_file(str(IMAGES[photo])), api_name=f"/{demo}")
     assert summary["trained"] is False  # placeholders until trained weights are configured
     assert "Untrained weights" in verdict
     assert summary["label"] in ("uncertain", summary["top_class"])
@@ -45,7 +86,7 @@ def test_image_demos_explain_bad_input(client, demo, tmp_path):
     notes = tmp_path / "notes.jpg"
     notes.write_text("this is not a photo")
     truncated = tmp_path / "half.jpg"
-    truncated.write_bytes((IMAGES / "cassava_1.jpg").read_bytes()[:2000])
+    truncated.write_bytes((IMAGES["cassava_1.jpg"]).read_bytes()[:2000])
     cases = [
         (None, r"(?i)upload .*photo first"),
         (handle_file(str(notes)), "not an image we can read"),
@@ -59,7 +100,7 @@ def test_image_demos_explain_bad_input(client, demo, tmp_path):
 
 
 def test_metrics_after_traffic_and_no_framework_in_the_hub(demo_hub, client):
-    client.predict(handle_file(str(IMAGES / "cassava_1.jpg")), api_name="/cassava")
+    client.predict(handle_file(str(IMAGES["cassava_1.jpg"])), api_name="/cassava")
     text = demo_hub.get("/metrics")[1]
     for demo in ("cassava", "durian"):
         assert f'demohub_model_state{{model="{demo}",state="ready"}} 1' in text
@@ -80,3 +121,35 @@ def test_queued_events_cannot_hold_every_gradio_thread(demo_hub):
         if dep.get("queue") is not False and dep.get("concurrency_limit"):
             limits[dep.get("concurrency_id") or dep["id"]] = dep["concurrency_limit"]
     assert sum(limits.values()) <= 40 - 4, limits
+
+
+def test_mcp_reads_the_same_names_and_descriptions(tmp_path):
+    """Gradio's MCP server describes a tool's parameters from its handler's
+    docstring (gradio.utils.get_function_description, what gradio/mcp.py calls);
+    the extra it needs is not installed here, so read what it would read."""
+    from gradio.utils import get_function_description
+
+    from demohub.history import History
+    from demohub.registry import Registry
+    from demohub.sources import ModelSources
+    from demohub.ui import build_blocks
+
+    specs = discover(PROJECT_ROOT / "demos")
+    sources = ModelSources(specs, tmp_path, tmp_path / "placeholders")
+    registry = Registry(specs, sources)  # no model starts: nothing is called
+    try:
+        blocks = build_blocks(specs, registry, sources, History(registry))
+    finally:
+        registry.close()
+    tools = {fn.api_name: fn for fn in blocks.fns.values() if fn.api_visibility == "public" and fn.fn}
+    assert set(tools) == {s.api_name for s in specs}
+    for name, fn in tools.items():
+        _, parameters, returns = get_function_description(fn.fn)
+        expected = ["question"] if name == "questions" else ["photo"]
+        assert [p for p in parameters if p != "progress"] == expected
+        assert all(parameters[p] for p in expected), parameters
+        assert [r.split(":")[0] for r in returns][2:] == ["report", "verdict"], returns
+        assert "Returns: " in fn.api_description  # the tool's description names its outputs
+        if name != "questions":
+            assert "web addresses are refused" in parameters["photo"]
+            assert [r.split(":")[0] for r in returns] == ["label", "heatmap", "report", "verdict"]

@@ -295,7 +295,8 @@ def test_the_registry_coalesces_concurrent_requests_and_counts_each(batch_demos)
 
 def test_through_the_hub_concurrent_clients_share_calls(batch_demos):
     demos, tmp = batch_demos
-    with running_hub("--demos-dir", str(demos), "--models-dir", str(tmp / "models"),
+    # ten concurrent clients from one address: no per-visitor limit (tests/test_fair.py)
+    with running_hub("--demos-dir", str(demos), "--models-dir", str(tmp / "models"), "--per-client-queue", "0",
                      cache_dir=tmp / "cache") as server:
         client = server.client()
         assert client.predict(1, api_name="/doubler")["double"] == 2

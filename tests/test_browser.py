@@ -6,8 +6,11 @@ Screenshots go to test-artifacts/browser/ so a person can look at them.
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
+import subprocess
+import tarfile
 import threading
 import time
 from functools import partial
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PROJECT_ROOT, SHARED_DATA, running_hub
+from support import CASSAVA_PHOTOS, DURIAN_PHOTO, PROJECT_ROOT, running_hub
 
 pytestmark = pytest.mark.browser
 
@@ -25,13 +28,18 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "browser"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
 PREDICTION_TIMEOUT_MS = 180_000
+#: Each Status table header and the lines it takes on the page: at 1280 px a one-column-per-
+#: counter table had squeezed them to a letter or two per line ("ev / ic / ti / on / s").
+HEADER_LINES = """() => [...document.querySelectorAll('#tab-status th .header')].map(el => {
+    const range = document.createRange(); range.selectNodeContents(el);
+    const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+    return [el.innerText.trim(), tops.size]; })"""
 
 #: How a person uses each tab: (tab title, what to do, button, text that proves a result).
-IMAGE = SHARED_DATA / "images"
 SCENARIOS = {
-    "cassava": ("Cassava leaf disease", ("upload", IMAGE / "cassava_1.jpg"), "Diagnose",
+    "cassava": ("Cassava leaf disease", ("upload", CASSAVA_PHOTOS[0]), "Diagnose",
                 re.compile(r"Cassava|Healthy|Uncertain", re.I)),
-    "durian": ("Durian breed", ("upload", IMAGE / "durian_1.jpg"), "Identify the breed",
+    "durian": ("Durian breed", ("upload", DURIAN_PHOTO), "Identify the breed",
                re.compile(r"D24|Jin Feng|Mao Shan Wang|Red Prawn|Uncertain", re.I)),
     "questions": ("Question type", ("type", "What is the capital of Nigeria?"), "Classify",
                   re.compile(r"location", re.I)),
@@ -85,6 +93,8 @@ def test_every_tab_predicts_in_the_browser(browser, hub):
     page.get_by_text("models loaded").wait_for(timeout=15_000)
     page.wait_for_timeout(3500)  # one status refresh tick
     shot("status")
+    lines = page.evaluate(HEADER_LINES)
+    assert lines and all(n <= len(text.split()) for text, n in lines), f"a header broken inside a word: {lines}"
     assert not errors, errors
     page.close()
 
@@ -136,6 +146,67 @@ def test_the_hub_works_inside_an_iframe(browser, hub, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory):
+    """A hub started from `git archive HEAD`: the committed files only, as a clone from
+    GitHub or the Space image has them, with no ../shared beside it. Its placeholders
+    are kept under .cache/ so reruns skip rebuilding them."""
+    if shutil.which("git") is None or not (PROJECT_ROOT / ".git").exists():
+        pytest.skip("needs git and a git checkout (git archive HEAD makes the fresh clone)")
+    root = tmp_path_factory.mktemp("clone") / "demohub"
+    archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", "HEAD"], capture_output=True,
+                             check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    assert not (root.parent / "shared").exists()
+    with running_hub(root=root, cache_dir=PROJECT_ROOT / ".cache" / "test-clone-hub") as server:
+        yield server
+
+
+def test_a_fresh_clone_shows_examples_on_every_tab_and_they_answer(browser, fresh_clone):
+    """Every tab of a hub from a bare `git archive` lists its SPEC's examples (the photos'
+    thumbnails really load), and clicking the first one then the button gives an answer."""
+    from demos.cassava import SPEC as CASSAVA
+    from demos.durian import SPEC as DURIAN
+    from demos.questions import SPEC as QUESTIONS
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(fresh_clone.url, wait_until="networkidle")
+    for spec in (CASSAVA, DURIAN, QUESTIONS):
+        title, (action, _), button, expected = SCENARIOS[spec.name]
+        page.get_by_role("tab", name=title).click()
+        panel = page.locator(f"#tab-{spec.name}")
+        examples = panel.locator("button.gallery-item")
+        examples.first.wait_for(timeout=15_000)
+        assert examples.count() == len(spec.examples), (spec.name, examples.count())
+        if action == "upload":
+            thumbnails = examples.locator("img")
+            assert thumbnails.count() == len(spec.examples)
+            page.wait_for_function("(imgs) => imgs.every(i => i.complete && i.naturalWidth > 0)",
+                                   arg=thumbnails.element_handles(), timeout=15_000)
+            examples.first.click()
+            picked = panel.locator("[data-testid=image] img").first
+            picked.wait_for(timeout=30_000)  # the example is now the input
+            assert picked.get_attribute("src").endswith(Path(spec.examples[0]).name)
+        else:
+            examples.first.click()
+            assert panel.get_by_role("textbox").first.input_value() == spec.examples[0]
+        panel.get_by_role("button", name=button).click()
+        panel.locator("[data-testid=label-output-value]").filter(has_text=expected).first.wait_for(
+            timeout=PREDICTION_TIMEOUT_MS)
+        panel.get_by_text("Model ready").first.wait_for(timeout=15_000)
+        if action == "upload":  # the input, the heatmap and every thumbnail are drawn
+            assert panel.locator("img").count() == len(spec.examples) + 2
+            page.wait_for_function(
+                "(p) => Array.from(p.querySelectorAll('img')).every(i => i.complete && i.naturalWidth)",
+                arg=panel.element_handle(), timeout=15_000)
+        page.screenshot(path=str(ARTIFACTS / f"clone-examples-{spec.name}.png"), full_page=True)
+    assert not errors, errors
+    page.close()
 
 
 #: The aria-label Vega gives each mark: "field: value; ..." for every encoded and tooltip field.
@@ -209,7 +280,7 @@ def test_status_tab_plots_what_happened(browser):
         for question in ("Who wrote Hamlet?", "What is the capital of Nigeria?", "How far is the Moon?"):
             client.predict(question, api_name="/questions")
         page.wait_for_timeout(7_000)  # each model stays loaded for two memory samples (every 3 s)
-        client.predict(handle_file(str(IMAGE / "cassava_1.jpg")), api_name="/cassava")
+        client.predict(handle_file(str(CASSAVA_PHOTOS[0])), api_name="/cassava")
         page.wait_for_timeout(7_000)
         client.predict("When did the Berlin wall fall?", api_name="/questions")
 

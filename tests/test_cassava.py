@@ -14,9 +14,9 @@ from demos.cassava import card, convert, dataset, folder, labels, model, reports
 from demos.cassava.gradcam import grad_cam
 from demos.cassava.heatmap_view import heatmap_image, peak_in_image
 from demos.cassava.preprocess import Preprocessing, center_box, crop_box, normalize, prepare, resized_size
-from support import SHARED_DATA
+from support import CASSAVA_PHOTOS
 
-PHOTOS = sorted((SHARED_DATA / "images").glob("cassava_*.jpg"))
+PHOTOS = CASSAVA_PHOTOS
 SMALL = Preprocessing(resize=64, crop_size=64, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
@@ -211,7 +211,6 @@ def test_heatmap_image_places_the_peak_over_the_patch():
     assert row < 32 and col < 32
 
 
-@pytest.mark.skipif(not PHOTOS, reason="shared photos missing")
 def test_real_photos_predict_with_a_tiny_model(tiny_folder):
     loaded = runtime.load(tiny_folder)
     for photo in PHOTOS:

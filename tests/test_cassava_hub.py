@@ -9,9 +9,9 @@ from PIL import Image
 
 from demos.cassava import card, folder, model
 from demos.cassava.preprocess import Preprocessing
-from support import SHARED_DATA, mapped_framework_libs, running_hub
+from support import CASSAVA_PHOTOS, mapped_framework_libs, running_hub
 
-PHOTOS = sorted((SHARED_DATA / "images").glob("cassava_*.jpg"))
+PHOTOS = CASSAVA_PHOTOS
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +21,6 @@ def tiny_folder(tmp_path_factory):
     return folder.save(model.build("tiny_cnn", 5), out, config, "test")
 
 
-def photo(tmp_path):
-    if PHOTOS:
-        return str(PHOTOS[0])
-    path = tmp_path / "leaf.jpg"
-    Image.new("RGB", (320, 240), (40, 150, 40)).save(path)
-    return str(path)
-
-
 def test_prediction_through_the_hub(tiny_folder, tmp_path):
     with running_hub("--only", "cassava", "--model", f"cassava={tiny_folder}") as hub:
         client = hub.client()
@@ -36,7 +28,7 @@ def test_prediction_through_the_hub(tiny_folder, tmp_path):
         assert set(api["named_endpoints"]) == {"/cassava"}
         assert not api.get("unnamed_endpoints")
 
-        label, heat, verdict, summary = client.predict(handle_file(photo(tmp_path)), api_name="/cassava")
+        label, heat, verdict, summary = client.predict(handle_file(str(PHOTOS[0])), api_name="/cassava")
         assert summary["trained"] is True and summary["threshold"] == 0.57
         assert set(summary["probabilities"]) == {
             "Cassava Bacterial Blight (CBB)", "Cassava Brown Streak Disease (CBSD)",
@@ -59,7 +51,7 @@ def test_no_model_configured_serves_a_flagged_placeholder(tmp_path):
     empty_models = tmp_path / "models"
     empty_models.mkdir()
     with running_hub("--only", "cassava", "--models-dir", str(empty_models)) as hub:
-        label, heat, verdict, summary = hub.client().predict(handle_file(photo(tmp_path)), api_name="/cassava")
+        label, heat, verdict, summary = hub.client().predict(handle_file(str(PHOTOS[0])), api_name="/cassava")
         assert summary["trained"] is False and summary["architecture"] == "resnext50_32x4d"
         assert "Untrained weights" in verdict and "No diagnosis" in verdict
         assert np.asarray(Image.open(heat)).shape[2] == 3

@@ -18,9 +18,9 @@ from PIL import Image
 from demohub.errors import InputError
 from demos.cassava import card, folder, model, runtime
 from demos.cassava.preprocess import Preprocessing
-from support import PROJECT_ROOT, SHARED_DATA
+from support import CASSAVA_PHOTOS, PROJECT_ROOT
 
-PHOTOS = sorted((SHARED_DATA / "images").glob("cassava_*.jpg"))
+PHOTOS = CASSAVA_PHOTOS
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,6 @@ def halves(size=(40, 20), left=(255, 0, 0), right=(0, 0, 255)) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-@pytest.mark.skipif(not PHOTOS, reason="shared photos missing")
 def test_real_photos(tiny, private_tmp):
     for photo in PHOTOS:
         result = runtime.predict(tiny, {"image": str(photo)})

@@ -37,6 +37,7 @@ def test_model_source_parsing(tmp_path):
 def test_flags_and_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("HUB_MAX_MODELS", "5")
     monkeypatch.setenv("HUB_MODEL_CASSAVA", "org/cassava@deadbeef")
+    (tmp_path / "config.json").write_text("{}")  # a local model folder must be one
     config = load_config(["--memory-budget", "6G", "--idle-ttl", "0", "--model", f"questions={tmp_path}"])
     assert config.limits.max_models == 5
     assert config.limits.memory_budget == 6 * 2**30
@@ -136,10 +137,13 @@ def test_publish_command_arguments(tmp_path, capsys):
 
 
 def test_mcp_flag_without_the_extra_says_how_to_install_it():
+    """An environment set up before requirements.txt had the extra: `mcp` cannot be imported."""
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "hub.py", "--mcp", "--demos-dir", str(TEST_DEMOS)],
+    without_mcp = ("import runpy, sys; sys.modules['mcp'] = None; sys.argv = sys.argv[1:]; "
+                   "runpy.run_path('hub.py', run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", without_mcp, "hub.py", "--mcp", "--demos-dir", str(TEST_DEMOS)],
                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
-    assert 'pip install "gradio[mcp]==6.31.0"' in out.stderr
+    assert "scripts/setup.sh" in out.stderr and 'pip install "gradio[mcp]==6.31.0"' in out.stderr

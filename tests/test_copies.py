@@ -17,6 +17,9 @@ from demohub.registry import Limits, Registry, State
 from support import gone
 from test_registry import make_registry, state
 
+#: every test here fails if a blocking call ran under a coordinating lock (tests/lockcheck.py)
+pytestmark = pytest.mark.usefixtures("no_blocking_under_locks")
+
 
 @pytest.fixture(params=["spawn", "template"])
 def build(tmp_path, request):
@@ -66,7 +69,8 @@ def wait_for(condition, timeout: float = 20.0) -> bool:
 
 
 def copy_pids(registry: Registry, name: str) -> list[int]:
-    return list(registry._slots[name].worker.pids)
+    handle = registry._slots[name].worker
+    return [c.pid for c in list(handle._copies) if c.pid is not None]
 
 
 def crowd(registry: Registry, name: str = "alpha", seconds: float = 1.5) -> list[int]:

@@ -89,7 +89,7 @@ def demos_dir(tmp_path_factory) -> Path:
         (demos / name / "__init__.py").write_text(
             "from demohub.spec import DemoSpec\n"
             f"SPEC = DemoSpec(name='{name}', title='{name.title()}', description='A test demo.', "
-            f"runtime='doordemos.{name}.runtime', tab='doordemos.{name}.tab', concurrency_limit=4, "
+            f"runtime='doordemos.{name}.runtime', tab='doordemos.{name}.tab', baseline_concurrency=4, "
             "predict_timeout_s=60.0, load_timeout_s=60.0)\n")
         (demos / name / "runtime.py").write_text(SNAP_RUNTIME)
         (demos / name / "tab.py").write_text(tab)
@@ -349,7 +349,8 @@ def test_api_docs_routes_are_off_unless_asked_for(hub, demos_dir):
 
 
 def test_gradio_client_and_the_queue_full_answer_still_work():
-    with running_hub("--demos-dir", str(TEST_DEMOS), "--queue-size", "1") as hub:
+    # Gradio's bound on the whole queue, met by one client: no per-visitor limit (tests/test_fair.py)
+    with running_hub("--demos-dir", str(TEST_DEMOS), "--queue-size", "1", "--per-client-queue", "0") as hub:
         client = hub.client()
         assert client.predict('{"value": 3}', api_name="/alpha")["echo"] == 3
         jobs = [client.submit('{"op": "sleep", "seconds": 1}', api_name="/alpha") for _ in range(8)]

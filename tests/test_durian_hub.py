@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from gradio_client import handle_file
 
-from support import SHARED_DATA, files_under, mapped_framework_libs, running_hub
+from support import DURIAN_PHOTO, files_under, mapped_framework_libs, running_hub
 from test_durian_model import write_tiny_folder
 
-PHOTO = SHARED_DATA / "images" / "durian_1.jpg"
+PHOTO = DURIAN_PHOTO
 LABELS = {"D24", "Jin Feng (Golden Phoenix)", "Mao Shan Wang", "Red Prawn"}
 
 

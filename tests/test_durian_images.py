@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import SHARED_DATA
+from support import DURIAN_PHOTO
 from test_durian_model import write_tiny_folder
 
 from demohub.errors import InputError
 from demos.durian import runtime
 
-PHOTO = SHARED_DATA / "images" / "durian_1.jpg"
+PHOTO = DURIAN_PHOTO
 
 
 @pytest.fixture(scope="module")

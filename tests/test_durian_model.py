@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import SHARED_DATA
+from support import DURIAN_PHOTO
 
 from demohub.kit import cache, heatmap, modelcard
 from demos.durian import breeds, folder, runtime
@@ -21,7 +21,7 @@ from demos.durian.preprocess import Preprocessing, to_batch
 import keras
 import tensorflow as tf
 
-PHOTO = SHARED_DATA / "images" / "durian_1.jpg"
+PHOTO = DURIAN_PHOTO
 TINY_SIZE = 64
 
 

@@ -66,7 +66,8 @@ def test_cold_call_reports_load_progress_then_answers(hub):
         time.sleep(0.1)
     result = job.result()
     assert result["echo"] == "cold" and result["marker"] == "local alpha"
-    assert any(d.startswith("loading alpha model, ~") for d in descriptions), descriptions
+    # a fresh cache dir: no load measured yet, so no number (tests/test_hub_lifecycle.py: after a restart)
+    assert "loading alpha model (first load: no estimate yet)" in descriptions, descriptions
 
 
 def test_errors_reach_the_client_as_readable_messages(hub):
@@ -134,7 +135,8 @@ def test_bad_demo_folder_fails_fast_with_a_message(tmp_path):
 
 @pytest.mark.parametrize("copies", [1, 2])
 def test_full_queue_answers_busy_instead_of_growing(copies):
-    with running_hub(*DEMO_ARGS, "--queue-size", "1", "--max-copies", str(copies)) as hub:
+    # Gradio's bound on the whole queue, met by one client: no per-visitor limit (tests/test_fair.py)
+    with running_hub(*DEMO_ARGS, "--queue-size", "1", "--max-copies", str(copies), "--per-client-queue", "0") as hub:
         client = hub.client()
         client.predict('{"op": "sleep", "seconds": 0.2}', api_name="/alpha")  # calls long enough for a copy
         jobs = [client.submit('{"op": "sleep", "seconds": 1}', api_name="/alpha") for _ in range(8)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 import threading
 import time
 
@@ -18,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from demohub import events, metrics, status_tab
 from demohub.discovery import discover
 from demohub.history import History, MemorySample, Request, TimelineEvent, latency, percentile
-from demohub.registry import Registry
+from demohub.registry import ModelStats, ModelStatus, Registry, State
 from demohub.sources import ModelSources
 from support import TEST_DEMOS, running_hub
 
@@ -229,6 +230,28 @@ def test_latency_quantiles_match_numpy():
     assert n == 101 and p95 == pytest.approx(np.percentile(values, 95))  # failures left out
     with pytest.raises(ValueError):
         percentile([], 50)
+
+
+# -- the table -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stats, in_flight, requests, worker", [
+    (ModelStats(), 0, "0 hits · 0 misses · 0 in flight", "0 loads · 0 evictions · 0 crashes · 0 timeouts"),
+    (ModelStats(hits=1, misses=1, loads=1, crashes=1, timeouts=1, evictions=Counter(idle=1), last_load_s=2.25),
+     2, "1 hit · 1 miss · 2 in flight", "1 load · 1 eviction · 1 crash · 1 timeout"),
+    (ModelStats(hits=40, misses=3, loads=3, evictions=Counter(idle=1, memory=1)),
+     0, "40 hits · 3 misses · 0 in flight", "3 loads · 2 evictions · 0 crashes · 0 timeouts"),
+])
+def test_the_status_table_groups_the_counters_under_headers_a_laptop_shows_whole(stats, in_flight, requests, worker):
+    status = ModelStatus(name="alpha", title="Alpha", state=State.READY, source="placeholder", placeholder=True,
+                         memory_bytes=11 * 2**20, in_flight=in_flight, idle_s=None, error="x" * 300,
+                         download_fraction=None, stats=stats, where="pid 7")
+    [row] = status_tab.status_rows([status])
+    assert len(row) == len(status_tab.STATUS_HEADERS) == len(status_tab.STATUS_WIDTHS)
+    assert sum(float(w.rstrip("%")) for w in status_tab.STATUS_WIDTHS) == 100
+    named = dict(zip(status_tab.STATUS_HEADERS, row))
+    assert (named["requests"], named["worker"]) == (requests, worker)
+    assert named["last load"] == ("2.2 s" if stats.last_load_s else "–")
+    assert named["memory"] == "11 MB" and named["where"] == "pid 7" and len(named["last error"]) == 120
 
 
 # -- the plot frames -------------------------------------------------------------------------

@@ -21,6 +21,9 @@ from demohub.registry import Limits, Registry, State
 from support import gone
 from test_registry import make_registry, state
 
+#: every test here fails if a blocking call ran under a coordinating lock (tests/lockcheck.py)
+pytestmark = pytest.mark.usefixtures("no_blocking_under_locks")
+
 
 @pytest.fixture(params=["spawn", "template"])
 def build(tmp_path, request):
@@ -120,24 +123,27 @@ def ahead_and_behind(registry: Registry, ahead: dict, gap: float = 0.3,
     return pid, running.join(STOPPED_GRACE_S + 20), staged.join(STOPPED_GRACE_S + 20)
 
 
-def test_a_crash_ahead_fails_the_staged_call_at_once(build):
+def ran_again(staged: Call, old_pid: int) -> None:
+    """The staged request never reached the failed worker: it ran on the restarted one."""
+    assert staged.error is None, staged.error
+    assert staged.result["echo"] == "behind" and staged.result["pid"] != old_pid
+
+
+def test_a_crash_ahead_sends_the_staged_call_to_the_restarted_worker(build):
     registry = build()
     pid, running, staged = ahead_and_behind(registry, {"op": "sleep", "seconds": 1.0, "then": "crash"})
     assert isinstance(running.error, WorkerFailed) and "killed by signal 9" in str(running.error)
-    assert isinstance(staged.error, WorkerFailed), staged.result
-    message = str(staged.error)
-    assert "before it reached this request" in message and "restart on the next request" in message
-    assert staged.seconds < 5, "the staged call waited out its own deadline"
+    ran_again(staged, pid)
+    assert staged.seconds < 15, "the staged call waited out its own deadline"
     assert state(registry, "alpha").stats.crashes == 1  # one death, however many calls saw it
     replaced(registry, pid)
 
 
-def test_a_timeout_ahead_ends_the_worker_and_the_staged_call(build):
+def test_a_timeout_ahead_ends_the_worker_and_the_staged_call_runs_again(build):
     registry = build(predict_timeout_s=1.0)
     pid, running, staged = ahead_and_behind(registry, {"op": "sleep", "seconds": 20.0}, gap=0.2)
     assert isinstance(running.error, WorkerTimeout) and "did not finish" in str(running.error)
-    assert isinstance(staged.error, WorkerFailed)
-    assert staged.seconds < 3
+    ran_again(staged, pid)
     alpha = state(registry, "alpha")
     assert alpha.stats.timeouts == 1 and alpha.stats.crashes == 0
     replaced(registry, pid)
@@ -151,11 +157,11 @@ def test_a_refused_reply_ahead_leaves_the_staged_call_its_own(build):
     assert state(registry, "alpha").state == State.READY
 
 
-def test_a_paused_worker_fails_both_calls_within_the_grace(build):
+def test_a_paused_worker_fails_the_running_call_within_the_grace_and_the_staged_one_runs_again(build):
     registry = build()
     pid, running, staged = ahead_and_behind(registry, {"op": "sleep", "seconds": 1.0},
                                             meanwhile=lambda pid: os.kill(pid, signal.SIGSTOP))
     assert isinstance(running.error, WorkerTimeout) and "SIGSTOP" in str(running.error)
-    assert isinstance(staged.error, WorkerFailed)
-    assert max(running.seconds, staged.seconds) < STOPPED_GRACE_S + 5
+    assert running.seconds < STOPPED_GRACE_S + 5
+    ran_again(staged, pid)
     replaced(registry, pid)

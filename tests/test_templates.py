@@ -20,6 +20,9 @@ from demohub.registry import Limits, Registry
 from demohub.sources import ModelSources
 from support import FIXTURES, PROJECT_ROOT, TEST_DEMOS, gone, is_zombie, mapped_framework_libs, running_hub
 
+#: every test here fails if a blocking call ran under a coordinating lock (tests/lockcheck.py)
+pytestmark = pytest.mark.usefixtures("no_blocking_under_locks")
+
 TORCH_DEMOS = FIXTURES / "torchdemos"
 THREAD_DEMOS = FIXTURES / "threaddemos"
 
@@ -188,6 +191,24 @@ def test_a_family_that_starts_threads_at_import_keeps_the_spawn_path(make_regist
     assert psutil.Process(result["pid"]).ppid() == os.getpid()
     assert backend.shared("pss") == []  # the unsafe template was ended
     assert registry.predict("threaded", {})["pid"] == result["pid"]
+
+
+def test_a_copy_whose_template_cannot_fork_starts_spawned_with_its_own_threads(make_registry, tmp_path):
+    """An extra copy is started with its share of the cores (`threads`); when its
+    family turns out unable to fork, the spawned worker must keep that share
+    (TensorFlow fixes its pool at start), not start with every core."""
+    _, backend = make_registry(THREAD_DEMOS)
+    spec = next(s for s in discover(THREAD_DEMOS) if s.name == "threaded")
+    (tmp_path / "threaded").mkdir()
+    (tmp_path / "threaded" / "config.json").write_text("{}")
+    handle = backend.start(spec, tmp_path / "threaded", placeholder=False, threads=1)
+    try:
+        handle.wait_ready(120)
+        assert "none" in backend.unsafe and handle.origin == "spawned"
+        environ = Path(f"/proc/{handle.pid}/environ").read_bytes().split(b"\0")
+        assert b"OMP_NUM_THREADS=1" in environ and b"TF_NUM_INTRAOP_THREADS=1" in environ
+    finally:
+        handle.kill("test over")
 
 
 def hub_tree(pid: int) -> list[psutil.Process]:

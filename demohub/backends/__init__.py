@@ -4,9 +4,9 @@ start, call, measure and end a model.
 
 Each mechanism is one module (for Ray, a subpackage) in this package:
 
-- `spawn`: a fresh `python -m demohub.worker` process per model (the default).
+- `spawn`: a fresh `python -m demohub.worker` process per model (`--start-method spawn`).
 - `template`: workers forked from a per-framework template process that has
-  already imported the framework (`--start-method template`).
+  already imported the framework (`--start-method template`, the default).
 - `copies`: wraps `spawn` or `template` so one model may run as several
   worker processes when its requests pile up (`--max-copies`).
 - `ray`: one Ray Serve application per demo (`--backend ray`); a package:
@@ -103,6 +103,10 @@ class ModelHandle(Protocol):
     def shrink(self) -> bool:
         """End one idle copy beyond the first; False when there is none."""
 
+    @property
+    def growing(self) -> bool:
+        """A copy is being added: `memory()` already counts it, `replicas` not yet."""
+
 
 def usable_cores() -> int:
     """The cores this process may run on (its affinity, not the machine's count)."""
@@ -120,6 +124,9 @@ def copies_allowed(spec: DemoSpec, most: int) -> int:
 
 class OneCopy:
     """For handles that are one copy, or whose copies someone else scales."""
+
+    #: a copy is being added (its memory is already counted in `memory()`)
+    growing = False
 
     def grow(self) -> bool:
         return False
@@ -142,8 +149,15 @@ class Backend(Protocol):
         """How many calls the hub may hand one loaded model of `spec` at once (a
         local worker: one running and one staged; Ray: one per replica)."""
 
-    def shared(self, metric: str) -> list[SharedProcess]:
-        """Processes kept besides the models (templates, Ray daemons)."""
+    def shared(self, metric: str, fresh: bool = False) -> list[SharedProcess]:
+        """Processes kept besides the models (templates, Ray daemons); `fresh`
+        reads their memory now instead of a recent reading (budget decisions)."""
+
+    def start_cost(self, spec: DemoSpec) -> int | None:
+        """Bytes starting `spec`'s model adds besides the model's own private
+        memory: 0 when it forks from a running template, that template's size when
+        it must start first, None for a fresh process (whose share of its
+        libraries then counts too)."""
 
     def trim(self, keep: set[str] = frozenset()) -> int:
         """End idle shared processes (not those serving `keep` demos); returns

@@ -63,10 +63,6 @@ class Copies:
         return copies[0].pid if copies else self._first.pid
 
     @property
-    def pids(self) -> list[int]:
-        return [c.pid for c in list(self._copies) if c.pid is not None]
-
-    @property
     def where(self) -> str:
         copies = list(self._copies)
         if len(copies) <= 1:
@@ -76,6 +72,10 @@ class Copies:
     @property
     def replicas(self) -> int:
         return len(self._copies)
+
+    @property
+    def growing(self) -> bool:
+        return self._pending is not None
 
     def wait_ready(self, timeout: float, tick: Tick | None = None) -> LoadInfo:
         info = self._first.wait_ready(timeout, tick)
@@ -128,7 +128,10 @@ class Copies:
             return self._ended or self._lost_reason
 
     def memory(self, metric: str) -> int:
-        return sum(c.memory(metric) for c in list(self._copies))
+        """Every copy's, a copy still loading included: its memory is already in use."""
+        with self._lock:
+            copies = list(self._copies) + ([self._pending] if self._pending is not None else [])
+        return sum(c.memory(metric) for c in copies)
 
     def stop(self, grace: float = 2.0) -> None:
         """Every copy at once, each with its own `grace` (a thread per copy, joined here)."""
@@ -215,9 +218,9 @@ class Copies:
                 if copy is not None and self._ready[copy] < self.depth:
                     self._ready[copy] += 1
                     return copy
-                if self._ended or not (self._copies or self._growing):
-                    raise WorkerFailed(f"the {name} model's worker has ended; it will restart on the "
-                                       "next request")
+                if self._ended or not (self._copies or self._growing):  # this call never started
+                    raise NotStarted(f"the {name} model's worker has ended; it will restart on the "
+                                     "next request")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ModelBusy(f"The {name} model stayed busy with other requests for "
@@ -281,8 +284,11 @@ class CopiesBackend:
     def concurrency(self, spec: DemoSpec) -> int:
         return copies_allowed(spec, self.max_copies) * self.inner.concurrency(spec)
 
-    def shared(self, metric: str) -> list[SharedProcess]:
-        return self.inner.shared(metric)
+    def shared(self, metric: str, fresh: bool = False) -> list[SharedProcess]:
+        return self.inner.shared(metric, fresh)
+
+    def start_cost(self, spec: DemoSpec) -> int | None:
+        return self.inner.start_cost(spec)
 
     def trim(self, keep: set[str] = frozenset()) -> int:
         return self.inner.trim(keep)

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from demohub import device, tempdir, wire
 from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick
 from demohub.errors import InputError, ModelBusy, ModelError, NotStarted, WorkerFailed, WorkerTimeout
-from demohub.memory import worker_memory
+from demohub.memory import worker_usage
 from demohub.spec import DemoSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -128,8 +128,7 @@ class LocalWorker(OneCopy):
         self._read = 0  # replies read (under _turn)
         self._broken: str | None = None  # why the channel can no longer be used (under _turn)
         self._ended: str | None = None
-        self._calls = 0  # calls sent so far: memory changes only when the model works
-        self._measured: tuple[float, str, int, int] | None = None  # (at, metric, calls then, bytes)
+        self._measured: tuple[float, int, dict[str, int]] | None = None  # (at, replies read then, by metric)
 
     @property
     def pid(self) -> int:
@@ -150,22 +149,25 @@ class LocalWorker(OneCopy):
         return self._ended
 
     def memory(self, metric: str) -> int:
-        """Measured again only when it has answered calls since the last reading (at
-        most every MEMORY_BUSY_S) or the reading is MEMORY_MAX_AGE_S old: the
-        sweeper asks every second, and each /proc read costs ~4 ms of CPU for a
-        framework process."""
+        """Measured again when it has answered calls since the last reading (at
+        most every MEMORY_BUSY_S, but at once after its first calls, which grow its
+        heap) or the reading is MEMORY_MAX_AGE_S old: the sweeper asks every
+        second, and each /proc read costs ~4 ms of CPU for a framework process.
+        One read gives every metric, so asking for PSS and USS costs one."""
         if not self.alive():
             return 0
         now = time.monotonic()
         last = self._measured
-        if last is not None and last[1] == metric:
-            at, _, calls, value = last
-            if now - at < (MEMORY_MAX_AGE_S if calls == self._calls else MEMORY_BUSY_S):
-                return value
-        calls = self._calls
-        value = worker_memory(self.pid, metric)
-        self._measured = (now, metric, calls, value)
-        return value
+        if last is not None:
+            at, calls, values = last
+            answered = self._read  # memory changes only when the model works
+            fresh_enough = MEMORY_MAX_AGE_S if calls == answered else MEMORY_BUSY_S
+            if now - at < fresh_enough and (calls or not answered) and metric in values:
+                return values[metric]
+        calls = self._read
+        values = worker_usage(self.pid)
+        self._measured = (now, calls, values)
+        return values.get(metric, 0)
 
     # -- talking to it -------------------------------------------------------------
 
@@ -208,7 +210,6 @@ class LocalWorker(OneCopy):
             self._check_broken()
             ticket = self._sent
             self._sent += 1
-            self._calls += 1
             self._exchange(message, deadline, what, None, receive=False)
         except BaseException:
             self._break("a request could not be sent to it")
@@ -268,7 +269,7 @@ class LocalWorker(OneCopy):
             self._channel.wait_readable(deadline, self._watch(tick))
             return self._channel.recv(deadline)
         except _Stopped:
-            self.kill("stopped")
+            self.kill("paused")
             raise WorkerTimeout(f"the {name} model's worker was paused (SIGSTOP) for over "
                                 f"{STOPPED_GRACE_S:.0f} s; it was ended and will restart on the next "
                                 "request") from None
@@ -381,8 +382,11 @@ class SpawnBackend:
     def concurrency(self, spec: DemoSpec) -> int:
         return PIPELINE_DEPTH
 
-    def shared(self, metric: str) -> list[SharedProcess]:
+    def shared(self, metric: str, fresh: bool = False) -> list[SharedProcess]:
         return []
+
+    def start_cost(self, spec: DemoSpec) -> int | None:
+        return None  # a fresh interpreter: its libraries' pages are its own until another maps them
 
     def trim(self, keep: set[str] = frozenset()) -> int:
         return 0

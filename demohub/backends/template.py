@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick
 from demohub.backends.spawn import (PIPELINE_DEPTH, STOPPED_GRACE_S, LocalWorker, SpawnBackend, is_stopped,
                                     with_threads, worker_env)
 from demohub.errors import WorkerFailed
-from demohub.memory import process_memory
+from demohub.memory import rollup
 from demohub.spec import DemoSpec
 
 FAMILIES = ("torch", "tensorflow", "none")
@@ -234,6 +235,10 @@ class Hello:
     imported: list[str]
     failed: dict[str, str]
     import_s: float
+    #: its imports created a CUDA context, which does not survive fork
+    cuda_context: bool = False
+    #: the most it held while importing (its peak RSS)
+    peak_bytes: int = 0
 
 
 class TemplateUnusable(Exception):
@@ -276,7 +281,10 @@ class Template:
         self.workers: list[ForkedProcess] = []
         self.pending = 0  # loads between asking for this template and their fork
         self.idle_since: float | None = time.monotonic()
-        self._memory = (0.0, "", 0)  # (measured at, metric, bytes)
+        self._memory: tuple[float, dict[str, int]] = (0.0, {})  # (measured at, bytes by metric)
+        #: what starting this family's template again adds: the most it held while
+        #: importing, or its PSS when last measured with no worker if more
+        self.alone_bytes = 0
 
     @property
     def pid(self) -> int:
@@ -286,21 +294,32 @@ class Template:
         return self.proc.poll() is None
 
     def live_workers(self) -> int:
-        """Workers forked from it that still run (call with the backend's lock held)."""
+        """Workers forked from it that still run (call with the backend's lock held).
+        When one has ended, its pages shared with the template are the template's
+        alone again: its PSS has grown, so the next `memory()` reads /proc again."""
+        before = len(self.workers)
         self.workers = [w for w in self.workers if w.poll() is None]
+        if len(self.workers) != before:
+            self.forget_memory()
         return len(self.workers)
 
     def memory(self, metric: str, fresh: bool = False) -> int:
-        at, cached_metric, value = self._memory
+        at, values = self._memory
         now = time.monotonic()
-        if fresh or cached_metric != metric or now - at > MEMORY_EVERY_S:
-            value = process_memory(self.pid, metric) if self.alive() else 0
-            self._memory = (now, metric, value)
-        return value
+        if fresh or metric not in values or now - at > MEMORY_EVERY_S:
+            values = rollup(self.pid) if self.alive() else {}
+            self._memory = (now, values)
+            if values and self.hello is not None:  # imported: what starting it again adds is the
+                # most it held while importing, or its PSS alone if more (never seen alone: its RSS)
+                if not self.workers:
+                    self.alone_bytes = max(values["pss"], self.hello.peak_bytes)
+                elif not self.alone_bytes:
+                    self.alone_bytes = max(values["rss"], self.hello.peak_bytes)
+        return values.get(metric, 0)
 
     def forget_memory(self) -> None:
         """Its workers changed: the next `memory()` reads /proc again."""
-        self._memory = (0.0, "", 0)
+        self._memory = (0.0, {})
 
     def _lock_until(self, deadline: float, tick: Tick | None) -> None:
         while not self._ctl.acquire(timeout=max(0.0, min(0.25, deadline - time.monotonic()))):
@@ -318,7 +337,8 @@ class Template:
                 info = message.get("hello")
                 if info is None:
                     raise TemplateUnusable(f"the {self.family} template said {message!r}", permanent=True)
-                self.hello = Hello(info["threads"], info["imported"], info["failed"], info["import_s"])
+                self.hello = Hello(info["threads"], info["imported"], info["failed"], info["import_s"],
+                                   bool(info.get("cuda_context")), int(info.get("peak_bytes") or 0))
                 events.event("template_ready", None, family=self.family, pid=self.pid,
                              seconds=info["import_s"], threads=info["threads"], failed=info["failed"],
                              released_mb=round(info.get("released_bytes", 0) / 2**20, 1))
@@ -401,8 +421,9 @@ class TemplateWorker(OneCopy):
     progress ticks apply."""
 
     def __init__(self, backend: "TemplateBackend", spec: DemoSpec, model_dir: Path, placeholder: bool,
-                 env: dict[str, str]):
+                 env: dict[str, str], threads: int | None = None):
         self.spec = spec
+        self.threads = threads  # CPU threads it starts with, forked or (if its family cannot fork) spawned
         self._backend = backend
         self._model_dir = model_dir
         self._placeholder = placeholder
@@ -482,7 +503,7 @@ class TemplateBackend:
 
     def __init__(self, specs: Iterable[DemoSpec] = (), threads: int | None = None,
                  wait_policy: str | None = None, template_ttl_s: float | None = 900.0,
-                 prewarm: bool = False):
+                 prewarm: bool = False, sizes_file: Path | None = None):
         self._spawn = SpawnBackend(threads=threads, wait_policy=wait_policy)
         self._env = worker_env(threads, wait_policy)
         # numpy's OpenBLAS starts a thread pool at import; a template must stay single-threaded
@@ -491,6 +512,10 @@ class TemplateBackend:
         self._specs: dict[str, DemoSpec] = {}
         self._families: dict[str, str] = {}
         self._templates: dict[str, Template] = {}
+        #: each family's template size when it last ran alone (Template.alone_bytes), kept
+        #: in `sizes_file` so a restarted hub plans its first template start from it
+        self._sizes_file = sizes_file
+        self._alone: dict[str, int] = _read_sizes(sizes_file)
         #: families that keep the spawn path, with the evidence
         self.unsafe: dict[str, str] = {}
         self._lock = threading.Lock()  # guards the dicts above; never held across a wait
@@ -503,8 +528,7 @@ class TemplateBackend:
             self._know(spec)
         if prewarm:
             for family in sorted({f for f in self._families.values() if f in FAMILIES}):
-                with self._lock:
-                    self._template(family)
+                self._template(family, pending=0)
 
     # -- Backend ----------------------------------------------------------------------------
 
@@ -514,18 +538,49 @@ class TemplateBackend:
         env = _device_env(with_threads(self._env, threads), spec)
         if family not in FAMILIES or family in self.unsafe:
             return _Spawned(self._spawn.start(spec, model_dir, placeholder=placeholder, threads=threads), family)
-        return TemplateWorker(self, spec, model_dir, placeholder, env)
+        return TemplateWorker(self, spec, model_dir, placeholder, env, threads)
 
     def concurrency(self, spec: DemoSpec) -> int:
         return PIPELINE_DEPTH
 
-    def shared(self, metric: str) -> list[SharedProcess]:
+    def shared(self, metric: str, fresh: bool = False) -> list[SharedProcess]:
         with self._lock:
             templates = list(self._templates.values())
             idle = {t.family: t.pending == 0 and t.live_workers() == 0 for t in templates}
-        return [SharedProcess(name=f"template {t.family}", pid=t.pid, memory_bytes=t.memory(metric),
-                              idle=idle[t.family])
-                for t in templates if t.alive()]
+        found = [SharedProcess(name=f"template {t.family}", pid=t.pid, memory_bytes=t.memory(metric, fresh),
+                               idle=idle[t.family])
+                 for t in templates if t.alive()]
+        self._remember_alone(templates)
+        return found
+
+    def _remember_alone(self, templates: list[Template]) -> None:
+        """Note the templates' sizes alone; the file is written (outside the lock) only when one changed."""
+        with self._lock:
+            changed = False
+            for t in templates:
+                if t.alone_bytes and abs(self._alone.get(t.family, 0) - t.alone_bytes) > 2**20:
+                    self._alone[t.family] = t.alone_bytes
+                    changed = True
+            sizes = dict(self._alone)
+        if changed and self._sizes_file is not None:
+            _write_sizes(self._sizes_file, sizes)
+
+    def start_cost(self, spec: DemoSpec) -> int | None:
+        """A family whose template runs costs nothing to start; one whose template
+        must start costs that template's size when it last ran alone (a family
+        never started yet: the largest template seen), and one still importing
+        costs what it has yet to grow by; a spawned family: None."""
+        family = self._know(spec)
+        if family not in FAMILIES or family in self.unsafe:
+            return None
+        with self._lock:
+            t = self._templates.get(family)
+            alone = self._alone.get(family) or max(self._alone.values(), default=0)
+        if t is None or not t.alive():
+            return alone
+        if t.hello is None:  # importing: part of it is measured already, the rest is to come
+            return max(0, alone - t.memory("pss", fresh=True))
+        return 0
 
     def trim(self, keep: set[str] = frozenset()) -> int:
         """End idle templates whose family none of the `keep` demos needs."""
@@ -587,18 +642,34 @@ class TemplateBackend:
                 self._specs[spec.name] = spec
         return family
 
-    def _template(self, family: str) -> Template:
-        """The family's live template, started if needed (call with `_lock` held;
-        starting is a Popen, the imports happen in the template)."""
-        t = self._templates.get(family)
-        if t is not None and t.alive():
-            return t
-        specs = sorted((s for n, s in self._specs.items() if self._families[n] == family), key=lambda s: s.name)
+    def _template(self, family: str, pending: int = 1) -> Template:
+        """The family's live template, started if needed, with `pending` more loads
+        counted on it (so `trim` and the TTL leave it alone). Reading the runtimes'
+        sources and starting the process happen outside `_lock`; if two loads race to
+        start one, the second's is stopped and the first's is used."""
+        with self._lock:
+            t = self._templates.get(family)
+            if t is not None and t.alive():
+                t.pending += pending
+                return t
+            specs = sorted((s for n, s in self._specs.items() if self._families[n] == family), key=lambda s: s.name)
         roots = sorted({str(s.import_root) for s in specs if s.import_root})
         preloads = sorted({m for s in specs for m in preloads_of(s, family)})
-        t = Template(family, [s.runtime for s in specs], preloads, roots, self._template_env)
-        self._templates[family] = t
-        events.event("template_start", None, family=family, pid=t.pid, runtimes=t.runtimes, preloads=preloads)
+        fresh = Template(family, [s.runtime for s in specs], preloads, roots, self._template_env)
+        with self._lock:
+            closed = self._closed
+            t = self._templates.get(family)
+            lost = closed or (t is not None and t.alive())
+            if not lost:
+                t = self._templates[family] = fresh
+            if not closed:
+                t.pending += pending
+        if lost:
+            fresh.stop(grace=1.0)
+            if closed:
+                raise WorkerFailed(f"the {family} template was not started: the hub is shutting down")
+        else:
+            events.event("template_start", None, family=family, pid=t.pid, runtimes=t.runtimes, preloads=preloads)
         return t
 
     def _start_worker(self, handle: TemplateWorker, deadline: float, tick: Tick | None) -> LocalWorker:
@@ -606,13 +677,22 @@ class TemplateBackend:
         spec = handle.spec
         family = self._families[spec.name]
         with self._lock:
-            if self._closed:
-                raise WorkerFailed(f"the {spec.name} model was not started: the hub is shutting down")
-            t = self._template(family)
-            t.pending += 1
+            closed = self._closed
+        if closed:
+            raise WorkerFailed(f"the {spec.name} model was not started: the hub is shutting down")
+        t = self._template(family)
         proc = None
         try:
             hello = t.wait_hello(min(deadline, t.started + TEMPLATE_START_S), tick)
+            with self._lock:
+                alone = not t.workers
+            if alone:  # before its first fork: the one moment its PSS is its own
+                t.memory("pss", fresh=True)
+                self._remember_alone([t])
+            if hello.cuda_context:
+                raise TemplateUnusable(f"importing {', '.join(hello.imported) or 'nothing'} created a CUDA "
+                                       f"context in the {family} template; a forked worker could not use it",
+                                       permanent=True)
             if len(hello.threads) != 1:
                 raise TemplateUnusable(
                     f"after importing {', '.join(hello.imported) or 'nothing'} the {family} template has "
@@ -635,7 +715,8 @@ class TemplateBackend:
         except TemplateUnusable as exc:
             self._give_up(t, family, str(exc), exc.permanent)
             handle.origin = "spawned"
-            return self._spawn.start(spec, handle._model_dir, placeholder=handle._placeholder)
+            return self._spawn.start(spec, handle._model_dir, placeholder=handle._placeholder,
+                                     threads=handle.threads)
         finally:
             with self._lock:
                 t.pending -= 1
@@ -679,6 +760,26 @@ class _Spawned(TemplateWorker):
 
     def kill(self, reason: str = "killed") -> None:
         self._inner.kill(reason)
+
+
+def _read_sizes(path: Path | None) -> dict[str, int]:
+    try:
+        raw = json.loads(path.read_text()) if path else {}
+        return {str(k): int(v) for k, v in raw.items() if k in FAMILIES}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}  # only ever a planning estimate: unreadable counts as none
+
+
+def _write_sizes(path: Path, sizes: dict[str, int]) -> None:
+    """Whole-file write (temporary name, then rename); a failure costs only the estimate."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as out:
+            json.dump(sizes, out, sort_keys=True)
+        os.replace(scratch, path)
+    except OSError:
+        pass
 
 
 def _device_env(env: dict[str, str], spec: DemoSpec) -> dict[str, str]:

@@ -12,6 +12,7 @@ through Gradio's upload route, which writes them to a file under its size limit.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from pathlib import Path
 
@@ -19,6 +20,9 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 
 
+#: what view_api() and MCP say about the parameter (Gradio's own says a URL will do)
+DESCRIPTION = ("an image file (JPEG, PNG or WebP), sent as a file: gradio_client.handle_file('photo.jpg'); "
+               "web addresses and inline images are refused")
 INLINE_REFUSED = ("Images sent inline (data: URLs) are not accepted; send the image as a file upload: "
                   "gradio_client.handle_file('photo.jpg').")
 
@@ -34,6 +38,16 @@ class PhotoUpload(gr.Image):
 
     def get_block_name(self) -> str:
         return "image"  # render with Gradio's own Image frontend
+
+    def api_info(self) -> dict:
+        info = copy.deepcopy(super().api_info())
+        info["additional_description"] = DESCRIPTION
+        info["properties"]["url"]["description"] = "set by gradio_client when it uploads the file; leave it out"
+        info["properties"]["path"]["description"] = "the file to send: handle_file('photo.jpg') fills this in"
+        return info
+
+    def example_payload(self) -> dict:
+        return {"path": "photo.jpg", "meta": {"_type": "gradio.FileData"}, "orig_name": "photo.jpg"}
 
     def preprocess(self, payload):
         if payload is None:

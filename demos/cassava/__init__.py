@@ -1,7 +1,13 @@
 """Cassava leaf disease: a photo -> one of five classes, a Grad-CAM heatmap and
 a short report for the grower. Importing this package stays torch-free."""
 
+from pathlib import Path
+
 from demohub.spec import DemoSpec
+
+#: Sample photos shipped with the demo (attribution: examples/README.md), so every
+#: install shows them before any model folder exists (a Hub download, a placeholder).
+EXAMPLES = Path(__file__).resolve().parent / "examples"
 
 SPEC = DemoSpec(
     name="cassava",
@@ -14,11 +20,11 @@ SPEC = DemoSpec(
     ),
     runtime="demos.cassava.runtime",
     tab="demos.cassava.tab",
-    examples=("cassava_1.jpg", "cassava_2.jpg", "cassava_3.jpg"),
+    examples=tuple(str(EXAMPLES / f"cassava_{i}.jpg") for i in (1, 2, 3)),
     predict_timeout_s=60.0,
     load_timeout_s=300.0,
     expected_load_s=10.0,  # import torch + torchvision + 92 MB of weights, 2 shared cores
-    concurrency_limit=1,
+    baseline_concurrency=1,
     # what runtime.py reads (config.json names its weights: model.safetensors by default);
     # a Hub repo that also ships a .pth or .bin is not downloaded in full
     model_files=("config.json", "*.safetensors", "README.md"),

@@ -7,17 +7,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from demohub.kit import api
 from demohub.kit.photo import PhotoUpload
 from demohub.kit.verdict import VerdictLabel
 from demohub.ui import PLACEHOLDER_BANNER
-
-#: The shared sample photos, next to the project (never copied into it).
-SHARED_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "images"
-
-
-def example_photos(names: tuple[str, ...], folder: Path = SHARED_IMAGES) -> list[str]:
-    """The example photos that exist on this machine."""
-    return [str(folder / n) for n in names if (folder / n).is_file()]
 
 
 def verdict_markdown(result) -> str:
@@ -30,24 +23,35 @@ def build(ctx) -> None:
         with gr.Column():
             photo = PhotoUpload(label="Cassava leaf photo (JPEG, PNG or WebP)")
             submit = gr.Button("Diagnose", variant="primary")
-            examples = example_photos(ctx.spec.examples)
+            examples = [[p] for p in ctx.spec.examples if Path(p).is_file()]
             if examples:
                 gr.Examples(examples=examples, inputs=[photo], api_visibility="private",
                             label="Sample photos")
         with gr.Column():
-            verdict = gr.Markdown()
-            probabilities = VerdictLabel(label="Probabilities", num_top_classes=5)
-            heat = gr.Image(label="Where the model looked (Grad-CAM, predicted class)", type="numpy",
-                            format="jpeg", interactive=False)
-            summary = gr.JSON(label="JSON summary")
+            # The labels are the API's names (view_api, MCP): the same in every image demo.
+            report = api.describe(gr.Markdown(label="Report"), api.REPORT)
+            label = api.describe(VerdictLabel(label="Label", num_top_classes=5), api.LABEL)
+            heatmap = api.describe(gr.Image(label="Heatmap", type="numpy", format="jpeg", interactive=False),
+                                   api.HEATMAP)
+            verdict = api.describe(gr.JSON(label="Verdict"), api.VERDICT)
 
-    def diagnose(path: str | None, progress=gr.Progress()):
-        if not path:
+    def diagnose(photo: str | None, progress=gr.Progress()):
+        """Which of five cassava leaf diseases (or healthy) a leaf photo shows.
+
+        Args:
+            photo: a photo of a cassava leaf (JPEG, PNG or WebP), sent as a file; web addresses are refused
+        Returns:
+            label: the predicted class or 'Uncertain', with every class's probability
+            heatmap: where the model looked (Grad-CAM), as a JPEG
+            report: the verdict as Markdown
+            verdict: the verdict as JSON (label, confidence, uncertain, probabilities, trained)
+        """
+        if not photo:
             raise ctx.input_error("Upload a photo first: a JPEG, PNG or WebP of a cassava leaf "
                                   "(from Python: gradio_client.handle_file('leaf.jpg')).")
-        result = ctx.predict({"image": path}, progress)
+        result = ctx.predict({"image": photo}, progress)
         return result, result.heatmap, verdict_markdown(result), result.to_json()
 
-    submit.click(diagnose, inputs=[photo], outputs=[probabilities, heat, verdict, summary],
+    submit.click(diagnose, inputs=[photo], outputs=[label, heatmap, report, verdict],
                  api_name=ctx.api_name,
                  concurrency_limit=ctx.concurrency_limit)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from demohub.spec import DemoSpec
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SHARED_PHOTOS = PROJECT_ROOT.parent / "shared" / "data" / "images"
+#: Sample photos shipped with the demo (attribution: examples/README.md), so every
+#: install shows them before any model folder exists (a Hub download, a placeholder).
+EXAMPLES = Path(__file__).resolve().parent / "examples"
 
 SPEC = DemoSpec(
     name="durian",
@@ -21,11 +22,11 @@ SPEC = DemoSpec(
     ),
     runtime="demos.durian.runtime",
     tab="demos.durian.tab",
-    examples=(str(SHARED_PHOTOS / "durian_1.jpg"),),
+    examples=(str(EXAMPLES / "durian_1.jpg"),),
     expected_load_s=15.0,
     load_timeout_s=300.0,
     predict_timeout_s=60.0,
-    concurrency_limit=1,
+    baseline_concurrency=1,
     # what runtime.py reads: config.json and its weights_file (model.keras, or a legacy .h5)
     model_files=("config.json", "*.keras", "*.h5", "README.md"),
     device="auto",

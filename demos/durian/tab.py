@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from demohub.kit import api
 from demohub.kit.photo import PhotoUpload
 from demohub.kit.verdict import VerdictLabel
 from demohub.ui import PLACEHOLDER_BANNER
@@ -32,20 +33,31 @@ def build(ctx) -> None:
             photo = PhotoUpload(label="Durian photo")
             submit = gr.Button("Identify the breed", variant="primary")
             if examples:
-                gr.Examples(examples, inputs=[photo], api_visibility="private")
+                gr.Examples(examples, inputs=[photo], api_visibility="private", label="Sample photos")
         with gr.Column():
-            verdict = gr.Markdown()
-            label = VerdictLabel(label="Breed probabilities", num_top_classes=4)
-            heat = gr.Image(label="Grad-CAM: where the model looked", type="numpy", format="jpeg",
-                            interactive=False)
-            summary = gr.JSON(label="API result")
+            # The labels are the API's names (view_api, MCP): the same in every image demo.
+            report = api.describe(gr.Markdown(label="Report"), api.REPORT)
+            label = api.describe(VerdictLabel(label="Label", num_top_classes=4), api.LABEL)
+            heatmap = api.describe(gr.Image(label="Heatmap", type="numpy", format="jpeg", interactive=False),
+                                   api.HEATMAP)
+            verdict = api.describe(gr.JSON(label="Verdict"), api.VERDICT)
 
-    def identify(path: str | None, progress=gr.Progress()):
-        if not path:
+    def identify(photo: str | None, progress=gr.Progress()):
+        """Which of four durian breeds a photo shows.
+
+        Args:
+            photo: a photo of a durian (JPEG, PNG or WebP), sent as a file; web addresses are refused
+        Returns:
+            label: the predicted breed or 'Uncertain', with every breed's probability
+            heatmap: where the model looked (Grad-CAM), as a JPEG
+            report: the verdict as Markdown, with the breed's look and taste
+            verdict: the verdict as JSON (label, confidence, uncertain, probabilities, trained)
+        """
+        if not photo:
             raise ctx.input_error("Upload a durian photo first: a JPEG, PNG or WebP "
                                   "(from Python: gradio_client.handle_file('durian.jpg')).")
-        result = ctx.predict({"image": path}, progress)
+        result = ctx.predict({"image": photo}, progress)
         return result, result.heatmap, verdict_markdown(result), result.to_json()
 
-    submit.click(identify, [photo], [label, heat, verdict, summary], api_name=ctx.api_name,
+    submit.click(identify, [photo], [label, heatmap, report, verdict], api_name=ctx.api_name,
                  concurrency_limit=ctx.concurrency_limit)

@@ -32,7 +32,7 @@ SPEC = DemoSpec(
     predict_timeout_s=20.0,
     load_timeout_s=120.0,
     expected_load_s=4.0,
-    concurrency_limit=4,
+    baseline_concurrency=4,
     # Batching off: through the hub on a quiet 2-core machine it raised throughput only
     # 1.21-1.51x (the HTTP front, not the model, is the bottleneck), under the 1.5x the
     # hub asks of it (docs/benchmarks.md). runtime.predict_batch stays: set max_batch=32

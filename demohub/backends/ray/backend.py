@@ -507,10 +507,10 @@ class RayBackend:
 
     # -- Backend -------------------------------------------------------------------
 
-    def _options(self, spec: DemoSpec, memory_hint: int | None) -> dict:
+    def _options(self, spec: DemoSpec) -> dict:
         with self._lock:
             measured = self._measured.get(spec.name, 0)
-        memory = int(max(measured, memory_hint or 0) * self.memory_headroom)
+        memory = int(measured * self.memory_headroom)
         actor: dict[str, Any] = {"num_cpus": self.num_cpus}
         if memory:
             actor["memory"] = memory
@@ -557,12 +557,11 @@ class RayBackend:
             "max_constructor_retry_count": 1,
         }
 
-    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool,
-              memory_hint: int | None = None) -> RayModel:
+    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool) -> RayModel:
         from ray import serve
 
         app_name = f"{self.app_prefix}{spec.name}"
-        options = self._options(spec, memory_hint)
+        options = self._options(spec)
         args = (spec.runtime, str(spec.import_root) if spec.import_root else None, str(model_dir), placeholder)
         # what the replica would load; a changed memory ask alone does not redeploy
         same = {k: v for k, v in options.items() if k != "ray_actor_options"}
@@ -584,13 +583,21 @@ class RayBackend:
             model = RayModel(self, spec, app_name, None)
 
             def deploy() -> None:
+                """Owned by `model`; ends once the application is asked for, or at once
+                if the model was ended meanwhile (a load the registry gave up on must not
+                deploy an application no handle holds)."""
                 try:
                     # An application being deleted (an eviction a moment ago) must be gone
                     # first: a handle made meanwhile would see the deployment as unavailable.
                     deadline = time.monotonic() + spec.load_timeout_s
-                    while app_name in self.apps(max_age=0.0) and time.monotonic() < deadline:
+                    while (app_name in self.apps(max_age=0.0) and time.monotonic() < deadline
+                           and model._ended is None):
                         time.sleep(0.2)
+                    if model._ended is not None:
+                        return
                     model._handle = serve._run(app, _blocking=False, name=app_name, route_prefix=None)
+                    if model._ended is not None:  # ended while it was being asked for
+                        self.delete(app_name, wait=0.0)
                 except BaseException as exc:  # noqa: BLE001 - reported by wait_ready
                     model._deploy_error = exc
 
@@ -643,7 +650,10 @@ class RayBackend:
                     pass
         return out
 
-    def shared(self, metric: str) -> list[SharedProcess]:
+    def start_cost(self, spec: DemoSpec) -> int | None:
+        return None  # a replica is a process of its own
+
+    def shared(self, metric: str, fresh: bool = False) -> list[SharedProcess]:
         """Ray's own processes on this machine (head, GCS, raylet, agents, the
         Serve controller, idle workers), plus replicas of applications the
         registry no longer holds (idle: `trim` deletes them)."""

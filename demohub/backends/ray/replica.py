@@ -78,7 +78,7 @@ class DemoReplica:
     """
 
     def __init__(self, runtime: str, import_root: str | None, model_dir: str, placeholder: bool):
-        from demohub import heap, worker
+        from demohub import contract, heap, worker
 
         _bind_replica_grpc_to_node_ip()
         heap.keep_working_set()  # a replica's actor process serves only this model, as a worker does
@@ -91,7 +91,7 @@ class DemoReplica:
             if import_root and import_root not in sys.path:
                 sys.path.insert(0, import_root)
             module = importlib.import_module(runtime)
-            worker.check_runtime(module)
+            contract.check_runtime(module)
             path = node_model_dir(model_dir)
             if placeholder:
                 path = worker.build_placeholder(module, path)

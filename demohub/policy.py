@@ -1,0 +1,241 @@
+"""The registry's room and budget decisions, as pure functions over a snapshot.
+
+The registry measures, takes a `Snapshot` under its lock, asks one of these
+functions what to do, releases the lock and carries the answer out; nothing
+here waits, reads /proc or logs, so every rule is a table test
+(tests/test_policy.py).
+
+How memory is counted (PSS, the default metric): the total under the hub is
+the sum of every process's PSS, and that sum is what the budget holds. Ending
+a model does not give back its PSS: pages it shared with a template or a
+sibling stay, now counted in full by whoever still maps them, so the total
+falls only by the model's private pages (USS). That is why a template's PSS
+"jumps" when its last worker ends, and why a plan that subtracted a model's
+PSS on eviction believed in room that was not there (issue 32). Here a model
+that ends frees its `frees` (USS), a load adds its `need` (the most private
+memory one copy of it has held, plus what starting it costs besides: a
+template to start, or a fresh process's share of its libraries), and the
+current total is measured, not remembered.
+
+Which model goes when one must: extra copies first, then idle shared
+processes (a template with no worker), then a whole model, chosen by what it
+would cost to bring it back (GreedyDual-Size-Frequency: reload seconds times
+recent requests, per byte freed; the lowest goes, least recently used on a
+tie). A model that loaded less than `min_stay_s` ago is not evicted to make
+room for another load (it would be evicted before serving what it loaded
+for); only a budget that is really exceeded takes it out. When every model
+is busy, the one worth least is drained (`Drain`): it takes no new request and
+goes once it has answered the ones it holds, so models take turns instead of
+a steady stream to one of them starving the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+MB = 2**20
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded model as the policy sees it."""
+
+    name: str
+    #: bytes it holds now by the budget's metric (all its copies), freshly measured
+    held: int
+    #: bytes ending it would give back (its private memory)
+    frees: int
+    #: ready, and no request inside or waiting for it
+    evictable: bool
+    last_used: float
+    loaded_at: float
+    #: seconds its last load took: what evicting it costs its next visitor
+    reload_s: float = 1.0
+    #: requests it answered in the recent window
+    recent_uses: int = 0
+    #: an extra copy not in a call, and what ending it would give back
+    spare_copy: bool = False
+    copy_frees: int = 0
+    #: taking no new request, so that it can go (`Drain`)
+    draining: bool = False
+    #: its own minimum stay: twice what its last load cost in wall time (a template to
+    #: start included), so a model that is costly to bring back is not sent away at once
+    stay_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A process kept besides the models (a framework template)."""
+
+    name: str
+    held: int
+    #: no loaded or loading model needs it: ending it costs only a later start
+    idle: bool
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    models: tuple[Model, ...]
+    shared: tuple[Shared, ...] = ()
+    #: bytes planned for loads in progress, not yet in any measurement above
+    reserved: int = 0
+    #: loads in progress (each takes a place among `max_models`)
+    loading: int = 0
+    now: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(m.held for m in self.models) + sum(s.held for s in self.shared) + self.reserved
+
+    @property
+    def places(self) -> int:
+        return len(self.models) + self.loading
+
+
+@dataclass(frozen=True)
+class Rules:
+    max_models: int
+    budget: int | None
+    min_stay_s: float = 2.0
+
+
+# -- actions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fits:
+    """Go ahead: the load fits, or the budget is held."""
+
+
+@dataclass(frozen=True)
+class ShrinkCopy:
+    name: str
+
+
+@dataclass(frozen=True)
+class EndIdleShared:
+    """End the shared processes no model needs (e.g. templates with no worker)."""
+
+
+@dataclass(frozen=True)
+class Evict:
+    name: str
+    reason: str  # "capacity" (the model count) or "memory"
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Every model is busy and one must go: `name` takes no new request, finishes
+    the ones it holds, and then goes (so a stream to one model cannot starve
+    another's visitors until their wait runs out)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing can go now: wait for a model to become idle (or old enough)."""
+
+    busy: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OverBudget:
+    """Over the budget with nothing left that may go: say so, serve anyway."""
+
+    total: int
+
+
+Action = Fits | ShrinkCopy | EndIdleShared | Evict | Drain | Wait | OverBudget
+
+
+# -- decisions -----------------------------------------------------------------------------
+
+
+def room_for(snap: Snapshot, need: int, rules: Rules, shared_tried: bool = False,
+             need_known: bool = True) -> Action:
+    """What to do before loading a model that will add `need` bytes.
+
+    `shared_tried`: idle shared processes were already ended for this load
+    (what is left of them is needed), so do not ask again. `need_known`: False
+    for a model never measured (`need` is a guess): under a budget it waits
+    for the loads in progress, whose measurements make the next guess better,
+    instead of starting beside them blind."""
+    if not need_known and rules.budget is not None and snap.loading:
+        return Wait(tuple(sorted(m.name for m in snap.models)))
+    over_count = snap.places + 1 > rules.max_models
+    over_memory = rules.budget is not None and snap.total + need > rules.budget
+    if not over_count and not over_memory:
+        return Fits()
+    if over_memory and not over_count:
+        freeable = _freeing_step(snap, shared_tried)
+        if freeable is not None:
+            return freeable
+    victim = choose_victim(snap.models, snap.now, rules.min_stay_s)
+    if victim is not None:
+        return Evict(victim, "capacity" if over_count else "memory")
+    if not over_count and not snap.models and not snap.loading:
+        return Fits()  # alone and still too big: load it anyway; the budget reports it (OverBudget)
+    if not any(m.draining for m in snap.models):
+        busy = [replace(m, evictable=True) for m in snap.models if not m.evictable]
+        drain = choose_victim(busy, snap.now, rules.min_stay_s)
+        if drain is not None:
+            return Drain(drain)
+    return Wait(tuple(sorted(m.name for m in snap.models)))
+
+
+def within_budget(snap: Snapshot, rules: Rules, keep: str | None = None,
+                  shared_tried: bool = False) -> Action:
+    """What to do when the measured total may be over the budget (after a
+    load, or on the sweep). A real excess forces out even a fresh model, but
+    never `keep` (the model that just loaded for its waiting requests)."""
+    if rules.budget is None or snap.total <= rules.budget:
+        return Fits()
+    freeable = _freeing_step(snap, shared_tried)
+    if freeable is not None:
+        return freeable
+    victim = choose_victim([m for m in snap.models if m.name != keep], snap.now, min_stay_s=0.0, forced=True)
+    if victim is not None:
+        return Evict(victim, "memory")
+    return OverBudget(snap.total)
+
+
+def _freeing_step(snap: Snapshot, shared_tried: bool) -> Action | None:
+    """The cheap ways to free memory, before any whole model: an idle extra
+    copy (the biggest first), then idle shared processes."""
+    spare = [m for m in snap.models if m.spare_copy]
+    if spare:
+        return ShrinkCopy(max(spare, key=lambda m: (m.copy_frees, m.name)).name)
+    if not shared_tried and any(s.idle and s.held for s in snap.shared):
+        return EndIdleShared()
+    return None
+
+
+def keep_value(m: Model) -> float:
+    """What keeping `m` is worth per byte: the reload seconds its visitors
+    would wait, times how often they ask (GreedyDual-Size-Frequency's F*C/S)."""
+    return (m.reload_s + 0.05) * (1 + m.recent_uses) / max(m.frees, MB)
+
+
+def choose_victim(models, now: float, min_stay_s: float, forced: bool = False) -> str | None:
+    """The evictable model worth least to keep (least recently used on a tie);
+    models younger than their stay (`min_stay_s`, or their own `stay_s` if
+    longer) are spared, unless the budget is really exceeded (`forced`)."""
+    candidates = [m for m in models if m.evictable and (forced or not _staying(m, now, min_stay_s))]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda m: (keep_value(m), m.last_used)).name
+
+
+def _staying(m: Model, now: float, min_stay_s: float) -> bool:
+    """Within its stay (`min_stay_s`, or its own `stay_s` if longer) and still asked
+    for: a model nobody asked for in `min_stay_s` has served what it loaded for."""
+    return now - m.loaded_at < max(min_stay_s, m.stay_s) and now - m.last_used < max(min_stay_s, 1.0)
+
+
+def load_need(peak_private: int | None, start_cost: int, known_peaks: list[int]) -> int:
+    """Bytes a load will add: the model's largest private size seen (a model
+    never seen is planned at the largest any model has had), plus what starting
+    it costs besides."""
+    own = peak_private if peak_private else max(known_peaks, default=0)
+    return own + start_cost

@@ -1,0 +1,132 @@
+"""The registry's decisions as tables (demohub/policy.py): no process starts here."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from demohub.policy import (Drain, EndIdleShared, Evict, Fits, Model, OverBudget, Rules, Shared, ShrinkCopy, Snapshot,
+                            Wait, choose_victim, load_need, room_for, within_budget)
+
+MB = 2**20
+NOW = 1000.0
+
+
+def model(name, held=200, frees=None, evictable=True, last_used=NOW - 10, age=60.0, reload_s=0.1, uses=0,
+          spare=False, draining=False) -> Model:
+    frees = held if frees is None else frees
+    return Model(name, held * MB, frees * MB, evictable, last_used, NOW - age, reload_s, uses,
+                 spare_copy=spare, copy_frees=(frees // 2) * MB if spare else 0, draining=draining)
+
+
+def snap(*models, shared=(), reserved=0, loading=0) -> Snapshot:
+    return Snapshot(tuple(models), tuple(shared), reserved * MB, loading, NOW)
+
+
+ROOM_TABLE = [
+    # (what, snapshot, need MB, rules, expected)
+    ("empty hub, no budget", snap(), 300, Rules(3, None), Fits()),
+    ("fits the count and the budget", snap(model("a")), 300, Rules(3, 1000 * MB), Fits()),
+    ("count full: the idle model goes", snap(model("a")), 10, Rules(1, None), Evict("a", "capacity")),
+    ("count full, model busy: it is drained", snap(model("a", evictable=False)), 10, Rules(1, None), Drain("a")),
+    ("one already draining: wait", snap(model("a", evictable=False, draining=True)), 10, Rules(1, None),
+     Wait(("a",))),
+    ("a busy fresh model is not drained", snap(model("a", evictable=False, age=0.5, last_used=NOW)), 10, Rules(1, None),
+     Wait(("a",))),
+    ("busy models: the one worth least is drained",
+     snap(model("durian", evictable=False, reload_s=3.0), model("questions", evictable=False, reload_s=0.1)), 10,
+     Rules(2, None), Drain("questions")),
+    ("over memory: an idle extra copy goes before any model",
+     snap(model("a", held=600, spare=True), model("b", held=300)), 300, Rules(3, 1000 * MB), ShrinkCopy("a")),
+    ("over memory: an idle template goes before any model",
+     snap(model("a"), shared=[Shared("template tensorflow", 500 * MB, idle=True)]), 400, Rules(3, 1000 * MB),
+     EndIdleShared()),
+    ("templates already tried: then a model",
+     snap(model("a"), shared=[Shared("template tensorflow", 500 * MB, idle=True)]), 400, Rules(3, 1000 * MB),
+     Evict("a", "memory")),
+    ("a template in use is not idle", snap(model("a"), shared=[Shared("template torch", 500 * MB, idle=False)]),
+     400, Rules(3, 1000 * MB), Evict("a", "memory")),
+    ("loads in progress count at their need", snap(model("a", held=300), reserved=500, loading=1), 300,
+     Rules(3, 1000 * MB), Evict("a", "memory")),
+    ("loads in progress take a place", snap(loading=1), 10, Rules(1, None), Wait(())),
+    ("a fresh model still asked for stays its minimum", snap(model("a", age=1.0, last_used=NOW - 0.5)), 10,
+     Rules(1, None, min_stay_s=2.0), Wait(("a",))),
+    ("a fresh model nobody asks for any more goes", snap(model("a", age=1.0, last_used=NOW - 5)), 10,
+     Rules(1, None, min_stay_s=2.0), Evict("a", "capacity")),
+    ("alone and too big: load anyway", snap(), 5000, Rules(3, 1000 * MB), Fits()),
+    ("over memory, two idle models alike: the least recently used goes",
+     snap(model("a", held=300, frees=100), model("b", held=300, frees=100, last_used=NOW - 1)), 500,
+     Rules(3, 1000 * MB), Evict("a", "memory")),
+]
+
+
+@pytest.mark.parametrize("what,snapshot,need,rules,expected", ROOM_TABLE, ids=[r[0] for r in ROOM_TABLE])
+def test_room_for(what, snapshot, need, rules, expected):
+    shared_tried = what.startswith("templates already tried")
+    assert room_for(snapshot, need * MB, rules, shared_tried) == expected
+
+
+@pytest.mark.parametrize("budget,loading,expected", [
+    (1000 * MB, 1, Wait(())),  # a blind guess waits for the load in progress to be measured
+    (1000 * MB, 0, Fits()),
+    (None, 1, Fits()),  # without a budget nothing is planned by size
+])
+def test_a_model_never_measured_loads_alone_under_a_budget(budget, loading, expected):
+    assert room_for(snap(loading=loading), 100 * MB, Rules(3, budget), need_known=False) == expected
+
+
+BUDGET_TABLE = [
+    ("under: nothing to do", snap(model("a", held=400)), None, Rules(3, 1000 * MB), Fits()),
+    ("no budget", snap(model("a", held=4000)), None, Rules(3, None), Fits()),
+    ("over: extra copy first", snap(model("a", held=700, spare=True), model("b", held=400)), None,
+     Rules(3, 1000 * MB), ShrinkCopy("a")),
+    ("over: idle template next", snap(model("a", held=700), shared=[Shared("template torch", 400 * MB, True)]),
+     None, Rules(3, 1000 * MB), EndIdleShared()),
+    ("over: a fresh model goes too (memory forces it)", snap(model("a", held=700, age=0.1), model("b", held=400)),
+     "b", Rules(3, 1000 * MB, min_stay_s=5.0), Evict("a", "memory")),
+    ("over: never the model that just loaded", snap(model("a", held=1200)), "a", Rules(3, 1000 * MB),
+     OverBudget(1200 * MB)),
+    ("over, everything busy", snap(model("a", held=700, evictable=False), model("b", held=400, evictable=False)),
+     None, Rules(3, 1000 * MB), OverBudget(1100 * MB)),
+]
+
+
+@pytest.mark.parametrize("what,snapshot,keep,rules,expected", BUDGET_TABLE, ids=[r[0] for r in BUDGET_TABLE])
+def test_within_budget(what, snapshot, keep, rules, expected):
+    assert within_budget(snapshot, rules, keep) == expected
+
+
+VICTIM_TABLE = [
+    ("least recently used on a tie", [model("a", last_used=NOW - 5), model("b", last_used=NOW - 50)], "b"),
+    ("costly to reload stays: durian over questions",
+     [model("durian", reload_s=1.0, last_used=NOW - 50), model("questions", reload_s=0.1, last_used=NOW - 5)],
+     "questions"),
+    ("asked for often stays",
+     [model("a", uses=30, last_used=NOW - 50), model("b", uses=0, last_used=NOW - 5)], "b"),
+    ("a bigger model frees more per reload second",
+     [model("small", held=50, last_used=NOW - 50), model("big", held=500, last_used=NOW - 5)], "big"),
+    ("busy models are never chosen", [model("a", evictable=False), model("b", evictable=False)], None),
+    ("fresh models still asked for are spared",
+     [model("a", held=500, age=0.5, last_used=NOW - 0.2), model("b", age=60, last_used=NOW - 1)], "b"),
+    ("the same model when no longer fresh", [model("a", held=500, age=60, last_used=NOW - 0.2),
+                                             model("b", age=60, last_used=NOW - 1)], "a"),
+    ("a model costly to bring back stays longer",
+     [replace(model("a", held=500, age=10, last_used=NOW - 0.5), stay_s=16.0),
+      model("b", age=60, last_used=NOW - 1)], "b"),
+]
+
+
+@pytest.mark.parametrize("what,models,expected", VICTIM_TABLE, ids=[r[0] for r in VICTIM_TABLE])
+def test_choose_victim(what, models, expected):
+    assert choose_victim(models, NOW, min_stay_s=2.0) == expected
+
+
+@pytest.mark.parametrize("peak,start,known,expected", [
+    (300, 0, [300, 100], 300),  # seen before: its own peak
+    (None, 0, [300, 100], 300),  # never seen: planned at the largest any model has had
+    (None, 0, [], 0),  # the first load of all: nothing else to make room from
+    (100, 450, [100], 550),  # its template must start first
+])
+def test_load_need(peak, start, known, expected):
+    assert load_need(peak and peak * MB, start * MB, [k * MB for k in known]) == expected * MB
