@@ -34,7 +34,7 @@ SPEC = DemoSpec(
     predict_timeout_s=20.0,
     load_timeout_s=120.0,
     expected_load_s=2.0,
-    concurrency_limit=4,
+    baseline_concurrency=4,
     model_files=("config.json", "model.safetensors", "tokenizer.json", "index.faiss", "passages.jsonl",
                  "*.npy", "bm25/*", "LICENSE-corpus.txt", "README.md"),
     # one short query per call: a GPU would cost more in copies than it saves
