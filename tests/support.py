@@ -32,7 +32,8 @@ os.makedirs(tempfile.tempdir)
 CLIENT_DOWNLOADS = RUN_DIR / "downloads"
 
 #: Shared libraries that must never be mapped into the hub process.
-FRAMEWORK_LIBS = ("libtorch", "_pywrap_tensorflow", "libtensorflow", "tokenizers.abi3", "tokenizers.cpython")
+FRAMEWORK_LIBS = ("libtorch", "_pywrap_tensorflow", "libtensorflow", "tokenizers.abi3", "tokenizers.cpython",
+                  "_swigfaiss", "libfaiss")
 
 
 def free_port() -> int:

@@ -99,6 +99,35 @@ def test_every_tab_predicts_in_the_browser(browser, hub):
     page.close()
 
 
+def test_search_tab_filter_keyword_column_and_more_like_this(browser, hub):
+    """The fourth tab as a visitor uses it: a description, the noun filter, both columns
+    (semantic and BM25), then "more like this" by selecting a result."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(hub.url, wait_until="networkidle")
+    page.get_by_role("tab", name="Reverse dictionary").click()
+    panel = page.locator("#tab-search")
+    panel.get_by_role("textbox").first.fill("fear of small closed spaces")
+    panel.get_by_text("noun", exact=True).first.click()
+    panel.get_by_role("button", name="Search", exact=True).click()
+    info = panel.get_by_text(re.compile(r"results in [0-9.]+ ms"))
+    info.wait_for(timeout=PREDICTION_TIMEOUT_MS)
+    semantic, keyword = panel.locator(".table-wrap").nth(0), panel.locator(".table-wrap").nth(1)
+    semantic.get_by_text("claustrophobia").first.wait_for(timeout=15_000)
+    assert "\nnoun\n" in keyword.inner_text()
+    assert not re.search(r"\n(verb|adj|adv)\n", semantic.inner_text() + keyword.inner_text())  # the filter
+    panel.get_by_text("Model ready").first.wait_for(timeout=15_000)
+    page.screenshot(path=str(ARTIFACTS / "tab-search.png"), full_page=True)
+    semantic.get_by_text("claustrophobia").first.click()  # select the row: more like it
+    panel.get_by_text(re.compile(r"Entries like \S+-[nvar] ")).first.wait_for(timeout=60_000)
+    chosen = panel.get_by_role("textbox").first.input_value()
+    assert chosen.startswith("like:") and chosen[5:] not in semantic.inner_text()  # the entry itself left out
+    page.screenshot(path=str(ARTIFACTS / "tab-search-more-like-this.png"), full_page=True)
+    assert not errors, errors
+    page.close()
+
+
 def test_the_hub_works_inside_an_iframe(browser, hub, tmp_path):
     (tmp_path / "index.html").write_text(
         "<!doctype html><html><body><h1>My blog post</h1>"

@@ -148,6 +148,8 @@ def test_payload_types_are_checked_against_the_component():
     for bad in ("hello", 42, [1]):
         assert payload_problem(photo, bad) == IMAGE_HINT
     assert payload_problem(photo, {"path": "x", "meta": {"_type": "gradio.FileData"}}) is None
+    anything = gr.JSON()  # its schema's type is {} (any JSON): accepted as it is, never a crash
+    assert payload_problem(anything, {"results": [1]}) is None and payload_problem(anything, [1, 2]) is None
     assert "true or false" in payload_problem(gr.Checkbox(label="Flag"), "yes")
     assert payload_problem(gr.Number(label="N"), True) is not None  # a bool is not a number here
     assert_readable(message)

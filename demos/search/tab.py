@@ -1,0 +1,99 @@
+"""The search tab (hub process: gradio only). One public event, `/search`:
+(query, k, pos) in, the semantic results out as a JSON list in rank order.
+The same call brings the keyword (BM25) results and the timings to the page in
+a hidden JSON the API leaves out (`PageOnly`), drawn by a private follow-up step.
+Not a gr.State: a State makes every page hold a heartbeat connection open.
+"More like this" is the query `like:<id>`: selecting a result's row fills it in."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from demohub.errors import InputError
+from demos.search import EXAMPLES
+from demos.search.query import DEFAULT_K, LIKE, MAX_K, POS_CHOICES, parse
+
+COLUMNS = ["#", "words", "pos", "gloss", "score", "id"]
+WIDTHS = ["5%", "18%", "10%", "40%", "10%", "17%"]
+
+
+class PageOnly(gr.JSON):
+    """A JSON value for the page only: the API leaves it out (as it does a State's)."""
+
+    is_template = True  # rendered by the page's own JSON component
+
+    @property
+    def skip_api(self) -> bool:
+        return True
+
+
+def rows(results: list[dict] | None) -> list[list]:
+    return [[i, ", ".join(r["words"]), r["pos"], r["gloss"], round(r["score"], 3), r["id"]]
+            for i, r in enumerate(results or [], 1)]
+
+
+def summary(answer: dict) -> str:
+    ms = answer["ms"]
+    head = (f"**{len(answer['results'])} results in {ms['total']:.1f} ms** in the worker "
+            f"(encode {ms['encode']:.1f} ms, vector search {ms['vector_search']:.1f} ms, "
+            f"keyword {ms['keyword']:.1f} ms) over {answer['corpus']}.")
+    if answer.get("like"):
+        head += f" Entries like `{answer['like']}` (its stored vector: no encoder call)."
+    if answer.get("keyword") == []:
+        head += " Keyword search found no passage sharing a word with the query."
+    return head + " Select a row for more like it."
+
+
+def render(answer: dict | None):
+    if not answer:
+        return gr.skip(), gr.skip(), gr.skip()
+    return rows(answer["results"]), rows(answer.get("keyword")), summary(answer)
+
+
+def like_query(evt: gr.SelectData) -> str:
+    """A selected row of either table -> `like:<its id>`."""
+    row = evt.row_value or []
+    return f"{LIKE}{row[-1]}" if row else gr.skip()
+
+
+def build(ctx) -> None:
+    with gr.Row():
+        query = gr.Textbox(label="Query", info="Describe a word in your own words, or like:<id> for entries like a result.",
+                           placeholder="a tool for cutting wood", lines=1, max_lines=4,
+                           scale=4)
+        button = gr.Button("Search", variant="primary", scale=1)
+    with gr.Row():
+        pos = gr.Radio(list(POS_CHOICES), value="any", label="Part of speech")
+        k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="Results (k)")
+    info = gr.Markdown()
+    with gr.Row():
+        semantic = gr.Dataframe(headers=COLUMNS, label="Semantic search (MiniLM + faiss)", interactive=False,
+                                wrap=True, column_widths=WIDTHS)
+        keyword = gr.Dataframe(headers=COLUMNS, label="Keyword search (BM25)", interactive=False, wrap=True,
+                               column_widths=WIDTHS)
+    answer = PageOnly(visible=False)
+    with gr.Accordion("The /search API answer", open=False):
+        api_answer = gr.JSON(label="results")
+
+    def search(text, k_value, pos_value, progress=gr.Progress()):
+        try:
+            q = parse(text, k_value, pos_value)  # here, so a bad query never needs the model loaded
+        except InputError as exc:
+            raise ctx.input_error(str(exc)) from None
+        full = ctx.predict({"query": (LIKE + q.like) if q.like else q.text, "k": q.k, "pos": q.pos,
+                            "keyword": True}, progress)
+        return full["results"], full
+
+    limit = dict(concurrency_limit=ctx.concurrency_limit, concurrency_id=ctx.api_name)
+    inputs, outputs = [query, k, pos], [api_answer, answer]
+    shown = [semantic, keyword, info]
+    button.click(search, inputs, outputs, api_name=ctx.api_name, **limit).then(
+        render, answer, shown, api_visibility="private", queue=False)
+    query.submit(search, inputs, outputs, api_visibility="private", **limit).then(
+        render, answer, shown, api_visibility="private", queue=False)
+    for table in (semantic, keyword):
+        table.select(like_query, None, query, api_visibility="private", queue=False).then(
+            search, inputs, outputs, api_visibility="private", **limit).then(
+            render, answer, shown, api_visibility="private", queue=False)
+    gr.Examples(examples=[[q] for q in EXAMPLES], inputs=query, label="Try a description",
+                cache_examples=False, api_visibility="private")
