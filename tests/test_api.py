@@ -145,11 +145,14 @@ def test_mcp_reads_the_same_names_and_descriptions(tmp_path):
     assert set(tools) == {s.api_name for s in specs}
     for name, fn in tools.items():
         _, parameters, returns = get_function_description(fn.fn)
-        expected = ["question"] if name == "questions" else ["photo"]
+        expected = {"questions": ["question"], "search": ["query", "k", "pos"]}.get(name, ["photo"])
         assert [p for p in parameters if p != "progress"] == expected
         assert all(parameters[p] for p in expected), parameters
-        assert [r.split(":")[0] for r in returns][2:] == ["report", "verdict"], returns
         assert "Returns: " in fn.api_description  # the tool's description names its outputs
+        if name == "search":
+            assert [r.split(":")[0] for r in returns] == ["results"], returns
+            continue
+        assert [r.split(":")[0] for r in returns][2:] == ["report", "verdict"], returns
         if name != "questions":
             assert "web addresses are refused" in parameters["photo"]
             assert [r.split(":")[0] for r in returns] == ["label", "heatmap", "report", "verdict"]

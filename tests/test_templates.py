@@ -59,7 +59,7 @@ def make_registry(tmp_path):
 
 def test_family_is_read_from_the_runtime_source_without_importing_it():
     families = {s.name: framework_of(s) for s in discover(PROJECT_ROOT / "demos")}
-    assert families == {"cassava": "torch", "durian": "tensorflow", "questions": "torch"}
+    assert families == {"cassava": "torch", "durian": "tensorflow", "questions": "torch", "search": "torch"}
     cassava = next(s for s in discover(PROJECT_ROOT / "demos") if s.name == "cassava")
     assert preloads_of(cassava, "torch") == ["torchvision.models"]  # imported inside a function
     # the echo runtime imports torch only inside predict(): not at import, so not the torch family

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from demohub.errors import InputError
+from demohub.kit import api
 from demos.search import EXAMPLES
 from demos.search.query import DEFAULT_K, LIKE, MAX_K, POS_CHOICES, parse
 
@@ -58,13 +59,15 @@ def like_query(evt: gr.SelectData) -> str:
 
 def build(ctx) -> None:
     with gr.Row():
-        query = gr.Textbox(label="Query", info="Describe a word in your own words, or like:<id> for entries like a result.",
+        query = api.describe(gr.Textbox(label="Query", info="Describe a word in your own words, or like:<id> for entries like a result.",
                            placeholder="a tool for cutting wood", lines=1, max_lines=4,
-                           scale=4)
+                           scale=4), "a description in your own words, or like:<id> for entries like a result")
         button = gr.Button("Search", variant="primary", scale=1)
     with gr.Row():
-        pos = gr.Radio(list(POS_CHOICES), value="any", label="Part of speech")
-        k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="Results (k)")
+        pos = api.describe(gr.Radio(list(POS_CHOICES), value="any", label="Part of speech"),
+                           "the part of speech to keep: " + ", ".join(POS_CHOICES))
+        k = api.describe(gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="Results (k)"),
+                         f"how many results, 1 to {MAX_K}")
     info = gr.Markdown()
     with gr.Row():
         semantic = gr.Dataframe(headers=COLUMNS, label="Semantic search (MiniLM + faiss)", interactive=False,
@@ -73,11 +76,21 @@ def build(ctx) -> None:
                                column_widths=WIDTHS)
     answer = PageOnly(visible=False)
     with gr.Accordion("The /search API answer", open=False):
-        api_answer = gr.JSON(label="results")
+        api_answer = api.describe(gr.JSON(label="results"), 'the results in rank order: a JSON list of '
+                                  '{"id", "words", "pos", "gloss", "score", "topic"}')
 
-    def search(text, k_value, pos_value, progress=gr.Progress()):
+    def search(query: str, k: int, pos: str, progress=gr.Progress()):
+        """Words whose dictionary definition matches a description (WordNet 3.0, semantic search).
+
+        Args:
+            query: a description in your own words, or like:<id> for entries like a result
+            k: how many results, 1 to the most the demo allows
+            pos: part of speech to keep: any, noun, verb, adjective or adverb
+        Returns:
+            results: the ranked results as JSON
+        """
         try:
-            q = parse(text, k_value, pos_value)  # here, so a bad query never needs the model loaded
+            q = parse(query, k, pos)  # here, so a bad query never needs the model loaded
         except InputError as exc:
             raise ctx.input_error(str(exc)) from None
         full = ctx.predict({"query": (LIKE + q.like) if q.like else q.text, "k": q.k, "pos": q.pos,
