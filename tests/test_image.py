@@ -39,7 +39,8 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "image"
 FIGURES: dict = {}
 MB = 2**20
 #: what the demos answer with a placeholder (image demos) or the shipped model (questions)
-CALLS = (("questions", "What is the capital of France?"), ("cassava", CASSAVA_PHOTOS[0]), ("durian", DURIAN_PHOTO))
+CALLS = (("questions", "What is the capital of France?"), ("cassava", CASSAVA_PHOTOS[0]), ("durian", DURIAN_PHOTO),
+         ("search", "a tool for cutting wood"))
 
 
 def ulimits() -> list[str]:
@@ -219,28 +220,30 @@ def test_the_image_runs_as_the_space_would(space):
     titles = {c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"}
     assert {"Cassava leaf disease", "Durian breed", "Question type", "Status"} <= titles
     status, _, body = space.get("/healthz")
-    assert status == 200 and json.loads(body)["demos"] == ["cassava", "durian", "questions"]
+    assert status == 200 and json.loads(body)["demos"] == ["cassava", "durian", "questions", "search"]
     api = space.client().view_api(return_format="dict", print_info=False)
-    assert set(api["named_endpoints"]) == {"/cassava", "/durian", "/questions"}
+    assert set(api["named_endpoints"]) == {"/cassava", "/durian", "/questions", "/search"}
     assert not api.get("unnamed_endpoints")
 
 
 def test_every_endpoint_answers_and_memory_at_rest_and_loaded(space):
     """Questions with the shipped model, the image demos with their flagged placeholders;
-    the container's memory before any model (measured by the fixture) and with all three loaded."""
+    the container's memory before any model (measured by the fixture) and with all four loaded."""
     assert cache_files(space) == {}  # nothing built yet: the page came first
     FIGURES["first_calls_fresh_s"] = first_calls(space)  # builds both placeholders
     client = space.client()
     coarse, fine, line, result = answer(client, "questions", "What is the capital of France?")
     assert coarse["label"] == "location (LOC)" and result["fine_label"] == "LOC:city"
     FIGURES["questions_answer"] = result["fine_label"]
-    for demo, value in CALLS[1:]:
+    results = answer(client, "search", "a tool for cutting wood")
+    assert results and {"id", "words", "pos", "gloss", "score"} <= set(results[0]), results
+    for demo, value in CALLS[1:3]:
         label, heat, verdict, summary = answer(client, demo, value)
         assert summary["trained"] is False and "Untrained weights" in verdict
         assert Path(heat).stat().st_size > 1000
     time.sleep(4)  # the hub samples workers' memory every few seconds
     metrics = space.metrics()
-    assert metrics["demohub_loaded_models"] == 3, metrics
+    assert metrics["demohub_loaded_models"] == 4, metrics
     for demo, _ in CALLS:
         assert metrics[f'demohub_predictions_total{{model="{demo}"}}'] >= 2
     FIGURES["memory_loaded"] = {**space.memory(),
@@ -295,7 +298,7 @@ def test_sigterm_stops_the_container_cleanly_within_10_s(space):
     assert code == "143", f"exit code {code} (137 would be SIGKILL):\n{logs[-3000:]}"  # 128 + SIGTERM, after cleanup
     assert "Traceback" not in logs, logs[-3000:]
     ended = [e for e in events(logs) if e.get("event") == "evict" and e.get("reason") == "shutdown"]
-    assert len(ended) == 3 and "demo hub: stopped" in logs, logs[-3000:]  # every worker ended by the hub
+    assert len(ended) == 4 and "demo hub: stopped" in logs, logs[-3000:]  # every worker ended by the hub
     FIGURES["sigterm_shutdown_began_s"] = round(min(e["ts"] for e in ended) - killed_at, 2)
 
 
