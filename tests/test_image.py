@@ -265,12 +265,13 @@ def test_every_example_is_served_and_answers(space):
     """Each tab's examples as the page lists them: the photos' bytes are the shipped files,
     and one sent back through the API gets an answer."""
     from demos.questions import EXAMPLES
+    from demos.search import EXAMPLES as SEARCH_EXAMPLES
 
     config = json.loads(space.get("/config")[2])
     samples = [row[0] for c in config["components"] if c["type"] == "dataset" for row in c["props"]["samples"]]
     files = {s["orig_name"]: s["path"] for s in samples if isinstance(s, dict)}
     assert sorted(files) == sorted(p.name for p in (*CASSAVA_PHOTOS, DURIAN_PHOTO))
-    assert [s for s in samples if isinstance(s, str)] == list(EXAMPLES)
+    assert [s for s in samples if isinstance(s, str)] == list(EXAMPLES) + list(SEARCH_EXAMPLES)  # tab order
     served = {}
     for name, path in files.items():
         status, kind, body = space.get(f"/gradio_api/file={path}")
