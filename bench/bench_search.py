@@ -34,6 +34,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vs_baseline import IMAGES, ROOT, Server, free_port, http_predict  # noqa: E402
+from common import log_events  # noqa: E402
 
 QUERIES = ("a tool for cutting wood", "fear of small closed spaces", "a person who bakes bread for a living",
            "feeling sad because you are far from home", "to walk slowly without any purpose", "extremely happy",
@@ -60,14 +61,7 @@ def search(http: httpx.Client, url: str, query: str, k: int = 10, pos: str = "an
 
 
 def events(server: Server) -> list[dict]:
-    out = []
-    for line in server.log_path.read_text(errors="replace").splitlines():
-        if line.startswith('{"ts"'):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
+    return log_events(server.log_path)
 
 
 def hub(args: list[str], tmp: Path, name: str) -> Server:

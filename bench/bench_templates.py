@@ -39,6 +39,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vs_baseline import (DEMOS, REQUEST_TIMEOUT_S, ROOT, Inputs, Server, free_port, http_predict,  # noqa: E402
                          log, timed, tree_cpu, tree_memory)
+from common import log_events  # noqa: E402
 
 IDLE_TTL_S = 20.0
 TEMPLATE_TTL_S = 40.0
@@ -46,14 +47,7 @@ METHODS = ("spawn", "template")
 
 
 def hub_events(server: Server) -> list[dict]:
-    out = []
-    for line in server.log_path.read_text(errors="replace").splitlines():
-        if line.startswith('{"ts"'):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
+    return log_events(server.log_path)
 
 
 def wait_for(check, timeout: float, step: float = 0.25) -> bool:

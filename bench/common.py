@@ -30,3 +30,18 @@ def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..1)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
+
+
+def log_events(log_path) -> list[dict]:
+    """The JSON event lines of a hub's log (demohub.events), in order."""
+    import json
+    from pathlib import Path
+
+    out = []
+    for line in Path(log_path).read_text(errors="replace").splitlines():
+        if line.startswith('{"ts"'):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out

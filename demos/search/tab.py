@@ -15,7 +15,7 @@ from demos.search import EXAMPLES
 from demos.search.query import DEFAULT_K, LIKE, MAX_K, POS_CHOICES, parse
 
 COLUMNS = ["#", "words", "pos", "gloss", "score", "id"]
-WIDTHS = ["5%", "18%", "10%", "40%", "10%", "17%"]
+WIDTHS = ["4%", "24%", "8%", "38%", "9%", "17%"]  # "claustrophobia" on one line at 1280 px
 
 
 class PageOnly(gr.JSON):
