@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(config: HubConfig, temp_folder: Path, sock: socket.socket) -> int:
-    from demohub.app import create_app
+    from demohub.web.app import create_app
 
     stop = StopSignals()
     stop.install()  # from here a signal is noted and acted on between steps, never mid-step

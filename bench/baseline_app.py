@@ -53,14 +53,14 @@ def model_folder(spec: Any, models_dir: Path, placeholder_dir: Path) -> tuple[Pa
 
 def ensure_placeholder(runtime: ModuleType, target: Path) -> None:
     """The runtime's untrained folder, written once, the way the hub's worker does it."""
-    from demohub.worker import build_placeholder
+    from demohub.backends.local.worker import build_placeholder
 
     build_placeholder(runtime, target)
 
 
 @dataclass
 class LocalContext:
-    """The interface of `demohub.ui.TabContext`, answered by the model in this process."""
+    """The interface of `demohub.web.ui.TabContext`, answered by the model in this process."""
 
     spec: Any  # the checkout's demohub.spec.DemoSpec
     runtime: ModuleType

@@ -57,7 +57,7 @@ root, cache, requests, warm_calls = Path(sys.argv[1]), Path(sys.argv[2]), json.l
 sys.path.insert(0, str(root))
 os.environ["HUB_CACHE_DIR"] = str(cache)  # as hub.py does: what runtimes derive is kept under it
 from demohub.backends import usable_cores
-from demohub.backends.template import TemplateBackend
+from demohub.backends.local.template import TemplateBackend
 from demohub.discovery import discover
 from demohub.sources import ModelSources
 

@@ -1,5 +1,5 @@
-"""What copies of a busy model buy and cost (demohub/backends/copies.py), and
-what bounding Gradio's per-event analytics saves (demohub/app.py).
+"""What copies of a busy model buy and cost (demohub/backends/local/copies.py), and
+what bounding Gradio's per-event analytics saves (demohub/web/app.py).
 
 The same hub three times: one process per model (`--max-copies 1`), the default
 (a busy model may get more worker processes), and the default with Gradio's own
@@ -32,7 +32,7 @@ from vs_baseline import (DEMOS, REQUEST_TIMEOUT_S, ROOT, Inputs, describe_code, 
                          hubs_side_by_side, mixed_stream, tree_memory)
 
 #: label: (hub arguments, environment). The third undoes the hub's bound on Gradio's
-#: per-event analytics summary (demohub/app.py) to show what that bound saves.
+#: per-event analytics summary (demohub/web/app.py) to show what that bound saves.
 SETTINGS: dict[str, tuple[list[str], dict[str, str]]] = {
     "one process per model": (["--max-copies", "1"], {}),
     "copies (default)": ([], {}),

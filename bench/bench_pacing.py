@@ -1,4 +1,4 @@
-"""What resting Gradio's queue saves and what it costs (demohub/pacing.py).
+"""What resting Gradio's queue saves and what it costs (demohub/web/pacing.py).
 
 Two hubs serve questions side by side: one never rests (`--queue-rest-after 0`,
 Gradio's own 1 ms poll), one rests after 1 s without a request. Both are

@@ -1,5 +1,5 @@
 """What a new Gradio session costs the hub process: Gradio's `SessionState`
-against the hub's `LightSessionState` (demohub/sessions.py), built for the hub's
+against the hub's `LightSessionState` (demohub/web/sessions.py), built for the hub's
 real page (every demo's tab and the Status tab; no model is loaded), alternating
 in one process.
 
@@ -19,11 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gradio.state_holder import SessionState  # noqa: E402
 
 from demohub.discovery import discover  # noqa: E402
-from demohub.history import History  # noqa: E402
+from demohub.web.history import History  # noqa: E402
 from demohub.registry import Registry  # noqa: E402
-from demohub.sessions import LightSessionState  # noqa: E402
+from demohub.web.sessions import LightSessionState  # noqa: E402
 from demohub.sources import ModelSources  # noqa: E402
-from demohub.ui import build_blocks  # noqa: E402
+from demohub.web.ui import build_blocks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

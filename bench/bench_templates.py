@@ -67,11 +67,11 @@ def children(pid: int) -> list[psutil.Process]:
 
 
 def workers(pid: int) -> list[psutil.Process]:
-    """The hub's model workers (spawned `demohub.worker` or forked `w:<demo>`), not templates."""
+    """The hub's model workers (spawned `demohub.backends.local.worker` or forked `w:<demo>`), not templates."""
     out = []
     for child in children(pid):
         try:
-            if child.name().startswith("w:") or "demohub.worker" in " ".join(child.cmdline()):
+            if child.name().startswith("w:") or "demohub.backends.local.worker" in " ".join(child.cmdline()):
                 out.append(child)
         except psutil.NoSuchProcess:
             pass

@@ -99,7 +99,7 @@ def _label(proc: psutil.Process) -> str:
         return f"pid {proc.pid}"
     if name.startswith("w:"):  # a worker forked from a template names itself
         return f"{name[2:]} {proc.pid}"
-    if name.startswith("template:") or "demohub.template_main" in cmd:
+    if name.startswith("template:") or "demohub.backends.local.template_main" in cmd:
         family = cmd[cmd.index("--family") + 1] if "--family" in cmd else name
         return f"template {family.removeprefix('template:').strip()} {proc.pid}"
     joined = " ".join(cmd)

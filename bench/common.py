@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 #: A bench's clients all come from 127.0.0.1 and stand for many visitors: the hubs a bench
-#: script starts (its children inherit this) have no per-visitor limit (demohub.fair) unless
+#: script starts (its children inherit this) have no per-visitor limit (demohub.web.fair) unless
 #: the run sets one. Only for a script of bench/ itself, not a test that imports one.
 if Path(sys.argv[0]).resolve().parent == Path(__file__).resolve().parent:
     os.environ.setdefault("HUB_PER_CLIENT_QUEUE", "0")

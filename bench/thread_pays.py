@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as demohub.backends.spawn.DEFAULT_SPIN_COUNT
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as demohub.backends.local.spawn.DEFAULT_SPIN_COUNT
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 IMAGES = ROOT.parent / "shared" / "data" / "images"
 DEFAULT_HUB_ARGS = "--max-models 3 --idle-ttl 0"
-#: the hub's default --queue-rest-after plus a margin (demohub/pacing.py)
+#: the hub's default --queue-rest-after plus a margin (demohub/web/pacing.py)
 REST_AFTER_S = 12.0
 #: warm calls per demo and client kind in one awake block of the side-by-side warm stage
 WARM_BLOCK = 5

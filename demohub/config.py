@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from demohub.backends import usable_cores
-from demohub.backends.spawn import PROJECT_ROOT
+from demohub import PROJECT_ROOT
 from demohub.device import validate as validate_device
 from demohub.memory import MEMORY_METRICS
 from demohub.registry import Limits
@@ -319,7 +319,7 @@ class DoorSettings:
     temp_ttl_s: float = 300.0
     #: sessions whose Gradio state is kept; each holds at most one request's inputs
     sessions: int = 16
-    #: jobs one visitor (client address) may have waiting or running; 0: no limit (demohub.fair)
+    #: jobs one visitor (client address) may have waiting or running; 0: no limit (demohub.web.fair)
     per_client_queue: int = 4
     #: proxies whose X-Forwarded-For names the client (addresses or networks, comma-separated, or *)
     forwarded_allow_ips: str = "127.0.0.1,::1"
@@ -338,7 +338,7 @@ class HubConfig:
     model_settings: dict[str, str] = field(default_factory=dict)
     only: tuple[str, ...] = ()
     queue_size: int = 32
-    #: seconds without a request after which Gradio's queue polls slower (demohub.pacing); 0: never
+    #: seconds without a request after which Gradio's queue polls slower (demohub.web.pacing); 0: never
     queue_rest_after_s: float = 10.0
     mcp: bool = False
     #: the mechanism: "spawn" or "template" (local workers, by start method) or "ray" (Ray Serve)

@@ -73,10 +73,3 @@ def trim() -> None:
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 
-
-def lifespan(inner):
-    """Wrap an app lifespan with a task that trims the heap every TRIM_EVERY_S
-    seconds, in a worker thread; the task lives exactly as long as the app serves."""
-    from demohub import lifespans  # the server's part: workers import this module too
-
-    return lifespans.every(TRIM_EVERY_S, trim, in_thread=True)(inner)

@@ -209,7 +209,7 @@ class Registry:
                  backend: Backend | None = None, cores: int | None = None,
                  measured: loadtimes.Measured | None = None):
         if backend is None:
-            from demohub.backends.spawn import SpawnBackend
+            from demohub.backends.local.spawn import SpawnBackend
 
             backend = SpawnBackend(threads=limits.worker_threads)
         self.limits = limits

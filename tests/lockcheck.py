@@ -82,7 +82,7 @@ class Harness:
     def install(self, monkeypatch) -> None:
         """Swap the coordinating locks and wrap the blocking calls (undone by monkeypatch)."""
         from demohub import events
-        from demohub.backends import copies, template
+        from demohub.backends.local import copies, template
         from demohub.registry import Registry
 
         def watch(cls, *pairs):

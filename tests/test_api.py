@@ -129,10 +129,10 @@ def test_mcp_reads_the_same_names_and_descriptions(tmp_path):
     the extra it needs is not installed here, so read what it would read."""
     from gradio.utils import get_function_description
 
-    from demohub.history import History
+    from demohub.web.history import History
     from demohub.registry import Registry
     from demohub.sources import ModelSources
-    from demohub.ui import build_blocks
+    from demohub.web.ui import build_blocks
 
     specs = discover(PROJECT_ROOT / "demos")
     sources = ModelSources(specs, tmp_path, tmp_path / "placeholders")

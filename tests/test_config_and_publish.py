@@ -69,7 +69,7 @@ def test_project_demos_are_discovered_without_importing_frameworks():
 
     code = ("import sys; from demohub.discovery import discover; from pathlib import Path; "
             "specs = discover(Path('demos')); "
-            "import demohub.ui, demohub.app; "
+            "import demohub.web.ui, demohub.web.app; "
             "heavy = sorted(m for m in ('torch','tensorflow','keras','tokenizers','torchvision') if m in sys.modules); "
             "print([s.name for s in specs], heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from gradio_client.exceptions import AppError
 
-from demohub import wire
+from demohub.backends.local import wire
 from demohub.contract import ContractError, Runtime, Tab, check_runtime, check_tab
 from demohub.discovery import DemoError, discover
 from demohub.errors import ModelError
@@ -128,7 +128,7 @@ def test_a_runtime_without_predict_fails_at_load_in_its_worker_naming_the_file(t
         assert "Traceback" in status.traceback
         assert registry.worker_pids() == {}
         # the Status tab's text carries it, folded under the model's name
-        from demohub.status_tab import last_errors_markdown
+        from demohub.web.status_tab import last_errors_markdown
 
         shown = last_errors_markdown(registry.status())
         assert "<summary>nopredict: last error" in shown and str(folder / "runtime.py") in shown

@@ -1,4 +1,4 @@
-"""Copies of a busy model (demohub/backends/copies.py) under the registry's
+"""Copies of a busy model (demohub/backends/local/copies.py) under the registry's
 policy, with real worker processes of the numpy-only test demos, once per local
 start method."""
 

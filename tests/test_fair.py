@@ -1,4 +1,4 @@
-"""Fair queueing (demohub.fair): one visitor cannot take the whole queue.
+"""Fair queueing (demohub.web.fair): one visitor cannot take the whole queue.
 
 The decisions are tables; the rest runs against a real hub with real HTTP clients,
 each bound to its own loopback address (127.0.0.0/8 is all loopback), so every
@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from demohub.backends.spawn import PIPELINE_DEPTH
+from demohub.backends.local.spawn import PIPELINE_DEPTH
 from demohub.config import load_config
-from demohub.fair import Ledger, decide, visitor
+from demohub.web.fair import Ledger, decide, visitor
 from support import TEST_DEMOS, running_hub
 
 LIMIT = 4

@@ -18,7 +18,7 @@ from PIL import Image
 
 from demohub.errors import InputError
 from demohub.kit import images
-from demohub.refusals import IMAGE_HINT, payload_problem
+from demohub.web.refusals import IMAGE_HINT, payload_problem
 from demos.questions import text
 
 #: What must never reach a client: exception names, pydantic text, tracebacks, server paths.

@@ -16,9 +16,10 @@ import pytest
 from gradio_client.exceptions import AppError
 from prometheus_client.parser import text_string_to_metric_families
 
-from demohub import events, metrics, status_tab
+from demohub import events
+from demohub.web import metrics, status_tab
 from demohub.discovery import discover
-from demohub.history import History, MemorySample, Request, TimelineEvent, latency, percentile
+from demohub.web.history import History, MemorySample, Request, TimelineEvent, latency, percentile
 from demohub.registry import ModelStats, ModelStatus, Registry, State
 from demohub.sources import ModelSources
 from support import TEST_DEMOS, running_hub

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demohub import outputs
+from demohub.web import outputs
 
 
 def _photo(path: Path) -> Path:
@@ -65,7 +65,7 @@ def test_a_download_is_never_cut_short_by_the_same_answer_written_again(tmp_path
     downloads, short = _short_reads(outputs.save_pil_to_cache, tmp_path / "ours")
     assert downloads > 50 and short == 0
     downloads, short = _short_reads(outputs.GRADIO_WRITERS["save_pil_to_cache"], tmp_path / "gradio")
-    assert short > 0, "Gradio's writer no longer truncates in place: demohub/outputs.py may be dropped"
+    assert short > 0, "Gradio's writer no longer truncates in place: demohub/web/outputs.py may be dropped"
 
 
 def test_publish_leaves_no_staging_file_when_the_write_fails(tmp_path):

@@ -10,7 +10,7 @@ import urllib.request
 
 import gradio as gr
 
-from demohub.pacing import IDLE_POLL_S, IDLE_PROGRESS_POLL_S, QueuePacer
+from demohub.web.pacing import IDLE_POLL_S, IDLE_PROGRESS_POLL_S, QueuePacer
 from support import TEST_DEMOS, running_hub
 from test_metrics import scrape, value
 

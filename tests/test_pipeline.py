@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from demohub.backends.spawn import PIPELINE_DEPTH, STOPPED_GRACE_S, LocalWorker
+from demohub.backends.local.spawn import PIPELINE_DEPTH, STOPPED_GRACE_S, LocalWorker
 from demohub.errors import ModelError, WorkerFailed, WorkerTimeout
 from demohub.registry import Limits, Registry, State
 from support import gone

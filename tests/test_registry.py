@@ -15,7 +15,7 @@ import pytest
 
 from demohub import tempdir
 from demohub.backends import make_backend
-from demohub.backends.spawn import SpawnBackend
+from demohub.backends.local.spawn import SpawnBackend
 from demohub.discovery import discover
 from demohub.errors import (HubAtCapacity, InputError, ModelBusy, ModelError, ModelUnavailable,
                             WorkerFailed, WorkerTimeout)
@@ -364,7 +364,7 @@ def live_workers() -> int:
     for child in psutil.Process().children(recursive=False):
         try:
             forked = child.name().startswith("w:")  # a worker forked from a template names itself
-            if (forked or "demohub.worker" in " ".join(child.cmdline())) and child.status() != psutil.STATUS_ZOMBIE:
+            if (forked or "demohub.backends.local.worker" in " ".join(child.cmdline())) and child.status() != psutil.STATUS_ZOMBIE:
                 count += 1
         except psutil.NoSuchProcess:
             pass

@@ -1,11 +1,11 @@
-"""Light Gradio sessions (demohub/sessions.py), against Gradio's own SessionState."""
+"""Light Gradio sessions (demohub/web/sessions.py), against Gradio's own SessionState."""
 
 from __future__ import annotations
 
 import gradio as gr
 from gradio.state_holder import SessionState, StateHolder
 
-from demohub.sessions import LightSessionState, LightStateHolder, lighten
+from demohub.web.sessions import LightSessionState, LightStateHolder, lighten
 
 
 def small_blocks() -> gr.Blocks:

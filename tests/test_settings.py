@@ -276,7 +276,7 @@ def test_hub_refuses_a_bad_setting_with_exit_2_and_no_traceback(args, env, says)
 
 def test_the_tab_says_what_the_last_load_took_before_the_first_visitor_asks():
     from demohub.registry import ModelStats, ModelStatus, State
-    from demohub.ui import model_line
+    from demohub.web.ui import model_line
 
     waiting = ModelStatus(name="durian", title="Durian", state=State.NOT_LOADED, source="local", placeholder=False,
                           memory_bytes=0, in_flight=0, idle_s=None, error=None, download_fraction=None,

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from demohub.backends.template import TemplateBackend, framework_of, preloads_of
+from demohub.backends.local.template import TemplateBackend, framework_of, preloads_of
 from demohub.discovery import discover
 from demohub.errors import WorkerFailed
 from demohub.registry import Limits, Registry

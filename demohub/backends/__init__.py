@@ -4,7 +4,7 @@ start, call, measure and end a model.
 
 Each mechanism is one module (for Ray, a subpackage) in this package:
 
-- `spawn`: a fresh `python -m demohub.worker` process per model (`--start-method spawn`).
+- `spawn`: a fresh `python -m demohub.backends.local.worker` process per model (`--start-method spawn`).
 - `template`: workers forked from a per-framework template process that has
   already imported the framework (`--start-method template`, the default).
 - `copies`: wraps `spawn` or `template` so one model may run as several
@@ -177,16 +177,16 @@ def make_backend(name: str, max_copies: int = 1, **options: Any) -> Backend:
     if name in ("spawn", "template"):
         inner: Backend
         if name == "spawn":
-            from demohub.backends.spawn import SpawnBackend
+            from demohub.backends.local.spawn import SpawnBackend
 
             inner = SpawnBackend(**options)
         else:
-            from demohub.backends.template import TemplateBackend
+            from demohub.backends.local.template import TemplateBackend
 
             inner = TemplateBackend(**options)
         if max_copies <= 1:
             return inner
-        from demohub.backends.copies import CopiesBackend
+        from demohub.backends.local.copies import CopiesBackend
 
         # an extra copy exists because calls run at once: it takes its share of
         # the cores, not all of them (TensorFlow fixes its pool at start)

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from demohub import device, wire
+from demohub import device
+from demohub.backends.local import wire
 from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick, copies_allowed
 from demohub.backends.ray.head import (HEAD_MODULE, LOOPBACK_ENV, PROJECT_ROOT, LocalRay, RayUnreachable,
                                        is_loopback, probe)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+from demohub import PROJECT_ROOT
 
 #: `python -m HEAD_MODULE head ...` is the watcher around `ray start --head` (see __main__.py)
 HEAD_MODULE = "demohub.backends.ray"

@@ -3,7 +3,7 @@
 Serve pickles `DemoReplica` by reference, so every replica imports this module
 by its path (and with it the package's __init__, whose head and backend import
 neither Ray, Gradio nor the registry). This module imports only `wire`; Ray,
-`demohub.worker` and the demo's runtime are imported inside the replica.
+`demohub.backends.local.worker` and the demo's runtime are imported inside the replica.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from demohub import wire
+from demohub.backends.local import wire
 
 
 def node_model_dir(model_dir: str) -> Path:
@@ -71,14 +71,15 @@ def _bind_replica_grpc_to_node_ip() -> None:
 
 class DemoReplica:
     """One copy of a demo's model inside a Serve replica: the same steps as a
-    spawn worker (`demohub.worker`), so a demo behaves the same on Ray.
+    spawn worker (`demohub.backends.local.worker`), so a demo behaves the same on Ray.
 
     A load failure is kept and reported (rather than raised) so the hub gets
     the demo's own message at once instead of Serve retrying the constructor.
     """
 
     def __init__(self, runtime: str, import_root: str | None, model_dir: str, placeholder: bool):
-        from demohub import contract, heap, worker
+        from demohub import contract, heap
+        from demohub.backends.local import worker
 
         _bind_replica_grpc_to_node_ip()
         heap.keep_working_set()  # a replica's actor process serves only this model, as a worker does
@@ -117,7 +118,7 @@ class DemoReplica:
     def predict(self, payload: bytes, threads: int | None = None) -> bytes:
         """`payload` is a pickled request (or batch) from our own hub; the reply
         is the worker's pickled reply tuple."""
-        from demohub import worker
+        from demohub.backends.local import worker
 
         if self._load_error is not None:
             return pickle.dumps((wire.LOAD_FAILED, self._load_error.splitlines()[0], self._load_error))

@@ -10,11 +10,12 @@ from typing import Any
 import gradio as gr
 from gradio.utils import get_function_description
 
-from demohub import events, status_tab
+from demohub import events
+from demohub.web import status_tab
 from demohub.errors import HubError, InputError
-from demohub.history import History
+from demohub.web.history import History
 from demohub.loadtimes import LastLoad
-from demohub.refusals import HubBlocks, refusal
+from demohub.web.refusals import HubBlocks, refusal
 from demohub.registry import ModelStatus, Registry, State
 from demohub.sources import ModelSources
 from demohub.spec import DemoSpec

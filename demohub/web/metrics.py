@@ -14,7 +14,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from demohub import events
-from demohub.fair import REASONS as REFUSAL_REASONS
+from demohub.web.fair import REASONS as REFUSAL_REASONS
 from demohub.registry import ModelStatus, Registry, State
 
 # A `*_created` timestamp beside every counter and histogram doubles the output and
@@ -113,7 +113,7 @@ class RegistryCollector(Collector):
         poll = self._queue_poll()
         if poll is not None:
             yield GaugeMetricFamily("demohub_queue_poll_seconds", "How often Gradio's queue looks for new "
-                                    "work: its own 1 ms, or slower while the hub rests (demohub.pacing).",
+                                    "work: its own 1 ms, or slower while the hub rests (demohub.web.pacing).",
                                     value=poll)
 
 

@@ -3,7 +3,7 @@
 For every new session (each HTTP API call is one; a browser tab or a
 gradio_client is one) Gradio's `SessionState` builds the config of every block
 on the page, so `/gradio_api/deep_link` can later save what the session sees.
-The hub's door closes that route (demohub/gate.py), and the work cost 3.1 ms
+The hub's door closes that route (demohub/web/gate.py), and the work cost 3.1 ms
 per session for the hub's 56 blocks: ~3 % of two cores at 22 API calls a second.
 Sessions here start with no snapshot; blocks a handler updates are still
 recorded, exactly as Gradio does after the start.

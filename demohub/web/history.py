@@ -2,7 +2,7 @@
 sampled every few seconds, and the events that explain it (load, evict,
 crash, failed load) and every request's wall time, heard on the event bus.
 
-Owner and lifetime: the web app (`demohub.app.create_app`) makes one History
+Owner and lifetime: the web app (`demohub.web.app.create_app`) makes one History
 per hub. It listens to the event bus from construction to `stop()`; its one
 sampler thread runs from the app's startup to its shutdown (`lifespan`), and
 `stop()` waits for it at most `stop_timeout_s`. Everything it keeps is in

@@ -1,7 +1,7 @@
 """Worker process: loads one demo's model and answers predictions until told
 to stop or until the hub goes away.
 
-Run by the hub as `python -m demohub.worker ...` (spawn backend), or entered
+Run by the hub as `python -m demohub.backends.local.worker ...` (spawn backend), or entered
 through `serve_model` in a child forked from a template (template backend);
 never imported by the hub process itself. Each model lives in its own process
 so that evicting it (ending the process) really returns its memory to the OS,
@@ -23,7 +23,8 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from demohub import batching, contract, heap, wire
+from demohub import batching, contract, heap
+from demohub.backends.local import wire
 from demohub.errors import InputError
 
 

@@ -8,7 +8,7 @@ with a sentence that says how many they have, and never reaches the queue.
 
 A visitor is the client's address, not a session (a new client per job gets a new
 session). The address is `scope["client"]`, which uvicorn's ProxyHeadersMiddleware
-(added in `demohub.app`) has taken from `X-Forwarded-For` when, and only when, the
+(added in `demohub.web.app`) has taken from `X-Forwarded-For` when, and only when, the
 connection came from a proxy named by `--forwarded-allow-ips`. An IPv6 visitor is
 its /64, since one host is normally given a whole /64.
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from demohub import events
-from demohub.gate import API, Receive, Refusal, Scope, Send, answer
+from demohub.web.gate import API, Receive, Refusal, Scope, Send, answer
 
 #: Routes that put a job in Gradio's queue: the page's and gradio_client's join, and
 #: the `/call/<name>` API (which joins the same queue).

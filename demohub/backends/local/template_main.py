@@ -2,7 +2,7 @@
 TensorFlow, or none) and that family's demo runtimes, and forks one worker per
 model on the hub's request (`--start-method template`).
 
-Run by the template backend as `python -m demohub.template_main ...`; never
+Run by the template backend as `python -m demohub.backends.local.template_main ...`; never
 imported by the hub process. A cold load then skips the interpreter start and
 the framework import (most of it), and the workers share the template's pages
 (the framework's code and heap) copy-on-write.
@@ -44,7 +44,7 @@ from pathlib import Path
 
 gc.disable()  # no collection between imports and the fork leaves holes in shared pages
 
-from demohub import wire  # noqa: E402 - light; after gc.disable on purpose
+from demohub.backends.local import wire  # noqa: E402 - light; after gc.disable on purpose
 
 _PR_SET_NAME = 15
 _MADV_DONTNEED = 4
@@ -172,7 +172,7 @@ def _worker(request: dict, worker_fd: int, middle: int) -> None:
         if os.getppid() != hub:
             os._exit(4)  # not adopted by the hub (it died, or is no subreaper): nobody would reap us
         os.environ.update(request.get("env") or {})
-        from demohub.worker import die_with_parent, serve_model
+        from demohub.backends.local.worker import die_with_parent, serve_model
 
         die_with_parent(hub)
         code = serve_model(wire.Channel.from_fd(worker_fd), request["runtime"], Path(request["model_dir"]),

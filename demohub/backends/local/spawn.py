@@ -1,7 +1,7 @@
-"""The spawn backend: each model in a fresh `python -m demohub.worker` process.
+"""The spawn backend: each model in a fresh `python -m demohub.backends.local.worker` process.
 
 `LocalWorker` is the hub's handle on any local worker process that speaks
-`demohub.wire` over a socket; the template backend reuses it for the workers
+`demohub.backends.local.wire` over a socket; the template backend reuses it for the workers
 it forks.
 """
 
@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from demohub import device, tempdir, wire
+from demohub import PROJECT_ROOT, device, tempdir
+from demohub.backends.local import wire
 from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick
 from demohub.errors import InputError, ModelBusy, ModelError, NotStarted, WorkerFailed, WorkerTimeout
 from demohub.memory import worker_usage
 from demohub.spec import DemoSpec
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: a worker's memory is read again after this long even if it did nothing...
 MEMORY_MAX_AGE_S = 60.0
 #: ...and at most this often while it answers calls
@@ -360,7 +360,7 @@ class SpawnBackend:
     def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool,
               threads: int | None = None) -> LocalWorker:
         parent_sock, child_sock = socket.socketpair()
-        cmd = [sys.executable, "-m", "demohub.worker", "--fd", str(child_sock.fileno()),
+        cmd = [sys.executable, "-m", "demohub.backends.local.worker", "--fd", str(child_sock.fileno()),
                "--runtime", spec.runtime, "--model-dir", str(model_dir)]
         if placeholder:
             cmd.append("--placeholder")

@@ -1,5 +1,5 @@
 """The web server: /healthz and /metrics beside the Gradio app at /, behind the
-door (`demohub.gate`): size limits, every prediction through the bounded queue."""
+door (`demohub.web.gate`): size limits, every prediction through the bounded queue."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from demohub import heap, lifespans, metrics, outputs, sessions, tempdir
+from demohub import heap, tempdir
+from demohub.web import lifespans, metrics, outputs, sessions
 from demohub.config import DoorSettings
-from demohub.fair import FairQueue
-from demohub.gate import UPLOAD_OVERHEAD, BodyLimits, Door, Event, Gate
-from demohub.pacing import QueuePacer, WakeOnRequest
-from demohub.history import History
+from demohub.web.fair import FairQueue
+from demohub.web.gate import UPLOAD_OVERHEAD, BodyLimits, Door, Event, Gate
+from demohub.web.pacing import QueuePacer, WakeOnRequest
+from demohub.web.history import History
 from demohub.registry import Registry
 from demohub.sources import ModelSources
 from demohub.spec import DemoSpec
-from demohub.ui import build_blocks
+from demohub.web.ui import build_blocks
 
 
 def _queue_length(blocks: gr.Blocks) -> int | None:
@@ -70,7 +71,9 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
         return JSONResponse({"status": "ok", "demos": [s.name for s in specs]})
 
     app.router.lifespan_context = history.lifespan(app.router.lifespan_context)
-    app.router.lifespan_context = heap.lifespan(app.router.lifespan_context)
+    # Trim the heap every TRIM_EVERY_S in a worker thread, for exactly as long as the app serves.
+    app.router.lifespan_context = lifespans.every(heap.TRIM_EVERY_S, heap.trim, in_thread=True)(
+        app.router.lifespan_context)
     app.router.lifespan_context = pacer.lifespan(app.router.lifespan_context)
     hub_metrics = metrics.HubMetrics(registry, queue_length=lambda: _queue_length(blocks),
                                      queue_poll=lambda: pacer.poll_interval)
@@ -88,7 +91,7 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
     sessions.lighten(blocks.state_holder)  # no deep-link snapshot per session: the door closes that route
     outputs.install()  # two visitors with the same answer share its file: never rewrite it while served
     # Inside the door, so a join it refuses is never counted; Gradio's queue forgets an
-    # event id when its job ends, however it ends (demohub.fair).
+    # event id when its job ends, however it ends (demohub.web.fair).
     app.add_middleware(FairQueue, limit=door.per_client_queue, refused=hub_metrics.refused,
                        live=lambda event_id: event_id in blocks._queue.event_ids_to_events)
     app.add_middleware(Gate, door=Door(door_events(blocks), api_docs=docs, mcp=mcp),

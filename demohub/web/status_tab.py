@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from demohub.history import History, MemorySample, Request, TimelineEvent, latency
+from demohub.web.history import History, MemorySample, Request, TimelineEvent, latency
 from demohub.registry import ModelStatus, Registry
 
 #: Counters grouped into two sentences, and each column given its share of the width: with

@@ -10,7 +10,7 @@ poll. Measured: the idle hub process drops from ~3 % to ~1 % of a core, and the
 first answer after a rest is as fast as without resting (20 ms polls saved
 another 0.4 % but cost that answer ~10 ms).
 
-Owners: the pacer belongs to the app (`demohub.app`); its checking task lives
+Owners: the pacer belongs to the app (`demohub.web.app`); its checking task lives
 exactly as long as the app serves (its lifespan), and `wake()` is called from
 the server's event loop by the middleware.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from demohub import lifespans
+from demohub.web import lifespans
 
 #: Paths that never lead to queue work, so they do not wake it (a scrape every 15 s would).
 QUIET_PATHS = ("/healthz", "/metrics")

@@ -2,7 +2,7 @@
 (`--start-method template`).
 
 For each framework family (torch, tensorflow, none) one template process
-(`demohub.template_main`) imports the framework and that family's runtimes,
+(`demohub.backends.local.template_main`) imports the framework and that family's runtimes,
 with no model, no thread pool and no GPU context, and forks a worker per model
 on demand. A cold load then costs the weights, not the framework import, and
 the workers share the template's pages.
@@ -41,9 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from demohub import events, tempdir, wire
+from demohub import events, tempdir
+from demohub.backends.local import wire
 from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick
-from demohub.backends.spawn import (PIPELINE_DEPTH, STOPPED_GRACE_S, LocalWorker, SpawnBackend, is_stopped,
+from demohub.backends.local.spawn import (PIPELINE_DEPTH, STOPPED_GRACE_S, LocalWorker, SpawnBackend, is_stopped,
                                     with_threads, worker_env)
 from demohub.errors import WorkerFailed
 from demohub.memory import rollup
@@ -258,7 +259,7 @@ class Template:
         self.family = family
         self.runtimes = runtimes
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        cmd = [sys.executable, "-m", "demohub.template_main", "--fd", str(theirs.fileno()),
+        cmd = [sys.executable, "-m", "demohub.backends.local.template_main", "--fd", str(theirs.fileno()),
                "--family", family]
         for module in preloads:
             cmd += ["--preload", module]
