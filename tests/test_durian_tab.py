@@ -9,7 +9,7 @@ import sys
 from support import PROJECT_ROOT
 
 from demohub.kit.classify import build_result
-from demohub.web.ui import PLACEHOLDER_BANNER
+from demohub.kit.verdict import PLACEHOLDER_BANNER
 from demos.durian.breeds import DESCRIPTIONS, LABELS
 from demos.durian.tab import verdict_markdown
 

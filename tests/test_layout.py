@@ -69,6 +69,14 @@ def test_import_rules(who, globs, forbidden):
     assert breaking(paths, forbidden) == [], who
 
 
+def test_a_demo_uses_only_the_authors_contract_of_the_hub():
+    """A demo imports the contract (spec, contract, errors, device, kit), never the
+    hub's inside (registry, backends, web front): that is what may change under it."""
+    inside = ("demohub.registry", "demohub.policy", "demohub.backends", "demohub.web", "demohub.sources",
+              "demohub.config", "demohub.discovery")
+    assert breaking(sources("demos/**/*.py"), inside) == []
+
+
 def test_a_demo_never_imports_another_demo():
     demos = [p.name for p in (ROOT / "demos").iterdir() if (p / "__init__.py").is_file()]
     assert len(demos) >= 4

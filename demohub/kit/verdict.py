@@ -12,6 +12,12 @@ from demohub.kit.classify import ImageClassification
 
 UNCERTAIN = "Uncertain"
 
+#: what a tab shows above a placeholder model's answer (and the hub on its model line)
+PLACEHOLDER_BANNER = (
+    "**⚠ Untrained weights — predictions are meaningless.** No trained model is configured "
+    "for this demo, so the hub built an untrained placeholder to show the interface end to end."
+)
+
 
 def headline(result: ImageClassification) -> str:
     return UNCERTAIN if result.uncertain else result.label

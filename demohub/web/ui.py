@@ -13,6 +13,7 @@ from gradio.utils import get_function_description
 from demohub import events
 from demohub.web import status_tab
 from demohub.errors import HubError, InputError
+from demohub.kit.verdict import PLACEHOLDER_BANNER
 from demohub.web.history import History
 from demohub.loadtimes import LastLoad
 from demohub.web.refusals import HubBlocks, refusal
@@ -22,10 +23,6 @@ from demohub.spec import DemoSpec
 
 STATUS_REFRESH_S = 3.0
 
-PLACEHOLDER_BANNER = (
-    "**⚠ Untrained weights — predictions are meaningless.** No trained model is configured "
-    "for this demo, so the hub built an untrained placeholder to show the interface end to end."
-)
 
 
 @dataclass

@@ -9,8 +9,7 @@ import gradio as gr
 
 from demohub.kit import api
 from demohub.kit.photo import PhotoUpload
-from demohub.kit.verdict import VerdictLabel
-from demohub.ui import PLACEHOLDER_BANNER
+from demohub.kit.verdict import PLACEHOLDER_BANNER, VerdictLabel
 
 
 def verdict_markdown(result) -> str:
