@@ -239,3 +239,61 @@ def load_need(peak_private: int | None, start_cost: int, known_peaks: list[int])
     it costs besides."""
     own = peak_private if peak_private else max(known_peaks, default=0)
     return own + start_cost
+
+
+# -- CPU threads, copies and back-off -------------------------------------------------
+# The rest of the registry's rules, each a function of a few numbers.
+
+#: a copy that failed to start is not tried again for this long (its model keeps serving)
+COPY_RETRY_S = 60.0
+
+
+def mean_call_s(calls: int, seconds_total: float) -> float | None:
+    """A model's mean call time so far; None before its first call."""
+    return seconds_total / calls if calls else None
+
+
+def threads_for(fixed: int | None, mean_s: float | None, short_call_s: float, cores: int, running: int) -> int:
+    """CPU threads for a call about to start. `fixed` (--worker-threads) wins; a
+    model whose calls are known to be short gets one (a second thread would cost
+    more CPU than the time it saves); otherwise the `running` calls (this one
+    included) split the cores, so their thread pools do not spin against each other."""
+    if fixed:
+        return fixed
+    if mean_s is not None and mean_s < short_call_s:
+        return 1
+    return max(1, cores // max(1, running))
+
+
+def copy_pays(mean_s: float | None, min_call_s: float) -> bool:
+    """Whether a waiting request waits long enough for another copy to pay: a
+    model whose calls are short drains its queue sooner than another process
+    earns back the CPU it takes from the others. Unknown before the first call."""
+    return mean_s is not None and mean_s >= min_call_s
+
+
+def copy_fits(budget: int | None, held: int, one_copy: int) -> bool:
+    """Whether one more copy (`one_copy` bytes) fits beside the `held` total."""
+    return budget is None or held + one_copy <= budget
+
+
+def copies_allowed(max_batch: int, demo_most: int | None, hub_most: int) -> int:
+    """How many copies of a model may run: the hub's most, lowered by the demo's
+    own. A batching demo keeps one: its concurrent requests share a call instead
+    (demohub/batching.py)."""
+    if max_batch > 1:
+        return 1
+    return max(1, min(demo_most or hub_most, hub_most))
+
+
+def extra_copy_threads(cores: int, max_copies: int) -> int:
+    """Threads an extra copy starts with: it exists because calls run at once, so
+    it takes its share of the cores, not all of them (TensorFlow fixes its pool
+    at start)."""
+    return max(1, cores // max(1, max_copies))
+
+
+def retry_after(failures: int, first_s: float, cap_s: float) -> float:
+    """Seconds before a model that failed to load `failures` times in a row is
+    tried again: doubling from `first_s`, at most `cap_s`."""
+    return min(cap_s, first_s * 2 ** max(0, failures - 1))
