@@ -14,11 +14,15 @@ setup-test:
 run: setup
 	$(PY) hub.py --host $(HOST) --port $(PORT) $(ARGS)
 
-# Three pytest processes: importing torch(vision) into a process that already holds
+# Three pytest runs: importing torch(vision) into a process that already holds
 # TensorFlow can segfault -- the same reason the hub gives each model its own worker;
 # and the Ray tests join a local Ray as a driver, which should not outlive them.
+# The main run uses two worker processes (pytest-xdist): most of its time is spent
+# waiting on real hubs and clients, not computing. TEST_WORKERS=0 runs it in one.
+TEST_WORKERS ?= 2
 test: setup-test
-	$(PY) -m pytest --ignore-glob='tests/test_durian*' --ignore=tests/test_ray.py $(ARGS)
+	$(PY) -m pytest --ignore-glob='tests/test_durian*' --ignore=tests/test_ray.py \
+		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) $(ARGS)
 	$(PY) -m pytest tests/test_durian*.py $(ARGS)
 	$(PY) -m pytest tests/test_ray.py $(ARGS)
 
