@@ -97,6 +97,12 @@ class Rules:
     max_models: int
     budget: int | None
     min_stay_s: float = 2.0
+    #: how the model to evict is chosen: "cost" (below) or "lru" (least recently
+    #: used, no stay: the rule before issue 29, kept to measure against)
+    eviction: str = "cost"
+
+
+EVICTION_RULES = ("cost", "lru")
 
 
 # -- actions -------------------------------------------------------------------------------
@@ -171,14 +177,14 @@ def room_for(snap: Snapshot, need: int, rules: Rules, shared_tried: bool = False
         freeable = _freeing_step(snap, shared_tried)
         if freeable is not None:
             return freeable
-    victim = choose_victim(snap.models, snap.now, rules.min_stay_s)
+    victim = choose_victim(snap.models, snap.now, rules.min_stay_s, rule=rules.eviction)
     if victim is not None:
         return Evict(victim, "capacity" if over_count else "memory")
     if not over_count and not snap.models and not snap.loading:
         return Fits()  # alone and still too big: load it anyway; the budget reports it (OverBudget)
     if not any(m.draining for m in snap.models):
         busy = [replace(m, evictable=True) for m in snap.models if not m.evictable]
-        drain = choose_victim(busy, snap.now, rules.min_stay_s)
+        drain = choose_victim(busy, snap.now, rules.min_stay_s, rule=rules.eviction)
         if drain is not None:
             return Drain(drain)
     return Wait(tuple(sorted(m.name for m in snap.models)))
@@ -194,7 +200,8 @@ def within_budget(snap: Snapshot, rules: Rules, keep: str | None = None,
     freeable = _freeing_step(snap, shared_tried)
     if freeable is not None:
         return freeable
-    victim = choose_victim([m for m in snap.models if m.name != keep], snap.now, min_stay_s=0.0, forced=True)
+    victim = choose_victim([m for m in snap.models if m.name != keep], snap.now, min_stay_s=0.0, forced=True,
+                           rule=rules.eviction)
     if victim is not None:
         return Evict(victim, "memory")
     return OverBudget(snap.total)
@@ -217,10 +224,14 @@ def keep_value(m: Model) -> float:
     return (m.reload_s + 0.05) * (1 + m.recent_uses) / max(m.frees, MB)
 
 
-def choose_victim(models, now: float, min_stay_s: float, forced: bool = False) -> str | None:
+def choose_victim(models, now: float, min_stay_s: float, forced: bool = False, rule: str = "cost") -> str | None:
     """The evictable model worth least to keep (least recently used on a tie);
     models younger than their stay (`min_stay_s`, or their own `stay_s` if
-    longer) are spared, unless the budget is really exceeded (`forced`)."""
+    longer) are spared, unless the budget is really exceeded (`forced`).
+    `rule="lru"`: the least recently used evictable model, stay or not."""
+    if rule == "lru":
+        candidates = [m for m in models if m.evictable]
+        return min(candidates, key=lambda m: m.last_used).name if candidates else None
     candidates = [m for m in models if m.evictable and (forced or not _staying(m, now, min_stay_s))]
     if not candidates:
         return None

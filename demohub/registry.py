@@ -76,6 +76,7 @@ class Limits:
     #: load, so it serves the requests it loaded for (a budget really exceeded still
     #: takes it out)
     min_stay_s: float = 2.0
+    eviction: str = "cost"  # policy.EVICTION_RULES
 
 
 @dataclass
@@ -719,7 +720,8 @@ class Registry:
             self._carry_out(action, evicted, keep={keep.spec.name} if keep else set())
 
     def _rules(self) -> policy.Rules:
-        return policy.Rules(self.limits.max_models, self.limits.memory_budget, self.limits.min_stay_s)
+        return policy.Rules(self.limits.max_models, self.limits.memory_budget, self.limits.min_stay_s,
+                            self.limits.eviction)
 
     def _take(self, action: policy.Action) -> tuple[_Slot, ModelHandle] | None:
         """The bookkeeping half of an eviction (call with the lock held): the

@@ -186,3 +186,23 @@ def test_extra_copy_threads(cores, copies, expected):
 @pytest.mark.parametrize("failures,expected", [(1, 2.0), (2, 4.0), (3, 8.0), (8, 256.0), (9, 300.0), (40, 300.0)])
 def test_retry_after_doubles_up_to_its_cap(failures, expected):
     assert policy.retry_after(failures, 2.0, 300.0) == expected
+
+
+@pytest.mark.parametrize("what,models,expected", [
+    ("the least recently used goes, however costly to reload",
+     [model("durian", reload_s=30.0, last_used=NOW - 50), model("questions", reload_s=0.1, last_used=NOW - 5)],
+     "durian"),
+    ("a fresh load still asked for is not spared",
+     [model("a", age=0.5, last_used=NOW - 0.4), model("b", age=60, last_used=NOW - 0.2)], "a"),
+    ("busy models are never chosen", [model("a", evictable=False), model("b", evictable=False)], None),
+])
+def test_choose_victim_by_lru_the_rule_before(what, models, expected):
+    assert choose_victim(models, NOW, min_stay_s=2.0, rule="lru") == expected
+
+
+def test_room_for_uses_the_rules_eviction():
+    fresh = model("fresh", age=0.5, last_used=NOW - 0.4)
+    old = model("old", age=60, last_used=NOW - 0.2)
+    both = snap(fresh, old)
+    assert room_for(both, 0, Rules(max_models=2, budget=None)) == Evict("old", "capacity")
+    assert room_for(both, 0, Rules(max_models=2, budget=None, eviction="lru")) == Evict("fresh", "capacity")
