@@ -15,10 +15,10 @@ def demo_hub():
     """The real demos as shipped, in one hub shared by the API and browser tests:
     questions trained, search from the shipped models/search/ (WordNet), cassava and
     durian as placeholders (kept under .cache/ so reruns skip rebuilding them)."""
-    from support import running_hub
+    from support import hub_cache, running_hub
 
     # --per-client-queue 0: here one address stands for many visitors (tests/test_fair.py tests the limit)
-    with running_hub("--max-models", "3", "--per-client-queue", "0", cache_dir=ROOT / ".cache" / "test-hub") as server:
+    with running_hub("--max-models", "3", "--per-client-queue", "0", cache_dir=hub_cache()) as server:
         yield server
 
 
@@ -64,22 +64,3 @@ def no_blocking_under_locks(monkeypatch):
     unique = list(dict.fromkeys(harness.violations))
     assert not unique, f"{len(unique)} blocking call(s) under a coordinating lock:\n\n" + "\n\n".join(unique[:5])
 
-
-#: Test files that share one session fixture or one cache folder run in the same
-#: pytest-xdist worker (`make test` runs two): the shipped-demos hub and
-#: `.cache/test-hub` (placeholders, measured.json); the small search model.
-SHARED_GROUPS = {
-    "demos": ("test_api.py", "test_browser.py", "test_budget.py", "test_inputs.py", "test_new_demo.py",
-              "test_outputs.py"),
-    "search": ("test_search.py", "test_search_hub.py"),
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    """With `-n 2 --dist loadgroup`, every test file is one unit of work (its
-    module-scoped hubs start once), and the files in SHARED_GROUPS go together."""
-    group_of = {name: group for group, names in SHARED_GROUPS.items() for name in names}
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            name = item.path.name
-            item.add_marker(pytest.mark.xdist_group(group_of.get(name, name)))
