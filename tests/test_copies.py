@@ -15,7 +15,7 @@ import pytest
 from demohub.errors import WorkerFailed
 from demohub.registry import Limits, Registry, State
 from support import gone
-from test_registry import make_registry, state
+from registries import make_registry, state
 
 #: every test here fails if a blocking call ran under a coordinating lock (tests/lockcheck.py)
 pytestmark = pytest.mark.usefixtures("no_blocking_under_locks")

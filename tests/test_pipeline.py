@@ -19,7 +19,7 @@ from demohub.backends.local.spawn import PIPELINE_DEPTH, STOPPED_GRACE_S, LocalW
 from demohub.errors import ModelError, WorkerFailed, WorkerTimeout
 from demohub.registry import Limits, Registry, State
 from support import gone
-from test_registry import make_registry, state
+from registries import make_registry, state
 
 #: every test here fails if a blocking call ran under a coordinating lock (tests/lockcheck.py)
 pytestmark = pytest.mark.usefixtures("no_blocking_under_locks")

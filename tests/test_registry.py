@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import threading
@@ -14,38 +13,18 @@ import psutil
 import pytest
 
 from demohub import tempdir
-from demohub.backends import make_backend
 from demohub.backends.local.spawn import SpawnBackend
 from demohub.discovery import discover
-from demohub.errors import (HubAtCapacity, InputError, ModelBusy, ModelError, ModelUnavailable,
+from demohub.errors import (HubAtCapacity, InputError, ModelError, ModelUnavailable,
                             WorkerFailed, WorkerTimeout)
 from demohub.registry import Limits, Registry, State
 from demohub.sources import ModelSources
 from demohub.spec import ModelSource
+from registries import make_model, make_registry, state
 from support import TEST_DEMOS, gone
 
 #: every test here fails if a blocking call ran under a coordinating lock (tests/lockcheck.py)
 pytestmark = pytest.mark.usefixtures("no_blocking_under_locks")
-
-
-def make_model(folder: Path, **config) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({"trained": True, **config}))
-    return folder
-
-
-def make_registry(tmp_path: Path, method: str, limits: Limits = Limits(), copies: int = 1,
-                  alpha: dict | None = None, beta: dict | None = None, **spec_changes) -> Registry:
-    """A registry over the test demos whose local backend starts workers by
-    `method` and runs up to `copies` of a busy model; alpha's and beta's model
-    folders hold the given configs."""
-    specs = [dataclasses.replace(s, **spec_changes) for s in discover(TEST_DEMOS)]
-    overrides = {name: ModelSource(local_dir=make_model(tmp_path / name, **config))
-                 for name, config in (("alpha", alpha), ("beta", beta)) if config is not None}
-    sources = ModelSources(specs, tmp_path / "models", tmp_path / "placeholders", overrides)
-    options = {"specs": specs, "template_ttl_s": limits.idle_ttl_s} if method == "template" else {}
-    backend = make_backend(method, max_copies=copies, threads=limits.worker_threads, **options)
-    return Registry(specs, sources, limits, backend=backend)
 
 
 @pytest.fixture(params=["spawn", "template"])
@@ -63,10 +42,6 @@ def build(tmp_path, request):
     yield _build
     for registry in registries:
         registry.close()
-
-
-def state(registry: Registry, name: str):
-    return next(s for s in registry.status() if s.name == name)
 
 
 def test_models_load_lazily_and_stay_warm(build):
