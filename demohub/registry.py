@@ -142,6 +142,15 @@ NOT_STARTED_RETRIES = 2
 USES_HALF_LIFE_S = 60.0
 
 
+@dataclass
+class _Retiring:
+    """A handle taken out of service by `Registry.reload` while calls ran on it:
+    it ends when the last of them returns."""
+
+    handle: ModelHandle
+    calls: int
+
+
 class _Load:
     """One in-progress load that concurrent first requests wait on."""
 
@@ -190,6 +199,8 @@ class _Slot:
     traceback: str | None = None
     failures: int = 0  # consecutive failed loads
     retry_at: float = 0.0
+    #: its demo was removed (--reload): requests still holding the slot load nothing more
+    removed: bool = False
     stats: ModelStats = field(default_factory=ModelStats)
 
     @property
@@ -230,6 +241,8 @@ class Registry:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._closed = threading.Event()
+        #: handles `reload` took out of service, by id, until their running calls return
+        self._retiring: dict[int, _Retiring] = {}
         self._janitor: threading.Thread | None = None
 
     # -- public API -----------------------------------------------------------------
@@ -300,6 +313,53 @@ class Registry:
         worker.stop()
         return True
 
+    def reload(self, name: str, why: str) -> None:
+        """`name`'s code or model folder changed (--reload): its handle takes no new
+        request and ends after its running calls; the next request loads the new
+        code at once (a failed load's back-off is forgotten: the author just saved)."""
+        with self._lock:
+            slot = self._slots.get(name)
+            if slot is None:
+                return
+            slot.failures, slot.retry_at = 0, 0.0
+            if slot.state == State.FAILED:
+                slot.state, slot.error, slot.traceback = State.NOT_LOADED, None, None
+            worker = slot.worker
+            running = 0
+            if worker is not None:
+                self._detach(slot, "reload")
+                running = slot.calls - sum(r.calls for r in self._retiring.values() if r.handle is not worker)
+                if running > 0:
+                    self._retiring[id(worker)] = _Retiring(worker, running)
+        events.event("reload", name, why=why, pid=worker.pid if worker else None, after_calls=running)
+        if worker is not None and running <= 0:
+            worker.stop()
+
+    def add(self, spec: DemoSpec) -> None:
+        """A demo found by rediscovery (--reload): a new slot, or a new SPEC for its slot."""
+        with self._lock:
+            slot = self._slots.get(spec.name)
+            if slot is None:
+                self._slots[spec.name] = _Slot(spec)
+            else:
+                slot.spec = spec
+            if spec.max_batch > 1 and spec.name not in self._batchers:
+                self._batchers[spec.name] = batching.Batcher(spec.name, spec.max_batch)
+
+    def remove(self, name: str) -> None:
+        """A demo whose folder is gone (--reload): its slot goes, its handle ends
+        after its running calls, a load in progress is ended."""
+        self.reload(name, "its demo was removed")
+        with self._lock:
+            slot = self._slots.pop(name, None)
+            if slot is None:
+                return
+            slot.removed = True
+            loading = slot.loading
+            self._room.notify_all()
+        if loading is not None:
+            loading.kill("its demo was removed")
+
     def sweep(self) -> None:
         """Evict models idle past the TTL, notice dead workers, refresh memory,
         and hold the budget."""
@@ -358,8 +418,12 @@ class Registry:
         with self._lock:
             workers = [(s, self._detach(s, "shutdown")) for s in self._slots.values() if s.worker]
             loading = [s.loading for s in self._slots.values() if s.loading is not None]
+            retiring = [r.handle for r in self._retiring.values()]
+            self._retiring.clear()
         for slot, worker in workers:
             self._evicted(slot, worker, "shutdown")
+        for worker in retiring:
+            worker.kill("shutdown")
         for worker in loading:
             worker.kill("shutdown")  # its loading thread then fails its waiting requests
         for _, worker in workers:
@@ -450,6 +514,8 @@ class Registry:
                     return worker
                 if slot.worker is not None and slot.state == State.READY:
                     continue  # replaced while we looked: check the new one
+                if slot.removed:
+                    raise ModelUnavailable(f"The {slot.spec.name} demo was removed; reload the page.")
                 load = slot.load
                 leader = load is None
                 if leader:
@@ -846,6 +912,8 @@ class Registry:
         """One call, bounded by the demo's predict deadline from the moment its
         model is ready (waiting for the model to be free counts against it)."""
         with self._lock:
+            if slot.worker is not worker:  # `reload` took it out of service before this call began
+                raise NotStarted("the model was reloaded before this call began")
             slot.calls += 1
             threads = self._grant_threads(slot)
             if slot.calls > 1:
@@ -882,10 +950,18 @@ class Registry:
             to_kill.append(death.handle)
             raise
         finally:
+            retired = None
             with self._lock:
                 slot.calls -= 1
+                retiring = self._retiring.get(id(worker))
+                if retiring is not None and retiring.handle is worker:
+                    retiring.calls -= 1
+                    if retiring.calls <= 0:
+                        retired = self._retiring.pop(id(worker)).handle
             for dead in to_kill:
                 dead.kill()
+            if retired is not None:
+                retired.stop()
         failed = batching.error_details(request, result.value)
         with self._lock:
             slot.stats.predictions += batching.answered(request, result.value)
