@@ -1,0 +1,209 @@
+"""The author's loop against a real hub (--reload, issue 28): real file edits in a
+temporary demos folder, real forked workers, gradio_client. One hub for the module;
+each test leaves the demos as it found them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import uuid
+from pathlib import Path
+
+import pytest
+
+from support import running_hub
+
+SPEC = '''from demohub.spec import DemoSpec
+
+SPEC = DemoSpec(name="{name}", title="{title}", description="A numpy-only reload test demo.",
+                runtime="{package}.{name}.runtime", tab="{package}.{name}.tab",
+                predict_timeout_s=30.0, load_timeout_s=30.0)
+'''
+RUNTIME = '''import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+ANSWER = "first"
+
+
+def placeholder(model_dir: Path) -> None:
+    (model_dir / "config.json").write_text(json.dumps({"trained": False}))
+
+
+def load(model_dir: Path) -> dict:
+    return {"weights": np.ones(4)}
+
+
+def predict(model: dict, request: dict) -> dict:
+    return {"answer": ANSWER, "pid": os.getpid()}
+'''
+TAB = '''import json
+
+import gradio as gr
+
+
+def build(ctx) -> None:
+    request = gr.Textbox(label="request (JSON)", value="{}")
+    result = gr.JSON(label="result")
+    button = gr.Button("Run")
+
+    def run(text: str, progress=gr.Progress()):
+        return ctx.predict(json.loads(text), progress)
+
+    button.click(run, request, result, api_name=ctx.api_name, concurrency_limit=ctx.concurrency_limit)
+'''
+
+
+def write_demo(demos: Path, name: str) -> Path:
+    folder = demos / name
+    folder.mkdir()
+    (folder / "__init__.py").write_text(SPEC.format(name=name, title=name.title(), package=demos.name))
+    (folder / "runtime.py").write_text(RUNTIME)
+    (folder / "tab.py").write_text(TAB)
+    return folder
+
+
+def until(check, timeout: float = 15.0, every: float = 0.1):
+    """check()'s first truthy value within `timeout` seconds (an exception counts as not yet)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+            last = value
+        except Exception as exc:  # noqa: BLE001 - not yet: the hub is reloading
+            last = exc
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout} s; last: {last!r}")
+
+
+def ask(server, name: str) -> dict:
+    return server.client().predict("{}", api_name=f"/{name}")
+
+
+def events(server, kind: str) -> list[dict]:
+    found = []
+    for line in server.logs().splitlines():
+        if line.startswith("{") and f'"event": "{kind}"' in line:
+            found.append(json.loads(line))
+    return found
+
+
+@pytest.fixture(scope="module")
+def dev_hub(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reload")
+    demos = tmp / f"reloaddemos_{uuid.uuid4().hex[:8]}"
+    demos.mkdir()
+    (demos / "__init__.py").write_text("")
+    for name in ("one", "two"):
+        write_demo(demos, name)
+    with running_hub("--demos-dir", str(demos), "--models-dir", str(tmp / "models"), "--reload",
+                     "--start-method", "template", cache_dir=tmp / "cache",
+                     env={"PYTHONDONTWRITEBYTECODE": ""}) as server:  # bytecode cached, as on an author's machine
+        yield server, demos
+
+
+def test_a_runtime_edit_changes_the_next_answer_and_the_other_demo_keeps_its_worker(dev_hub):
+    server, demos = dev_hub
+    assert ask(server, "one")["answer"] == "first"
+    two_pid = ask(server, "two")["pid"]
+    answers, failures, stop = [], [], threading.Event()
+
+    def keep_asking_two():
+        client = server.client()
+        while not stop.is_set():
+            try:
+                answers.append(client.predict("{}", api_name="/two"))
+            except Exception as exc:  # noqa: BLE001 - counted: there must be none
+                failures.append(exc)
+            time.sleep(0.05)
+
+    asker = threading.Thread(target=keep_asking_two)
+    asker.start()
+    runtime = demos / "one" / "runtime.py"
+    try:
+        runtime.write_text(RUNTIME.replace('"first"', '"secnd"'))
+        until(lambda: ask(server, "one")["answer"] == "secnd")
+        # a save of the same length within the same second (its mtime kept to make sure): Python's
+        # bytecode cache would still match and answer "secnd" unless the hub drops it
+        saved = runtime.stat()
+        runtime.write_text(RUNTIME.replace('"first"', '"third"'))
+        os.utime(runtime, ns=(saved.st_atime_ns, saved.st_mtime_ns))
+        until(lambda: ask(server, "one")["answer"] == "third")
+    finally:
+        stop.set()
+        asker.join(30)
+        runtime.write_text(RUNTIME)
+    assert not failures and len(answers) >= 3
+    assert {a["pid"] for a in answers} == {two_pid}  # never reloaded, never restarted
+    assert ask(server, "two")["pid"] == two_pid
+    reloads = [e for e in events(server, "reload") if e.get("model") == "one"]
+    assert reloads and reloads[0]["why"].startswith("runtime.py was")
+    assert not [e for e in events(server, "reload") if e.get("model") == "two"]
+    until(lambda: ask(server, "one")["answer"] == "first")
+
+
+def test_a_tab_edit_changes_the_page_served_by_the_same_process(dev_hub):
+    server, demos = dev_hub
+    one_pid = ask(server, "one")["pid"]
+    tab = demos / "two" / "tab.py"
+    try:
+        tab.write_text(TAB.replace('label="request (JSON)"', 'label="what to send (JSON)"'))
+        until(lambda: "what to send (JSON)" in server.get("/config")[1])
+        assert server.proc.poll() is None  # the same hub process serves the new page
+        assert ask(server, "two")["answer"] == "first"  # its endpoint still answers
+        assert ask(server, "one")["pid"] == one_pid  # a page change reloads no model
+    finally:
+        tab.write_text(TAB)
+    until(lambda: "what to send (JSON)" not in server.get("/config")[1])
+
+
+def test_a_syntax_error_shows_and_the_fix_recovers(dev_hub):
+    server, demos = dev_hub
+    one_pid = ask(server, "one")["pid"]
+    runtime, spec = demos / "two" / "runtime.py", demos / "two" / "__init__.py"
+    try:
+        runtime.write_text(RUNTIME + "\ndef broken(:\n")
+        until(lambda: [e for e in events(server, "load_failed") if "SyntaxError" in e.get("error", "")]
+              or ask(server, "two") and False)
+        assert ask(server, "one")["pid"] == one_pid  # the others keep answering
+        runtime.write_text(RUNTIME)
+        assert until(lambda: ask(server, "two"))["answer"] == "first"  # no back-off: the author just saved
+        spec.write_text(SPEC.format(name="two", title="Two", package=demos.name) + "x = (\n")
+        page = until(lambda: (lambda text: "could not be loaded" in text and text)(server.get("/config")[1]))
+        assert "SyntaxError" in page and "Broken demos" in page  # on its tab and on the Status tab
+        assert ask(server, "one")["pid"] == one_pid
+    finally:
+        runtime.write_text(RUNTIME)
+        spec.write_text(SPEC.format(name="two", title="Two", package=demos.name))
+    assert until(lambda: ask(server, "two"))["answer"] == "first"
+    assert "could not be loaded" not in server.get("/config")[1]
+
+
+def test_a_new_folder_becomes_a_tab_and_a_deleted_one_goes(dev_hub):
+    server, demos = dev_hub
+    staging = demos.parent / "three"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    (staging / "__init__.py").write_text(SPEC.format(name="three", title="Three", package=demos.name))
+    (staging / "runtime.py").write_text(RUNTIME.replace('"first"', '"three"'))
+    (staging / "tab.py").write_text(TAB)
+    staging.rename(demos / "three")  # the whole folder at once, as a copy from elsewhere lands
+    try:
+        until(lambda: "three" in json.loads(server.get("/healthz")[1])["demos"])
+        assert until(lambda: ask(server, "three"))["answer"] == "three"  # its endpoint answers, not 404
+    finally:
+        shutil.rmtree(demos / "three")
+    until(lambda: "three" not in json.loads(server.get("/healthz")[1])["demos"])
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        server.get("/gradio_api/call/three/none")
+    assert refused.value.code == 404 and "no endpoint named /three" in refused.value.read().decode()
+    assert ask(server, "one")["answer"] == "first"
