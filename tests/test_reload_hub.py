@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support import running_hub
+from support import PROJECT_ROOT, running_hub
 
 SPEC = '''from demohub.spec import DemoSpec
 
@@ -207,3 +209,17 @@ def test_a_new_folder_becomes_a_tab_and_a_deleted_one_goes(dev_hub):
         server.get("/gradio_api/call/three/none")
     assert refused.value.code == 404 and "no endpoint named /three" in refused.value.read().decode()
     assert ask(server, "one")["answer"] == "first"
+
+
+def test_a_demo_written_by_new_becomes_a_tab_of_the_running_hub(dev_hub, tmp_path):
+    server, demos = dev_hub
+    done = subprocess.run([sys.executable, "-m", "demohub", "new", "asks", "--kind", "text", "--demos-dir",
+                           str(demos), "--tests-dir", str(tmp_path)], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    try:
+        result = until(lambda: server.client().predict("Who planted it?", api_name="/asks"))[1]
+        assert result["label"] == "question" and result["trained"] is False
+    finally:
+        shutil.rmtree(demos / "asks")
+    until(lambda: "asks" not in json.loads(server.get("/healthz")[1])["demos"])
