@@ -313,14 +313,15 @@ class Registry:
         worker.stop()
         return True
 
-    def reload(self, name: str, why: str) -> None:
+    def reload(self, name: str, why: str) -> bool:
         """`name`'s code or model folder changed (--reload): its handle takes no new
         request and ends after its running calls; the next request loads the new
-        code at once (a failed load's back-off is forgotten: the author just saved)."""
+        code at once (a failed load's back-off is forgotten: the author just saved).
+        Returns whether it was loaded."""
         with self._lock:
             slot = self._slots.get(name)
             if slot is None:
-                return
+                return False
             slot.failures, slot.retry_at = 0, 0.0
             if slot.state == State.FAILED:
                 slot.state, slot.error, slot.traceback = State.NOT_LOADED, None, None
@@ -334,6 +335,26 @@ class Registry:
         events.event("reload", name, why=why, pid=worker.pid if worker else None, after_calls=running)
         if worker is not None and running <= 0:
             worker.stop()
+        return worker is not None
+
+    def warm(self, name: str) -> None:
+        """Load `name` now, in the background (--reload: a model that was loaded
+        before a save is loaded again at once, so the author's next request finds
+        the saved code ready, or its tab shows why it failed). The thread is the
+        registry's; it ends with the load (its deadlines), or at `close`, which
+        ends a load in progress."""
+        with self._lock:
+            slot = self._slots.get(name)
+            if slot is None or slot.worker is not None or slot.load is not None or self._closed.is_set():
+                return
+
+        def run() -> None:
+            try:
+                self._ensure_loaded(slot, None)
+            except Exception:  # noqa: BLE001 - recorded on the slot: its tab and the Status tab show it
+                pass
+
+        threading.Thread(target=run, daemon=True, name=f"warm-{name}").start()
 
     def add(self, spec: DemoSpec) -> None:
         """A demo found by rediscovery (--reload): a new slot, or a new SPEC for its slot."""

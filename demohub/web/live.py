@@ -124,6 +124,7 @@ def apply_changes(changes: list[tuple[str, Path]], live: LivePage, restart: Call
             restart(action.why)
             return
         if isinstance(action, reload.ReloadRuntime):
-            live.registry.reload(action.name, action.why)
+            if live.registry.reload(action.name, action.why):
+                live.registry.warm(action.name)  # it was in use: have the saved code ready
         elif isinstance(action, reload.RebuildPage):
             live.rebuild(action.why)
