@@ -10,7 +10,8 @@ the placeholders' cache). Python writes bytecode as on an author's machine.
 - runtime edit: each time a new block is appended to the demo's runtime.py that
   tags every answer with the edit's number; the time is from the write to the
   first answer carrying that number (requests sent back to back from the write
-  on, so one call's time is included, as the author sees it);
+  on: the first usually still reaches the old worker, so up to two calls' time is
+  included); and from the write to the new worker's `load` event (ready);
 - page edit: a tab's label changed; the time to the served config having it;
 - baseline: what an author does without --reload: stop the hub and start it
   again, timed from the stop to that demo's first answer.
@@ -126,10 +127,11 @@ def ask(hub: Hub, demo: str) -> dict:
     raise RuntimeError(f"{demo}: no answer")
 
 
-def runtime_edit(hub: Hub, demos_dir: Path, demo: str, k: int) -> float:
+def runtime_edit(hub: Hub, demos_dir: Path, demo: str, k: int, saves: list[float]) -> float:
     runtime = demos_dir / demo / "runtime.py"
     text = runtime.read_text().split(MARK)[0].rstrip() + "\n\n\n" + EDIT.format(k=k)
     saved = time.monotonic()
+    saves.append(time.time())
     runtime.write_text(text)
     deadline = saved + 60
     while time.monotonic() < deadline:
@@ -177,8 +179,10 @@ def main() -> int:
             for demo in DEMOS:
                 log(f"warming {demo}")
                 ask(hub, demo)
+            saves: dict[str, list[float]] = {}
             for demo in DEMOS:
-                times = [runtime_edit(hub, demos_dir, demo, k) for k in range(1, args.edits + 1)]
+                saves[demo] = []
+                times = [runtime_edit(hub, demos_dir, demo, k, saves[demo]) for k in range(1, args.edits + 1)]
                 results["runtime_s"][demo] = times
                 log(f"{demo}: save -> new answer {spread(times)} (target {TARGET_S[demo]} s)")
             results["page_s"] = [page_edit(hub, demos_dir, k) for k in range(1, args.edits + 1)]
@@ -186,9 +190,12 @@ def main() -> int:
             events = log_events(hub.log_path)
             results["reload_events"] = len([e for e in events if e["event"] == "reload"])
             for demo in DEMOS:  # the worker's own load of the saved code (its first load warmed it)
-                loads = [e["seconds"] for e in events if e["event"] == "load" and e.get("model") == demo][1:]
-                results.setdefault("reload_load_s", {})[demo] = loads
-                log(f"{demo}: of which the new worker's load {spread(loads)}")
+                loads = [e for e in events if e["event"] == "load" and e.get("model") == demo]
+                results.setdefault("reload_load_s", {})[demo] = [e["seconds"] for e in loads[1:]]
+                ready = [next(e["ts"] for e in loads if e["ts"] > at) - at for at in saves[demo]]
+                results.setdefault("save_to_ready_s", {})[demo] = ready
+                log(f"{demo}: save -> new worker ready {spread(ready)}, of which its load "
+                    f"{spread(results['reload_load_s'][demo])}")
         finally:
             hub.stop()
         for demo in DEMOS:  # the baseline: restart the whole hub, time to this demo's first answer

@@ -65,9 +65,11 @@ class ReloadRuntime:
 
 @dataclass(frozen=True)
 class RebuildPage:
-    """Rebuild the page (and rediscover the demos) in the running hub process."""
+    """Rebuild the page (and rediscover the demos) in the running hub process;
+    `show`: the demo whose page changed, the tab to show."""
 
     why: str
+    show: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def classify_changes(changes: Iterable[tuple[str, Path]], demos: Sequence[DemoFi
     absolute paths. Pure: no file is read, so it is tested as a table."""
     kit_dir = hub_dir / "kit"
     runtime: dict[str, str] = {}
-    page: list[str] = []
+    page: list[tuple[str, str | None]] = []
     restart: list[str] = []
 
     def reload(name: str, why: str) -> None:
@@ -103,7 +105,7 @@ def classify_changes(changes: Iterable[tuple[str, Path]], demos: Sequence[DemoFi
         if _under(path, kit_dir):
             for demo in demos:
                 reload(demo.name, f"the author's kit changed ({path.relative_to(hub_dir.parent)})")
-            page.append(f"the author's kit changed ({path.relative_to(hub_dir.parent)})")
+            page.append((f"the author's kit changed ({path.relative_to(hub_dir.parent)})", None))
             continue
         if _under(path, hub_dir):
             if path.suffix == ".py":
@@ -119,20 +121,21 @@ def classify_changes(changes: Iterable[tuple[str, Path]], demos: Sequence[DemoFi
         if demo is None:
             if _under(path, demos_dir) and path != demos_dir and not owners:
                 top = path.relative_to(demos_dir).parts[0]  # a new demo? rediscovery decides
-                page.append(f"{demos_dir.name}/{top} was {kind}")
+                page.append((f"{demos_dir.name}/{top} was {kind}", top))
             continue
         if path == demo.folder or (path == demo.folder / "__init__.py" and kind == "deleted"):
-            page.append(f"{demo.name} was removed" if kind == "deleted" else f"{demo.name}'s folder changed")
+            page.append((f"{demo.name} was removed", None) if kind == "deleted"
+                        else (f"{demo.name}'s folder changed", demo.name))
             continue
         if path.suffix != ".py":
-            page.append(f"{demo.name}: {rel} was {kind}")
+            page.append((f"{demo.name}: {rel} was {kind}", demo.name))
             continue
         if path == demo.folder / "__init__.py":
             reload(demo.name, f"its SPEC ({rel}) was {kind}")
-            page.append(f"{demo.name}: its SPEC ({rel}) was {kind}")
+            page.append((f"{demo.name}: its SPEC ({rel}) was {kind}", demo.name))
             continue
         if path in demo.page_files and path != demo.runtime_file:
-            page.append(f"{demo.name}: {rel} was {kind}")
+            page.append((f"{demo.name}: {rel} was {kind}", demo.name))
             if path.name == "tab.py":
                 continue
         reload(demo.name, f"{rel} was {kind}")
@@ -140,7 +143,7 @@ def classify_changes(changes: Iterable[tuple[str, Path]], demos: Sequence[DemoFi
         return [Restart(restart[0])]
     actions: list[Action] = [ReloadRuntime(name, why) for name, why in sorted(runtime.items())]
     if page:
-        actions.append(RebuildPage(page[0]))
+        actions.append(RebuildPage(page[0][0], next((name for _, name in page if name), None)))
     return actions
 
 

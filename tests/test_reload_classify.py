@@ -71,7 +71,11 @@ def test_what_a_saved_file_reloads(changes, expected):
 def test_the_actions_say_why():
     runtime, page = classify_changes([("modified", CASSAVA / "__init__.py")], KNOWN, DEMOS, hub_dir=HUB)
     assert runtime == ReloadRuntime("cassava", "its SPEC (__init__.py) was modified")
-    assert isinstance(page, RebuildPage) and "cassava" in page.why
+    assert isinstance(page, RebuildPage) and "cassava" in page.why and page.show == "cassava"
+    (new,) = classify_changes([("added", DEMOS / "durian" / "tab.py")], KNOWN, DEMOS, hub_dir=HUB)
+    assert new == RebuildPage("demos/durian was added", show="durian")  # the new tab is shown
+    (gone,) = classify_changes([("deleted", DEMOS / "questions")], KNOWN, DEMOS, hub_dir=HUB)
+    assert gone == RebuildPage("questions was removed", show=None)
     (restart,) = classify_changes([("modified", HUB / "registry.py")], KNOWN, DEMOS, hub_dir=HUB)
     assert restart == Restart("the hub's own code changed (demohub/registry.py)")
 

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -88,7 +89,23 @@ def until(check, timeout: float = 15.0, every: float = 0.1):
 
 
 def ask(server, name: str) -> dict:
-    return server.client().predict("{}", api_name=f"/{name}")
+    """One request through the queue by Gradio's /call route (what gradio_client's
+    predict does, without fetching the API description for every call)."""
+    body = json.dumps({"data": ["{}"]}).encode()
+    request = urllib.request.Request(server.url + f"gradio_api/call/{name}", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        event_id = json.loads(answer.read())["event_id"]
+    with urllib.request.urlopen(server.url + f"gradio_api/call/{name}/{event_id}", timeout=60) as stream:
+        kind = None
+        for line in stream.read().decode().splitlines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: ") and kind in ("complete", "error"):
+                if kind == "error":
+                    raise RuntimeError(f"/{name}: {line[6:]}")
+                return json.loads(line[6:])[0]
+    raise RuntimeError(f"/{name}: no answer")
 
 
 def events(server, kind: str) -> list[dict]:
@@ -140,17 +157,18 @@ def test_a_runtime_edit_changes_the_next_answer_and_the_other_demo_keeps_its_wor
         runtime.write_text(RUNTIME.replace('"first"', '"third"'))
         os.utime(runtime, ns=(saved.st_atime_ns, saved.st_mtime_ns))
         until(lambda: ask(server, "one")["answer"] == "third")
+        until(lambda: len(answers) + len(failures) >= 3)  # the other demo was asked all along
     finally:
         stop.set()
         asker.join(30)
         runtime.write_text(RUNTIME)
+        until(lambda: ask(server, "one")["answer"] == "first")  # as found, for the next test
     assert not failures and len(answers) >= 3
     assert {a["pid"] for a in answers} == {two_pid}  # never reloaded, never restarted
     assert ask(server, "two")["pid"] == two_pid
     reloads = [e for e in events(server, "reload") if e.get("model") == "one"]
     assert reloads and reloads[0]["why"].startswith("runtime.py was")
     assert not [e for e in events(server, "reload") if e.get("model") == "two"]
-    until(lambda: ask(server, "one")["answer"] == "first")
 
 
 def test_a_tab_edit_changes_the_page_served_by_the_same_process(dev_hub):
@@ -223,3 +241,40 @@ def test_a_demo_written_by_new_becomes_a_tab_of_the_running_hub(dev_hub, tmp_pat
     finally:
         shutil.rmtree(demos / "asks")
     until(lambda: "asks" not in json.loads(server.get("/healthz")[1])["demos"])
+
+
+@pytest.mark.browser
+def test_an_open_page_redraws_itself_after_a_tab_edit_and_a_new_folder(dev_hub):
+    """No refresh: the page listens on Gradio's dev/reload stream (dev_mode) and fetches
+    the rebuilt page's config. Screenshots in test-artifacts/browser/reload-*.png."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh --test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    server, demos = dev_hub
+    artifacts = PROJECT_ROOT / "test-artifacts" / "browser"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    tab = demos / "two" / "tab.py"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu",
+                                                                    "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(server.url)
+            page.get_by_role("tab", name="Two").click()
+            page.locator("#tab-two").get_by_label("request (JSON)").wait_for(timeout=30_000)
+            try:
+                tab.write_text(TAB.replace('label="request (JSON)"', 'label="what to send (JSON)"'))
+                page.locator("#tab-two").get_by_label("what to send (JSON)").wait_for(timeout=10_000)  # no refresh
+                page.screenshot(path=str(artifacts / "reload-tab-edit.png"), full_page=True)
+                write_demo(demos, "four")
+                page.get_by_role("tab", name="Four").click(timeout=10_000)
+                page.locator("#tab-four").get_by_role("button", name="Run").wait_for(timeout=10_000)
+                page.screenshot(path=str(artifacts / "reload-new-tab.png"), full_page=True)
+            finally:
+                tab.write_text(TAB)
+                shutil.rmtree(demos / "four", ignore_errors=True)
+        finally:
+            browser.close()
+    until(lambda: "four" not in json.loads(server.get("/healthz")[1])["demos"])

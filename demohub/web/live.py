@@ -86,8 +86,9 @@ class LivePage:
         self.broken = broken
         self.app: App | None = None  # the mounted Gradio app, set once mounted
 
-    def rebuild(self, why: str) -> None:
-        """Rediscover the demos and swap a new page into the running app."""
+    def rebuild(self, why: str, show: str | None = None) -> None:
+        """Rediscover the demos and swap a new page into the running app, showing
+        the tab of `show` (the demo just changed) or the first one."""
         assert self.app and self.door and self.make_door and self.metrics, "create_app sets them"
         started = time.monotonic()
         reload.forget_modules((self.demos_dir.name, "demohub.kit"))
@@ -102,7 +103,10 @@ class LivePage:
         gone = [n for n in self.registry.names if n not in {s.name for s in specs} and n not in broken]
         for name in gone:
             self.registry.remove(name)
-        blocks = build_blocks(specs, self.registry, self.sources, self.history, broken=broken, dev=True)
+        tabs = [s.name for s in specs] + sorted(broken)
+        selected = show if show in tabs else (tabs[0] if tabs else None)
+        blocks = build_blocks(specs, self.registry, self.sources, self.history, broken=broken, dev=True,
+                              selected=selected)
         _Swap(self.app).swap_blocks(blocks)
         self.door.current = self.make_door(blocks)
         self.metrics.demos_changed([s.name for s in specs])
@@ -127,4 +131,4 @@ def apply_changes(changes: list[tuple[str, Path]], live: LivePage, restart: Call
             if live.registry.reload(action.name, action.why):
                 live.registry.warm(action.name)  # it was in use: have the saved code ready
         elif isinstance(action, reload.RebuildPage):
-            live.rebuild(action.why)
+            live.rebuild(action.why, action.show)

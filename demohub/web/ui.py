@@ -107,16 +107,19 @@ def _code(text: str) -> str:
 
 
 def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
-                 history: History, broken: dict[str, str] | None = None, dev: bool = False) -> gr.Blocks:
+                 history: History, broken: dict[str, str] | None = None, dev: bool = False,
+                 selected: str | None = None) -> gr.Blocks:
     """The page. With --reload (`dev`), a demo whose folder or tab is broken shows
     its traceback on its tab and on the Status tab; `broken` names the folders
-    discovery could not read (demohub.discovery.discover_all)."""
+    discovery could not read (demohub.discovery.discover_all). `selected`: the tab
+    a rebuilt page shows (an open page redrawn in place shows the selected tab
+    blank unless its config selects one: gradio-app/gradio#8641)."""
     broken = dict(broken or {})
     with HubBlocks(title="Demo hub") as blocks:
         gr.Markdown("# Demo hub\nSeveral trained models side by side. Each model loads on first use "
                     "in its own process.")
         model_lines: list[gr.Markdown] = []
-        with gr.Tabs():
+        with gr.Tabs(selected=selected):
             for spec in specs:
                 with gr.Tab(spec.title, id=spec.name, elem_id=f"tab-{spec.name}"):
                     gr.Markdown(f"## {spec.title}\n{spec.description}")
