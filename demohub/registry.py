@@ -313,15 +313,16 @@ class Registry:
         worker.stop()
         return True
 
-    def reload(self, name: str, why: str) -> bool:
+    def reload(self, name: str, why: str, warm: bool = False) -> None:
         """`name`'s code or model folder changed (--reload): its handle takes no new
         request and ends after its running calls; the next request loads the new
         code at once (a failed load's back-off is forgotten: the author just saved).
-        Returns whether it was loaded."""
+        `warm`: if it was loaded, load it again now (`warm`), before the old
+        process has finished ending."""
         with self._lock:
             slot = self._slots.get(name)
             if slot is None:
-                return False
+                return
             slot.failures, slot.retry_at = 0, 0.0
             if slot.state == State.FAILED:
                 slot.state, slot.error, slot.traceback = State.NOT_LOADED, None, None
@@ -333,9 +334,10 @@ class Registry:
                 if running > 0:
                     self._retiring[id(worker)] = _Retiring(worker, running)
         events.event("reload", name, why=why, pid=worker.pid if worker else None, after_calls=running)
+        if warm and worker is not None:
+            self.warm(name)
         if worker is not None and running <= 0:
             worker.stop()
-        return worker is not None
 
     def warm(self, name: str) -> None:
         """Load `name` now, in the background (--reload: a model that was loaded

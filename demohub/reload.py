@@ -152,8 +152,9 @@ def demo_files(demos_dir: Path, specs: Sequence[object], model_dirs: dict[str, P
     import system's specs, never imports a runtime)."""
     out = []
     demos_dir = demos_dir.resolve()
+    package = demos_dir.name  # only the demos' own modules: resolving every loaded module's path is slow
     loaded = {name: Path(m.__file__).resolve() for name, m in list(sys.modules.items())
-              if getattr(m, "__file__", None)}
+              if (name == package or name.startswith(package + ".")) and getattr(m, "__file__", None)}
     for spec in specs:
         package = spec.tab.rpartition(".")[0]  # type: ignore[attr-defined]
         folder = demos_dir / package.rpartition(".")[2] if package.startswith(demos_dir.name + ".") else None

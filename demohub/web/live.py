@@ -128,7 +128,6 @@ def apply_changes(changes: list[tuple[str, Path]], live: LivePage, restart: Call
             restart(action.why)
             return
         if isinstance(action, reload.ReloadRuntime):
-            if live.registry.reload(action.name, action.why):
-                live.registry.warm(action.name)  # it was in use: have the saved code ready
+            live.registry.reload(action.name, action.why, warm=True)  # if in use, the saved code loads now
         elif isinstance(action, reload.RebuildPage):
             live.rebuild(action.why, action.show)
