@@ -24,6 +24,8 @@ from demohub.sources import ModelSources
 
 #: seconds in-flight HTTP requests get to finish once the hub is asked to stop
 GRACEFUL_S = 10
+#: the same when --reload restarts the hub because its own code changed
+RESTART_GRACE_S = 1.0
 
 
 class StopSignals:
@@ -42,9 +44,12 @@ class StopSignals:
         self.restart: str | None = None
 
     def restart_for(self, why: str) -> None:
-        """Stop serving, then start again in a fresh process (as `uvicorn --reload`)."""
+        """Stop serving, then start again in a fresh process (as `uvicorn --reload`).
+        An open page holds a stream (dev/reload) that never ends by itself: requests
+        get RESTART_GRACE_S to finish, not the GRACEFUL_S of a production stop."""
         self.restart = why
         if self.server is not None:
+            self.server.config.timeout_graceful_shutdown = RESTART_GRACE_S
             self.server.should_exit = True
 
     def __call__(self, signum: int, _frame) -> None:
