@@ -110,6 +110,7 @@ class LivePage:
         _Swap(self.app).swap_blocks(blocks)
         self.door.current = self.make_door(blocks)
         self.metrics.demos_changed([s.name for s in specs])
+        self.history.demos_changed([s.name for s in specs])
         self.specs, self.broken = specs, broken
         events.event("reload", what="page", why=why, demos=[s.name for s in specs], broken=sorted(broken),
                      removed=gone, seconds=time.monotonic() - started)
