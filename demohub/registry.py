@@ -317,14 +317,15 @@ class Registry:
         """`name`'s code or model folder changed (--reload): its handle takes no new
         request and ends after its running calls; the next request loads the new
         code at once (a failed load's back-off is forgotten: the author just saved).
-        `warm`: if it was loaded, load it again now (`warm`), before the old
-        process has finished ending."""
+        `warm`: if it was loaded or its last load failed, load it again now
+        (`warm`), before the old process has finished ending."""
         with self._lock:
             slot = self._slots.get(name)
             if slot is None:
                 return
             slot.failures, slot.retry_at = 0, 0.0
-            if slot.state == State.FAILED:
+            failed = slot.state == State.FAILED
+            if failed:
                 slot.state, slot.error, slot.traceback = State.NOT_LOADED, None, None
             worker = slot.worker
             running = 0
@@ -334,7 +335,7 @@ class Registry:
                 if running > 0:
                     self._retiring[id(worker)] = _Retiring(worker, running)
         events.event("reload", name, why=why, pid=worker.pid if worker else None, after_calls=running)
-        if warm and worker is not None:
+        if warm and (worker is not None or failed):  # in use, or the author is fixing its load
             self.warm(name)
         if worker is not None and running <= 0:
             worker.stop()

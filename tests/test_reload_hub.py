@@ -40,11 +40,11 @@ def placeholder(model_dir: Path) -> None:
 
 
 def load(model_dir: Path) -> dict:
-    return {"weights": np.ones(4)}
+    return {"weights": np.ones(4), "config": json.loads((Path(model_dir) / "config.json").read_text())}
 
 
 def predict(model: dict, request: dict) -> dict:
-    return {"answer": ANSWER, "pid": os.getpid()}
+    return {"answer": ANSWER, "pid": os.getpid(), "marker": model["config"].get("marker")}
 '''
 TAB = '''import json
 
@@ -124,6 +124,8 @@ def dev_hub(tmp_path_factory):
     (demos / "__init__.py").write_text("")
     for name in ("one", "two"):
         write_demo(demos, name)
+    (tmp / "models" / "two").mkdir(parents=True)  # two loads from a local folder (watched), one from its placeholder
+    (tmp / "models" / "two" / "config.json").write_text(json.dumps({"marker": "a"}))
     with running_hub("--demos-dir", str(demos), "--models-dir", str(tmp / "models"), "--reload",
                      "--start-method", "template", cache_dir=tmp / "cache",
                      env={"PYTHONDONTWRITEBYTECODE": ""}) as server:  # bytecode cached, as on an author's machine
@@ -186,10 +188,24 @@ def test_a_tab_edit_changes_the_page_served_by_the_same_process(dev_hub):
     until(lambda: "what to send (JSON)" not in server.get("/config")[1])
 
 
+def test_a_changed_model_folder_reloads_that_model(dev_hub):
+    server, demos = dev_hub
+    one, two = ask(server, "one"), ask(server, "two")
+    assert two["marker"] == "a"
+    config = demos.parent / "models" / "two" / "config.json"
+    try:
+        config.write_text(json.dumps({"marker": "b"}))  # new weights or config, saved by training
+        assert until(lambda: (lambda a: a["marker"] == "b" and a)(ask(server, "two")))["pid"] != two["pid"]
+        assert ask(server, "one")["pid"] == one["pid"]
+    finally:
+        config.write_text(json.dumps({"marker": "a"}))
+    until(lambda: ask(server, "two")["marker"] == "a")
+
+
 def test_a_syntax_error_shows_and_the_fix_recovers(dev_hub):
     server, demos = dev_hub
     one_pid = ask(server, "one")["pid"]
-    runtime, spec = demos / "two" / "runtime.py", demos / "two" / "__init__.py"
+    runtime, spec, tab = demos / "two" / "runtime.py", demos / "two" / "__init__.py", demos / "two" / "tab.py"
     try:
         runtime.write_text(RUNTIME + "\ndef broken(:\n")
         until(lambda: [e for e in events(server, "load_failed") if "SyntaxError" in e.get("error", "")]
@@ -201,11 +217,18 @@ def test_a_syntax_error_shows_and_the_fix_recovers(dev_hub):
         page = until(lambda: (lambda text: "could not be loaded" in text and text)(server.get("/config")[1]))
         assert "SyntaxError" in page and "Broken demos" in page  # on its tab and on the Status tab
         assert ask(server, "one")["pid"] == one_pid
+        spec.write_text(SPEC.format(name="two", title="Two", package=demos.name))
+        tab.write_text(TAB.replace("    request = gr.Textbox(", "    raise ValueError('tab broken on purpose')\n"
+                                                                "    request = gr.Textbox("))
+        page = until(lambda: (lambda text: "tab broken on purpose" in text and text)(server.get("/config")[1]))
+        assert "could not be built" in page and "Traceback" in page and "Broken demos" in page
     finally:
         runtime.write_text(RUNTIME)
+        tab.write_text(TAB)
         spec.write_text(SPEC.format(name="two", title="Two", package=demos.name))
     assert until(lambda: ask(server, "two"))["answer"] == "first"
-    assert "could not be loaded" not in server.get("/config")[1]
+    until(lambda: "tab broken on purpose" not in server.get("/config")[1])
+    assert "could not be" not in server.get("/config")[1]
 
 
 def test_a_new_folder_becomes_a_tab_and_a_deleted_one_goes(dev_hub):
@@ -268,12 +291,21 @@ def test_an_open_page_redraws_itself_after_a_tab_edit_and_a_new_folder(dev_hub):
                 tab.write_text(TAB.replace('label="request (JSON)"', 'label="what to send (JSON)"'))
                 page.locator("#tab-two").get_by_label("what to send (JSON)").wait_for(timeout=10_000)  # no refresh
                 page.screenshot(path=str(artifacts / "reload-tab-edit.png"), full_page=True)
+                ask(server, "two")  # loaded: a save loads it again at once, and shows why that fails
+                (demos / "two" / "runtime.py").write_text(RUNTIME.replace(
+                    '    return {"weights"', '    raise RuntimeError("load broken on purpose")\n    return {"weights"'))
+                page.locator("#tab-two").get_by_text("Traceback").wait_for(timeout=15_000)  # loaded again at once
+                assert "load broken on purpose" in page.locator("#tab-two").inner_text()
+                page.screenshot(path=str(artifacts / "reload-load-error.png"), full_page=True)
+                (demos / "two" / "runtime.py").write_text(RUNTIME)
+                page.locator("#tab-two").get_by_text("Model ready").wait_for(timeout=15_000)  # the fix recovers
                 write_demo(demos, "four")
                 page.get_by_role("tab", name="Four").click(timeout=10_000)
                 page.locator("#tab-four").get_by_role("button", name="Run").wait_for(timeout=10_000)
                 page.screenshot(path=str(artifacts / "reload-new-tab.png"), full_page=True)
             finally:
                 tab.write_text(TAB)
+                (demos / "two" / "runtime.py").write_text(RUNTIME)
                 shutil.rmtree(demos / "four", ignore_errors=True)
         finally:
             browser.close()
