@@ -70,6 +70,10 @@ class RebuildPage:
 
     why: str
     show: str | None = None
+    #: the author's kit changed: the hub imports it afresh too (not otherwise: the results the
+    #: workers send are of its classes, and a request answered during a rebuild must find the
+    #: classes its page checks for)
+    kit: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,8 @@ def classify_changes(changes: Iterable[tuple[str, Path]], demos: Sequence[DemoFi
     def reload(name: str, why: str) -> None:
         runtime.setdefault(name, why)
 
-    for kind, path in sorted(set(changes), key=lambda c: (str(c[1]), c[0])):
+    changes = set(changes)
+    for kind, path in sorted(changes, key=lambda c: (str(c[1]), c[0])):
         rel = path.name
         if _under(path, kit_dir):
             for demo in demos:
@@ -143,7 +148,8 @@ def classify_changes(changes: Iterable[tuple[str, Path]], demos: Sequence[DemoFi
         return [Restart(restart[0])]
     actions: list[Action] = [ReloadRuntime(name, why) for name, why in sorted(runtime.items())]
     if page:
-        actions.append(RebuildPage(page[0][0], next((name for _, name in page if name), None)))
+        kit = any(_under(path, kit_dir) for _, path in changes)
+        actions.append(RebuildPage(page[0][0], next((name for _, name in page if name), None), kit=kit))
     return actions
 
 

@@ -76,6 +76,8 @@ def test_the_actions_say_why():
     assert new == RebuildPage("demos/durian was added", show="durian")  # the new tab is shown
     (gone,) = classify_changes([("deleted", DEMOS / "questions")], KNOWN, DEMOS, hub_dir=HUB)
     assert gone == RebuildPage("questions was removed", show=None)
+    *_, page = classify_changes([("modified", HUB / "kit" / "photo.py")], KNOWN, DEMOS, hub_dir=HUB)
+    assert page.kit and not new.kit  # the hub imports the kit afresh only when it changed
     (restart,) = classify_changes([("modified", HUB / "registry.py")], KNOWN, DEMOS, hub_dir=HUB)
     assert restart == Restart("the hub's own code changed (demohub/registry.py)")
 

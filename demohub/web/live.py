@@ -86,12 +86,13 @@ class LivePage:
         self.broken = broken
         self.app: App | None = None  # the mounted Gradio app, set once mounted
 
-    def rebuild(self, why: str, show: str | None = None) -> None:
+    def rebuild(self, why: str, show: str | None = None, kit: bool = False) -> None:
         """Rediscover the demos and swap a new page into the running app, showing
-        the tab of `show` (the demo just changed) or the first one."""
+        the tab of `show` (the demo just changed) or the first one; `kit`: the
+        author's kit changed, import it afresh too."""
         assert self.app and self.door and self.make_door and self.metrics, "create_app sets them"
         started = time.monotonic()
-        reload.forget_modules((self.demos_dir.name, "demohub.kit"))
+        reload.forget_modules((self.demos_dir.name, *(("demohub.kit",) if kit else ())))
         try:
             specs, broken = discover_all(self.demos_dir, self.only, keep_going=True)
         except DemoError as exc:  # the folder itself is gone or clashes: keep the page as it is
@@ -131,4 +132,4 @@ def apply_changes(changes: list[tuple[str, Path]], live: LivePage, restart: Call
         if isinstance(action, reload.ReloadRuntime):
             live.registry.reload(action.name, action.why, warm=True)  # if in use, the saved code loads now
         elif isinstance(action, reload.RebuildPage):
-            live.rebuild(action.why, action.show)
+            live.rebuild(action.why, action.show, action.kit)
