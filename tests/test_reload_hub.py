@@ -108,6 +108,12 @@ def ask(server, name: str) -> dict:
     raise RuntimeError(f"/{name}: no answer")
 
 
+def templates_of(server) -> set[int]:
+    import psutil
+
+    return {c.pid for c in psutil.Process(server.pid).children() if c.name().startswith("template:")}
+
+
 def events(server, kind: str) -> list[dict]:
     found = []
     for line in server.logs().splitlines():
@@ -136,6 +142,8 @@ def test_a_runtime_edit_changes_the_next_answer_and_the_other_demo_keeps_its_wor
     server, demos = dev_hub
     assert ask(server, "one")["answer"] == "first"
     two_pid = ask(server, "two")["pid"]
+    templates = templates_of(server)
+    assert templates  # the numpy-only family's template forks both workers
     answers, failures, stop = [], [], threading.Event()
 
     def keep_asking_two():
@@ -168,6 +176,7 @@ def test_a_runtime_edit_changes_the_next_answer_and_the_other_demo_keeps_its_wor
     assert not failures and len(answers) >= 3
     assert {a["pid"] for a in answers} == {two_pid}  # never reloaded, never restarted
     assert ask(server, "two")["pid"] == two_pid
+    assert templates_of(server) == templates  # the template was not restarted: the new worker imports the demo anew
     reloads = [e for e in events(server, "reload") if e.get("model") == "one"]
     assert reloads and reloads[0]["why"].startswith("runtime.py was")
     assert not [e for e in events(server, "reload") if e.get("model") == "two"]
