@@ -201,6 +201,8 @@ class _Slot:
     retry_at: float = 0.0
     #: its demo was removed (--reload): requests still holding the slot load nothing more
     removed: bool = False
+    #: its code was saved while it loaded (--reload): that load is out of date once ready
+    outdated: bool = False
     stats: ModelStats = field(default_factory=ModelStats)
 
     @property
@@ -329,6 +331,8 @@ class Registry:
                 slot.state, slot.error, slot.traceback = State.NOT_LOADED, None, None
             worker = slot.worker
             running = 0
+            if worker is None and slot.load is not None:
+                slot.outdated = True  # the load in progress read the old code: `_load` reloads it once ready
             if worker is not None:
                 self._detach(slot, "reload")
                 running = slot.calls - sum(r.calls for r in self._retiring.values() if r.handle is not worker)
@@ -686,6 +690,10 @@ class Registry:
                              download_bytes=self._sources.status(name).total_bytes,
                              peak_private_bytes=peak, shared_part_bytes=shared_part, sizes_for=self.backend.name)
         self._hold_budget(keep=slot)
+        with self._lock:
+            outdated, slot.outdated = slot.outdated, False
+        if outdated:  # its waiting requests load the saved code next (`_ensure_loaded` loops)
+            self.reload(name, "its code was saved while it loaded")
 
     def _start(self, slot: _Slot, resolved, tick: Callable[[], None]) -> tuple[ModelHandle, Any]:
         """Start `slot`'s model and wait until it is ready (the load deadline).

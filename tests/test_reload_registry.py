@@ -81,3 +81,16 @@ def test_a_removed_demo_ends_its_worker_and_found_again_loads_anew(registry):
     until(lambda: gone(pid))
     registry.add(discover(TEST_DEMOS)[1])  # back again, as rediscovery finds it
     assert registry.predict("beta", {"op": "echo"})["pid"] != pid
+
+
+def test_a_save_during_a_load_loads_again_once_ready(registry, tmp_path):
+    (tmp_path / "alpha" / "config.json").write_text(json.dumps({"load_sleep": 1.0}))
+    answers: list[dict] = []
+    call = threading.Thread(target=lambda: answers.append(registry.predict("alpha", {"op": "echo"})))
+    call.start()
+    until(lambda: next(s for s in registry.status() if s.name == "alpha").state == State.LOADING)
+    registry.reload("alpha", "runtime.py was modified")  # the load in progress read the old code
+    call.join(20)
+    alpha = next(s for s in registry.status() if s.name == "alpha")
+    assert answers and alpha.stats.loads == 2  # answered by a worker loaded after the save
+    assert answers[0]["pid"] == registry.worker_pids()["alpha"]
