@@ -508,6 +508,9 @@ def config_from(flags: Mapping[str, Any], model_pairs: list[str], environ: Mappi
     given = {dest: flags.get(dest) is not None or bool(by_dest[dest].env and environ.get(by_dest[dest].env))
              for dest in ONLY_FOR}
     notices += unused_settings(backend, given)
+    if v["reload"] and v["mcp"]:
+        notices.append("--mcp with --reload: the MCP tools are the demos found at start; a demo added or "
+                       "whose page changed is served on the page at once, to MCP clients after a restart")
     limits = Limits(
         max_models=v["max_models"],
         memory_budget=v["memory_budget"],

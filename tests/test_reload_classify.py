@@ -100,6 +100,11 @@ def test_reload_is_refused_where_it_cannot_work(flags, environ, says):
         config_from(flags, [], environ)
 
 
+def test_reload_with_mcp_says_what_mcp_clients_see():
+    notices = config_from({"reload": True, "mcp": True}, [], {}).notices
+    assert any(n.startswith("--mcp with --reload: the MCP tools are the demos found at start") for n in notices)
+
+
 def test_reload_is_off_unless_asked_and_never_in_the_image():
     assert config_from({}, [], {}).reload is False
     assert config_from({"reload": True}, [], {}).reload is True
