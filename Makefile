@@ -3,7 +3,7 @@ PY := .venv/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: setup setup-test run test bench
+.PHONY: setup setup-test run dev test bench
 
 setup:
 	scripts/setup.sh
@@ -13,6 +13,10 @@ setup-test:
 
 run: setup
 	$(PY) hub.py --host $(HOST) --port $(PORT) $(ARGS)
+
+# The author's loop: save a file under demos/ and the running hub reloads only what it changes.
+dev: setup
+	$(PY) hub.py --host $(HOST) --port $(PORT) --reload $(ARGS)
 
 # Three pytest runs: importing torch(vision) into a process that already holds
 # TensorFlow can segfault -- the same reason the hub gives each model its own worker;

@@ -16,7 +16,7 @@ import uvicorn
 from demohub import heap, tempdir
 from demohub.checks import check_budget, check_models
 from demohub.config import HubConfig, fail, load_config, warn
-from demohub.discovery import DemoError, discover
+from demohub.discovery import DemoError, discover_all
 from demohub.kit import cache
 from demohub.loadtimes import Measured
 from demohub.registry import Registry
@@ -24,6 +24,8 @@ from demohub.sources import ModelSources
 
 #: seconds in-flight HTTP requests get to finish once the hub is asked to stop
 GRACEFUL_S = 10
+#: the same when --reload restarts the hub because its own code changed
+RESTART_GRACE_S = 1.0
 
 
 class StopSignals:
@@ -38,6 +40,17 @@ class StopSignals:
     def __init__(self) -> None:
         self.received: list[int] = []
         self.server: uvicorn.Server | None = None
+        #: --reload: the hub's own code changed; once stopped, it starts again (`main`)
+        self.restart: str | None = None
+
+    def restart_for(self, why: str) -> None:
+        """Stop serving, then start again in a fresh process (as `uvicorn --reload`).
+        An open page holds a stream (dev/reload) that never ends by itself: requests
+        get RESTART_GRACE_S to finish, not the GRACEFUL_S of a production stop."""
+        self.restart = why
+        if self.server is not None:
+            self.server.config.timeout_graceful_shutdown = RESTART_GRACE_S
+            self.server.should_exit = True
 
     def __call__(self, signum: int, _frame) -> None:
         self.received.append(signum)
@@ -111,25 +124,30 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     # This run's GRADIO_TEMP_DIR, set before anything imports Gradio (parts of it read it then).
     temp_folder = tempdir.claim()
+    stop = StopSignals()
     try:
-        return serve(config, temp_folder, sock)
+        code = serve(config, temp_folder, sock, stop)
     finally:
         sock.close()
         tempdir.release(temp_folder)
+    if stop.restart and not stop.received:
+        print(f"demo hub: restarting: {stop.restart}", file=sys.stderr, flush=True)
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    return code
 
 
-def serve(config: HubConfig, temp_folder: Path, sock: socket.socket) -> int:
-    from demohub.web.app import create_app
+def serve(config: HubConfig, temp_folder: Path, sock: socket.socket, stop: StopSignals) -> int:
+    from demohub.web.app import ReloadSettings, create_app
 
-    stop = StopSignals()
     stop.install()  # from here a signal is noted and acted on between steps, never mid-step
     for notice in config.notices:
         warn(notice)
     try:
-        specs = discover(config.demos_dir, config.only)
+        # --reload: a broken folder is shown on its tab (the author is fixing it), not fatal
+        specs, broken = discover_all(config.demos_dir, config.only, keep_going=config.reload)
     except DemoError as exc:  # a folder that breaks the plugin contract: say which, not a traceback
         return fail(str(exc))
-    folders = [p.name for p in config.demos_dir.iterdir() if (p / "__init__.py").is_file()]
+    folders = [p.name for p in config.demos_dir.iterdir() if (p / "__init__.py").is_file() and p.name not in broken]
     errors, warnings = check_models([*folders, *(s.name for s in specs)], config.models, config.model_settings)
     if errors:
         return fail(errors[0])
@@ -160,8 +178,19 @@ def serve(config: HubConfig, temp_folder: Path, sock: socket.socket) -> int:
     except ConnectionError as exc:  # e.g. no Ray cluster at --ray-address
         return fail(str(exc))
     registry = Registry(specs, sources, config.limits, backend=backend, measured=measured)
+    reload = ReloadSettings(config.demos_dir, config.only, config.models, broken) if config.reload else None
     app = create_app(specs, registry, sources, queue_size=config.queue_size, mcp=config.mcp,
-                     door=config.door, temp_folder=temp_folder, queue_rest_after_s=config.queue_rest_after_s)
+                     door=config.door, temp_folder=temp_folder, queue_rest_after_s=config.queue_rest_after_s,
+                     reload=reload)
+    watcher = None
+    if config.reload:
+        from demohub.reload import HUB_DIR, Watcher
+        from demohub.web.live import apply_changes
+
+        live = app.state.live_page
+        local = [config.models_dir, *(m.local_dir for m in config.models.values() if m.local_dir)]
+        watcher = Watcher([config.demos_dir, HUB_DIR, *local],
+                          lambda changes: apply_changes(changes, live, stop.restart_for))
     port = sock.getsockname()[1]  # the OS's choice with --port 0
 
     address = f"[{config.host}]" if ":" in config.host else config.host
@@ -169,6 +198,9 @@ def serve(config: HubConfig, temp_folder: Path, sock: socket.socket) -> int:
     def announce() -> None:
         print(f"demo hub: {len(specs)} demos ({', '.join(s.name for s in specs)}) on "
               f"http://{address}:{port}", file=sys.stderr, flush=True)
+        if watcher is not None:
+            print(f"demo hub: reload mode: watching {', '.join(str(p) for p in watcher.paths)}; a saved file "
+                  "reloads what it changes", file=sys.stderr, flush=True)
 
     # proxy_headers=False: the app reads X-Forwarded-For itself, from --forwarded-allow-ips only
     server = _Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S,
@@ -178,9 +210,13 @@ def serve(config: HubConfig, temp_folder: Path, sock: socket.socket) -> int:
     try:
         sources.start()
         registry.start()
+        if watcher is not None:
+            watcher.start()
         if not stop.received:
             server.run(sockets=[sock])
     finally:
+        if watcher is not None:
+            watcher.close()
         sources.close()
         registry.close()
     print("demo hub: stopped", file=sys.stderr, flush=True)

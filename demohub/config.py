@@ -247,6 +247,10 @@ SETTINGS: tuple[Setting, ...] = (
             "wakes it (0: never rest)"),
     Setting("--mcp", "HUB_MCP", switch, "0", "also serve every demo as an MCP tool (needs gradio[mcp])",
             switch=True),
+    Setting("--reload", "HUB_RELOAD", switch, "0",
+            "the author's loop (make dev): watch demos/, the local model folders and demohub/ and "
+            "reload only what a saved file changes; broken code shows on its tab instead of "
+            "stopping the hub. For a demo author's own machine, never a public Space", switch=True),
     Setting("--backend", "HUB_BACKEND", choice("local", "ray", *LEGACY_BACKENDS), "local",
             "where models run: worker processes on this machine (local) or Ray Serve "
             "applications (ray); --start-method says how local workers start", metavar="{local,ray}"),
@@ -352,6 +356,8 @@ class HubConfig:
     notices: tuple[str, ...] = ()
     #: --device / HUB_DEVICE for every worker (None: each demo's SPEC.device)
     device: str | None = None
+    #: --reload: watch the demos and reload what changes (demohub.reload)
+    reload: bool = False
 
     @property
     def placeholder_dir(self) -> Path:
@@ -494,10 +500,20 @@ def config_from(flags: Mapping[str, Any], model_pairs: list[str], environ: Mappi
     notices = environment_notices(environ)
     given_start = flags.get("start_method") is not None or bool(environ.get("HUB_START_METHOD"))
     backend, notice = mechanism(v["backend"], v["start_method"], given_start)
+    if v["reload"] and backend == "ray":
+        raise SettingError("--reload works with local workers only: a Ray Serve application is not "
+                           "redeployed when its code changes; drop --reload, or use --backend local "
+                           "while developing a demo")
+    if v["reload"] and environ.get("SPACE_ID"):
+        raise SettingError("--reload is for a demo author's own machine: it shows tracebacks on the page "
+                           "and restarts on file changes; remove HUB_RELOAD from this Space's variables")
     by_dest = {s.dest: s for s in SETTINGS}
     given = {dest: flags.get(dest) is not None or bool(by_dest[dest].env and environ.get(by_dest[dest].env))
              for dest in ONLY_FOR}
     notices += unused_settings(backend, given)
+    if v["reload"] and v["mcp"]:
+        notices.append("--mcp with --reload: the MCP tools are the demos found at start; a demo added or "
+                       "whose page changed is served on the page at once, to MCP clients after a restart")
     limits = Limits(
         max_models=v["max_models"],
         memory_budget=v["memory_budget"],
@@ -534,6 +550,7 @@ def config_from(flags: Mapping[str, Any], model_pairs: list[str], environ: Mappi
         ),
         notices=tuple(notices) + ((notice,) if notice else ()),
         device=v["device"],
+        reload=bool(v["reload"]),
     )
 
 
@@ -549,6 +566,8 @@ def load_config(argv: list[str] | None = None) -> HubConfig:
         parser.error(str(exc))
     if config.device:  # workers inherit it; demohub.device reads it (one setting, every backend)
         os.environ["HUB_DEVICE"] = config.device
+    if config.reload:  # a forked worker reads it: import the demo's modules fresh (backends/local/worker.py)
+        os.environ["HUB_RELOAD"] = "1"
     return config
 
 

@@ -146,6 +146,15 @@ NOT_STARTED_RETRIES = 2
 USES_HALF_LIFE_S = 60.0
 
 
+@dataclass
+class _Retiring:
+    """A handle taken out of service by `Registry.reload` while calls ran on it:
+    it ends when the last of them returns."""
+
+    handle: ModelHandle
+    calls: int
+
+
 class _Load:
     """One in-progress load that concurrent first requests wait on."""
 
@@ -194,6 +203,10 @@ class _Slot:
     traceback: str | None = None
     failures: int = 0  # consecutive failed loads
     retry_at: float = 0.0
+    #: its demo was removed (--reload): requests still holding the slot load nothing more
+    removed: bool = False
+    #: its code was saved while it loaded (--reload): that load is out of date once ready
+    outdated: bool = False
     stats: ModelStats = field(default_factory=ModelStats)
 
     @property
@@ -234,6 +247,8 @@ class Registry:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._closed = threading.Event()
+        #: handles `reload` took out of service, by id, until their running calls return
+        self._retiring: dict[int, _Retiring] = {}
         self._janitor: threading.Thread | None = None
 
     # -- public API -----------------------------------------------------------------
@@ -304,6 +319,79 @@ class Registry:
         handle.stop()
         return True
 
+    def reload(self, name: str, why: str, warm: bool = False) -> None:
+        """`name`'s code or model folder changed (--reload): its handle takes no new
+        request and ends after its running calls; the next request loads the new
+        code at once (a failed load's back-off is forgotten: the author just saved).
+        `warm`: if it was loaded or its last load failed, load it again now
+        (`warm`), before the old process has finished ending."""
+        with self._lock:
+            slot = self._slots.get(name)
+            if slot is None:
+                return
+            slot.failures, slot.retry_at = 0, 0.0
+            failed = slot.state == State.FAILED
+            if failed:
+                slot.state, slot.error, slot.traceback = State.NOT_LOADED, None, None
+            handle = slot.handle
+            running = 0
+            if handle is None and slot.load is not None:
+                slot.outdated = True  # the load in progress read the old code: `_load` reloads it once ready
+            if handle is not None:
+                self._detach(slot, "reload")
+                running = slot.calls - sum(r.calls for r in self._retiring.values() if r.handle is not handle)
+                if running > 0:
+                    self._retiring[id(handle)] = _Retiring(handle, running)
+        events.event("reload", name, why=why, pid=handle.pid if handle else None, after_calls=running)
+        if warm and (handle is not None or failed):  # in use, or the author is fixing its load
+            self.warm(name)
+        if handle is not None and running <= 0:
+            handle.stop()
+
+    def warm(self, name: str) -> None:
+        """Load `name` now, in the background (--reload: a model that was loaded
+        before a save is loaded again at once, so the author's next request finds
+        the saved code ready, or its tab shows why it failed). The thread is the
+        registry's; it ends with the load (its deadlines), or at `close`, which
+        ends a load in progress."""
+        with self._lock:
+            slot = self._slots.get(name)
+            if slot is None or slot.handle is not None or slot.load is not None or self._closed.is_set():
+                return
+
+        def run() -> None:
+            try:
+                self._ensure_loaded(slot, None)
+            except Exception:  # noqa: BLE001 - recorded on the slot: its tab and the Status tab show it
+                pass
+
+        threading.Thread(target=run, daemon=True, name=f"warm-{name}").start()
+
+    def add(self, spec: DemoSpec) -> None:
+        """A demo found by rediscovery (--reload): a new slot, or a new SPEC for its slot."""
+        with self._lock:
+            slot = self._slots.get(spec.name)
+            if slot is None:
+                self._slots[spec.name] = _Slot(spec)
+            else:
+                slot.spec = spec
+            if spec.max_batch > 1 and spec.name not in self._batchers:
+                self._batchers[spec.name] = batching.Batcher(spec.name, spec.max_batch)
+
+    def remove(self, name: str) -> None:
+        """A demo whose folder is gone (--reload): its slot goes, its handle ends
+        after its running calls, a load in progress is ended."""
+        self.reload(name, "its demo was removed")
+        with self._lock:
+            slot = self._slots.pop(name, None)
+            if slot is None:
+                return
+            slot.removed = True
+            loading = slot.loading
+            self._room.notify_all()
+        if loading is not None:
+            loading.kill("its demo was removed")
+
     def sweep(self) -> None:
         """Evict models idle past the TTL, notice dead workers, refresh memory,
         and hold the budget."""
@@ -362,8 +450,12 @@ class Registry:
         with self._lock:
             handles = [(s, self._detach(s, "shutdown")) for s in self._slots.values() if s.handle]
             loading = [s.loading for s in self._slots.values() if s.loading is not None]
+            retiring = [r.handle for r in self._retiring.values()]
+            self._retiring.clear()
         for slot, handle in handles:
             self._evicted(slot, handle, "shutdown")
+        for handle in retiring:
+            handle.kill("shutdown")
         for handle in loading:
             handle.kill("shutdown")  # its loading thread then fails its waiting requests
         for _, handle in handles:
@@ -454,6 +546,8 @@ class Registry:
                     return handle
                 if slot.handle is not None and slot.state == State.READY:
                     continue  # replaced while we looked: check the new one
+                if slot.removed:
+                    raise ModelUnavailable(f"The {slot.spec.name} demo was removed; reload the page.")
                 load = slot.load
                 leader = load is None
                 if leader:
@@ -600,6 +694,10 @@ class Registry:
                              download_bytes=self._sources.status(name).total_bytes,
                              peak_private_bytes=peak, shared_part_bytes=shared_part, sizes_for=self.backend.name)
         self._hold_budget(keep=slot)
+        with self._lock:
+            outdated, slot.outdated = slot.outdated, False
+        if outdated:  # its waiting requests load the saved code next (`_ensure_loaded` loops)
+            self.reload(name, "its code was saved while it loaded")
 
     def _start(self, slot: _Slot, resolved, tick: Callable[[], None]) -> tuple[ModelHandle, Any]:
         """Start `slot`'s model and wait until it is ready (the load deadline).
@@ -836,6 +934,8 @@ class Registry:
         """One call, bounded by the demo's predict deadline from the moment its
         model is ready (waiting for the model to be free counts against it)."""
         with self._lock:
+            if slot.handle is not handle:  # `reload` took it out of service before this call began
+                raise NotStarted("the model was reloaded before this call began")
             slot.calls += 1
             threads = self._grant_threads(slot)
             if slot.calls > 1:
@@ -873,10 +973,18 @@ class Registry:
             to_kill.append(death.handle)
             raise
         finally:
+            retired = None
             with self._lock:
                 slot.calls -= 1
+                retiring = self._retiring.get(id(handle))
+                if retiring is not None and retiring.handle is handle:
+                    retiring.calls -= 1
+                    if retiring.calls <= 0:
+                        retired = self._retiring.pop(id(handle)).handle
             for dead in to_kill:
                 dead.kill()
+            if retired is not None:
+                retired.stop()
         failed = batching.error_details(request, result.value)
         with self._lock:
             slot.stats.predictions += batching.answered(request, result.value)

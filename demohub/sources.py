@@ -105,6 +105,20 @@ class ModelSources:
             spec.name: SourceStatus(source=overrides.get(spec.name, spec.model)) for spec in specs
         }
 
+    def add(self, spec: DemoSpec, override: ModelSource | None = None) -> None:
+        """A demo found after start (--reload): its source, resolved on its first
+        load (a Hub download then runs in that request's thread)."""
+        if spec.name not in self._status or self._status[spec.name].source != (override or spec.model):
+            self._files[spec.name] = spec.model_files or None
+            self._status[spec.name] = SourceStatus(source=override or spec.model)
+
+    def local_folder(self, name: str) -> Path | None:
+        """The folder `name` loads from when it is a local one (watched by --reload)."""
+        source = self._status[name].source
+        if source.is_hub:
+            return None
+        return source.local_dir or self._models_dir / name
+
     def start(self) -> None:
         """Begin every Hub download in the background; the page does not wait.
 

@@ -63,7 +63,7 @@ BAD = [
     ("--cache-dir", " ", "an empty path"),
 ]
 #: switches take no value on the command line; as variables they are on or off
-BAD_SWITCHES = [("HUB_MCP", "maybe"), ("HUB_PREWARM", "2"), ("HUB_API_DOCS", "sure")]
+BAD_SWITCHES = [("HUB_MCP", "maybe"), ("HUB_PREWARM", "2"), ("HUB_API_DOCS", "sure"), ("HUB_RELOAD", "please")]
 #: settings that take any text (a demo list, a Ray address checked when connecting)
 FREE_TEXT = {"--only", "--ray-address"}
 

@@ -4,10 +4,12 @@ door (`demohub.web.gate`): size limits, every prediction through the bounded que
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
 from fastapi import FastAPI
+from gradio.routes import App as GradioApp
 from fastapi.responses import JSONResponse, Response
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -15,12 +17,13 @@ from demohub import heap, tempdir
 from demohub.web import lifespans, metrics, outputs, sessions
 from demohub.config import DoorSettings
 from demohub.web.fair import FairQueue
-from demohub.web.gate import UPLOAD_OVERHEAD, BodyLimits, Door, Event, Gate
+from demohub.web.gate import UPLOAD_OVERHEAD, BodyLimits, Door, DoorRef, Event, Gate
+from demohub.web.live import LivePage
 from demohub.web.pacing import QueuePacer, WakeOnRequest
 from demohub.web.history import History
 from demohub.registry import Registry
 from demohub.sources import ModelSources
-from demohub.spec import DemoSpec
+from demohub.spec import DemoSpec, ModelSource
 from demohub.web.ui import build_blocks
 
 
@@ -41,11 +44,25 @@ def door_events(blocks: gr.Blocks) -> dict[int, Event]:
     }
 
 
+@dataclass(frozen=True)
+class ReloadSettings:
+    """--reload: where to rediscover the demos, and the folders found broken at start."""
+
+    demos_dir: Path
+    only: tuple[str, ...] = ()
+    overrides: dict[str, ModelSource] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)
+
+
 def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
                queue_size: int = 32, mcp: bool = False, door: DoorSettings = DoorSettings(),
-               temp_folder: Path | None = None, queue_rest_after_s: float = 10.0) -> FastAPI:
+               temp_folder: Path | None = None, queue_rest_after_s: float = 10.0,
+               reload: ReloadSettings | None = None) -> FastAPI:
+    """The app. With `reload`, `app.state.live_page` rebuilds its page in place
+    (demohub.web.live), and the page redraws itself when it is."""
     history = History(registry)  # the Status tab's plots: sampled while the app serves (lifespan below)
-    blocks = build_blocks(specs, registry, sources, history)
+    blocks = build_blocks(specs, registry, sources, history, broken=reload.broken if reload else None,
+                          dev=reload is not None)
     # After every event Gradio rebuilds a pandas summary of its last 10,000 events, for a
     # monitoring page the hub does not serve: ~10 % of the hub process's CPU under load
     # (docs/benchmarks.md, "copies"). Read when the queue is made; an operator's setting wins.
@@ -60,6 +77,8 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
     ttl = max(1, round(door.temp_ttl_s))
     blocks.delete_cache = (max(1, ttl // 2), ttl)  # Gradio deletes the uploads/outputs it tracks
     docs = door.api_docs
+    live = None if reload is None else LivePage(reload.demos_dir, reload.only, reload.overrides, registry,
+                                                  sources, history, specs=specs, broken=reload.broken)
     app = FastAPI(title="Demo hub", docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
                   openapi_url="/openapi.json" if docs else None,
                   # the run's temp folder (see demohub.tempdir), swept every ttl/2
@@ -68,7 +87,7 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok", "demos": [s.name for s in specs]})
+        return JSONResponse({"status": "ok", "demos": [s.name for s in (live.specs if live else specs)]})
 
     app.router.lifespan_context = history.lifespan(app.router.lifespan_context)
     # Trim the heap every TRIM_EVERY_S in a worker thread, for exactly as long as the app serves.
@@ -94,7 +113,17 @@ def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
     # event id when its job ends, however it ends (demohub.web.fair).
     app.add_middleware(FairQueue, limit=door.per_client_queue, refused=hub_metrics.refused,
                        live=lambda event_id: event_id in blocks._queue.event_ids_to_events)
-    app.add_middleware(Gate, door=Door(door_events(blocks), api_docs=docs, mcp=mcp),
+    def make_door(page: gr.Blocks) -> Door:
+        return Door(door_events(page), api_docs=docs, mcp=mcp, dev_reload=reload is not None)
+
+    door_ref = DoorRef(make_door(blocks))
+    if live is not None:
+        live.door, live.make_door, live.metrics = door_ref, make_door, hub_metrics
+        live.app = next(r.app for r in app.routes if isinstance(getattr(r, "app", None), GradioApp))
+        blocks.dev_mode = True  # the page listens on dev/reload and redraws itself after a rebuild
+        blocks.config = blocks.get_config_file()
+        app.state.live_page = live
+    app.add_middleware(Gate, door=door_ref,
                        limits=BodyLimits(max_body=door.max_body,
                                          max_upload=door.max_file_size + UPLOAD_OVERHEAD))
     app.add_middleware(WakeOnRequest, pacer=pacer)  # a request refused by the door still wakes it

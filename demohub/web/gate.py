@@ -82,6 +82,8 @@ class Door:
     events: dict[int, Event]
     api_docs: bool = False
     mcp: bool = False
+    #: --reload: the page listens on Gradio's dev/reload stream to redraw itself after a rebuild
+    dev_reload: bool = False
     public_names: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -109,7 +111,7 @@ class Door:
         if self.mcp and route.startswith("mcp/"):
             return Pass()
         if method in ("GET", "HEAD"):
-            if _READ_ROUTES.match(route):
+            if _READ_ROUTES.match(route) or (self.dev_reload and route.rstrip("/") == "dev/reload"):
                 return Pass()
             if _DOCS_ROUTES.match(route):
                 return Pass() if self.api_docs else _not_found()
@@ -195,14 +197,26 @@ class _TooLarge(Exception):
     pass
 
 
+class DoorRef:
+    """The door in force. With --reload the page is rebuilt in the running hub and
+    its events with it: the new door replaces the old whole (one assignment)."""
+
+    def __init__(self, door: Door):
+        self.current = door
+
+
 class Gate:
     """ASGI middleware: `Door` verdicts and body limits, answered as JSON
     `{"error": sentence, "detail": sentence}`."""
 
-    def __init__(self, app: Callable, door: Door, limits: BodyLimits):
+    def __init__(self, app: Callable, door: Door | DoorRef, limits: BodyLimits):
         self.app = app
-        self.door = door
+        self._door = door if isinstance(door, DoorRef) else DoorRef(door)
         self.limits = limits
+
+    @property
+    def door(self) -> Door:
+        return self._door.current
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

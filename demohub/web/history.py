@@ -23,7 +23,7 @@ from demohub import events
 from demohub.registry import Registry
 
 #: Events shown on the timeline; "predict" feeds the latency plots instead.
-TIMELINE_EVENTS = ("load", "evict", "crash", "load_failed")
+TIMELINE_EVENTS = ("load", "evict", "crash", "load_failed", "reload")
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,8 @@ def _detail(record: dict) -> str:
         return f"{took}{size}, pid {record.get('pid')}"
     if kind == "evict":
         return f"evicted ({record.get('reason')}), pid {record.get('pid')}"
+    if kind == "reload":  # --reload: a saved file changed its code
+        return f"reloaded: {record.get('why')}"[:200]
     return str(record.get("error", ""))[:200]
 
 
@@ -82,6 +84,10 @@ class History:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = events.subscribe(self._on_event)
+
+    def demos_changed(self, names: list[str]) -> None:
+        """The page was rebuilt with these demos (--reload): their events count from now."""
+        self._names = frozenset(names)
 
     # -- what the bus tells us ----------------------------------------------------------
 

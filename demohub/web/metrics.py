@@ -148,6 +148,19 @@ class HubMetrics:
                 self.request_seconds.labels(name, outcome)
         self._unsubscribe = events.subscribe(self._on_event)
 
+    def demos_changed(self, names: list[str]) -> None:
+        """The page was rebuilt with these demos (--reload): series for new ones
+        from zero, none kept for a removed one."""
+        for name in set(self._names) - set(names):
+            self.load_seconds.remove(name)
+            for outcome in ("ok", "error"):
+                self.request_seconds.remove(name, outcome)
+        for name in set(names) - set(self._names):
+            self.load_seconds.labels(name)
+            for outcome in ("ok", "error"):
+                self.request_seconds.labels(name, outcome)
+        self._names = frozenset(names)
+
     def _on_event(self, record: dict) -> None:
         model = record.get("model")
         seconds = record.get("seconds")

@@ -4,6 +4,7 @@ it never touches a model."""
 from __future__ import annotations
 
 import importlib
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,11 +63,14 @@ class TabContext:
         return refusal(message, self.spec.name)
 
 
-def model_line(status: ModelStatus, last: LastLoad | None = None) -> str:
-    """The one-line model status shown at the top of a demo's tab."""
+def model_line(status: ModelStatus, last: LastLoad | None = None, dev: bool = False) -> str:
+    """The one-line model status shown at the top of a demo's tab (with --reload,
+    a failure's traceback under it: the author's own machine)."""
     state = status.state
     if state == State.FAILED and status.error:
         retry = f" Next try in {status.retry_in_s:.0f} s." if status.retry_in_s else ""
+        if dev and status.traceback:
+            return f"**Model unavailable.** {status.error}\n\n{_code(status.traceback)}\n\nSave a fix: it reloads."
         return f"**Model unavailable.** {status.error}{retry}"
     if state == State.DOWNLOADING:
         pct = f" ({status.download_fraction:.0%})" if status.download_fraction is not None else ""
@@ -98,13 +102,24 @@ def _name_endpoints(blocks: gr.Blocks, specs: list[DemoSpec]) -> None:
             block_fn.api_description = spec.description + (f" Returns: {'; '.join(returns)}." if returns else "")
 
 
+def _code(text: str) -> str:
+    return "```text\n" + text.replace("```", "` ` `") + "\n```"
+
+
 def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
-                 history: History) -> gr.Blocks:
+                 history: History, broken: dict[str, str] | None = None, dev: bool = False,
+                 selected: str | None = None) -> gr.Blocks:
+    """The page. With --reload (`dev`), a demo whose folder or tab is broken shows
+    its traceback on its tab and on the Status tab; `broken` names the folders
+    discovery could not read (demohub.discovery.discover_all). `selected`: the tab
+    a rebuilt page shows (an open page redrawn in place shows the selected tab
+    blank unless its config selects one: gradio-app/gradio#8641)."""
+    broken = dict(broken or {})
     with HubBlocks(title="Demo hub") as blocks:
         gr.Markdown("# Demo hub\nSeveral trained models side by side. Each model loads on first use "
                     "in its own process.")
         model_lines: list[gr.Markdown] = []
-        with gr.Tabs():
+        with gr.Tabs(selected=selected):
             for spec in specs:
                 with gr.Tab(spec.title, id=spec.name, elem_id=f"tab-{spec.name}"):
                     gr.Markdown(f"## {spec.title}\n{spec.description}")
@@ -114,10 +129,23 @@ def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSource
                     except Exception as exc:  # noqa: BLE001 - one broken tab must not stop the hub
                         events.event("tab_failed", spec.name, error=f"{type(exc).__name__}: {exc}")
                         gr.Markdown(f"**This demo's page could not be built:** `{type(exc).__name__}: {exc}`")
+                        if dev:
+                            broken[spec.name] = traceback.format_exc()
+                            gr.Markdown(_code(broken[spec.name]))
+            for name in sorted(set(broken) - {s.name for s in specs}):
+                with gr.Tab(name, id=name, elem_id=f"tab-{name}"):
+                    gr.Markdown(f"## {name}\n**This demo could not be loaded.** Save a fix: the page reloads.")
+                    gr.Markdown(_code(broken[name]))
             status = status_tab.build(registry, history)
+            if broken:
+                with status.tab:
+                    gr.Markdown("### Broken demos\n" + "\n\n".join(
+                        f"**{name}**\n\n{_code(trace)}" for name, trace in sorted(broken.items())))
 
         def refresh():
-            lines = [model_line(s, registry.measured.get(s.name)) for s in registry.status()]
+            by_name = {s.name: s for s in registry.status()}
+            lines = [model_line(by_name[spec.name], registry.measured.get(spec.name), dev)
+                     if spec.name in by_name else "" for spec in specs]
             return lines[0] if len(lines) == 1 else lines  # one output (--only one demo) takes a value, not a list
 
         _name_endpoints(blocks, specs)

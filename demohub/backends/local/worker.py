@@ -119,6 +119,16 @@ def serve(channel: wire.Channel, runtime: ModuleType, model: object) -> None:
             return
 
 
+def fresh_demo_modules(runtime_name: str) -> None:
+    """With --reload, a worker forked from a template must not run the demo code
+    the template imported when it started: drop the demos' own modules and the
+    author's kit, so this demo's import reads its files as saved now. The framework
+    the template imported stays (torch alone takes ~2.5 s to import again)."""
+    from demohub.reload import forget_modules
+
+    forget_modules((runtime_name.partition(".")[0], "demohub.kit"))
+
+
 def serve_model(channel: wire.Channel, runtime_name: str, model_dir: Path, *,
                 placeholder: bool = False) -> int:
     """Load the model, say READY (or LOAD_FAILED with the traceback), then serve."""
@@ -126,6 +136,8 @@ def serve_model(channel: wire.Channel, runtime_name: str, model_dir: Path, *,
     tempfile.tempdir = None  # a forked worker: read TMPDIR (its own folder) again, not the template's
     heap.keep_working_set()
     try:
+        if os.environ.get("HUB_RELOAD") == "1":
+            fresh_demo_modules(runtime_name)
         runtime = importlib.import_module(runtime_name)
         contract.check_runtime(runtime)  # fail at load, naming the file, not on a visitor's request
         if placeholder:
