@@ -153,14 +153,14 @@ def fine_tune(texts: list[str], coarse: list[int], fine: list[int], n_coarse: in
 
 def fit(net: torch.nn.Module, batch: Callable[[list[str]], torch.Tensor], texts: list[str], coarse: list[int],
         fine: list[int], *, epochs: int, lr: float, batch_size: int, seed: int, by_length: bool = False,
-        log=print) -> list[float]:
+        head_scale: float = 10.0, log=print) -> list[float]:
     """Fine-tune any two-head encoder (`batch`: texts -> padded ids) on the gold
-    labels: AdamW, heads at 10x the lr, linear warm-up then decay. `by_length`
+    labels: AdamW, heads at `head_scale` x the lr, linear warm-up then decay. `by_length`
     batches questions of similar length together (less padding: a third
     less compute for MPNet on TREC). Returns the seconds each epoch took."""
     head = [p for n, p in net.named_parameters() if n.startswith(("coarse.", "fine."))]
     body = [p for n, p in net.named_parameters() if not n.startswith(("coarse.", "fine."))]
-    opt = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": lr * 10}], weight_decay=0.01)
+    opt = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": lr * head_scale}], weight_decay=0.01)
     steps = epochs * math.ceil(len(texts) / batch_size)
     warm = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
