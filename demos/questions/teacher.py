@@ -16,6 +16,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -145,22 +146,37 @@ def fine_tune(texts: list[str], coarse: list[int], fine: list[int], n_coarse: in
     cfg = minilm_config(n_coarse, n_fine)
     net = load_into(Encoder(cfg), bert_state(read_weights(path), list(range(cfg.layers)), cfg.max_len))
     tok = _tokenizer(path, max_len)
+    fit(net, lambda t: _batch(tok, t), texts, coarse, fine, epochs=epochs, lr=lr, batch_size=batch_size,
+        seed=seed, log=log)
+    return net, tok
+
+
+def fit(net: torch.nn.Module, batch: Callable[[list[str]], torch.Tensor], texts: list[str], coarse: list[int],
+        fine: list[int], *, epochs: int, lr: float, batch_size: int, seed: int, by_length: bool = False,
+        head_scale: float = 10.0, log=print) -> list[float]:
+    """Fine-tune any two-head encoder (`batch`: texts -> padded ids) on the gold
+    labels: AdamW, heads at `head_scale` x the lr, linear warm-up then decay. `by_length`
+    batches questions of similar length together (less padding: a third
+    less compute for MPNet on TREC). Returns the seconds each epoch took."""
     head = [p for n, p in net.named_parameters() if n.startswith(("coarse.", "fine."))]
     body = [p for n, p in net.named_parameters() if not n.startswith(("coarse.", "fine."))]
-    opt = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": lr * 10}], weight_decay=0.01)
+    opt = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": lr * head_scale}], weight_decay=0.01)
     steps = epochs * math.ceil(len(texts) / batch_size)
     warm = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
     gen = torch.Generator().manual_seed(seed)
     yc, yf = torch.tensor(coarse), torch.tensor(fine)
+    seconds = []
     net.train()
     for epoch in range(epochs):
         started, total, seen = time.time(), 0.0, 0
         order = torch.randperm(len(texts), generator=gen).tolist()
-        for s in range(0, len(texts), batch_size):
-            idx = order[s : s + batch_size]
-            zc, zf = net(_batch(tok, [texts[i] for i in idx]))
+        batches = [order[s : s + batch_size] for s in range(0, len(texts), batch_size)]
+        if by_length:
+            batches = length_batches(order, [len(t) for t in texts], batch_size, gen)
+        for idx in batches:
+            zc, zf = net(batch([texts[i] for i in idx]))
             loss = F.cross_entropy(zc, yc[idx]) + F.cross_entropy(zf, yf[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -169,21 +185,40 @@ def fine_tune(texts: list[str], coarse: list[int], fine: list[int], n_coarse: in
             sched.step()
             total += loss.item() * len(idx)
             seen += len(idx)
-        log(f"  teacher epoch {epoch + 1}/{epochs} loss {total / seen:.3f} ({time.time() - started:.0f} s)")
+        seconds.append(time.time() - started)
+        log(f"  teacher epoch {epoch + 1}/{epochs} loss {total / seen:.3f} ({seconds[-1]:.0f} s)")
     net.eval()
-    return net, tok
+    return seconds
+
+
+def length_batches(order: list[int], lengths: list[int], batch_size: int, gen: torch.Generator,
+                   window: int = 20) -> list[list[int]]:
+    """Batches of similar length: `order` cut into windows of `window` batches,
+    each sorted by length and cut into batches; the batches then shuffled."""
+    span = batch_size * window
+    out = []
+    for s in range(0, len(order), span):
+        chunk = sorted(order[s : s + span], key=lambda i: lengths[i])
+        out += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    return [out[i] for i in torch.randperm(len(out), generator=gen).tolist()]
 
 
 @torch.inference_mode()
-def logits(net: Encoder, tok, texts: list[str], batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    """(coarse_logits, fine_logits) for many texts."""
+def logits(net: torch.nn.Module, tok, texts: list[str], batch_size: int = 128,
+           batch: Callable[[list[str]], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(coarse_logits, fine_logits) for many texts, in their order; run in
+    order of length (less padding). `batch` defaults to MiniLM's padding."""
+    batch = batch or (lambda t: _batch(tok, t))
     net.eval()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     cs, fs = [], []
     for s in range(0, len(texts), batch_size):
-        zc, zf = net(_batch(tok, texts[s : s + batch_size]))
+        zc, zf = net(batch([texts[i] for i in order[s : s + batch_size]]))
         cs.append(zc)
         fs.append(zf)
-    return torch.cat(cs), torch.cat(fs)
+    back = torch.empty(len(texts), dtype=torch.long)
+    back[torch.tensor(order)] = torch.arange(len(texts))
+    return torch.cat(cs)[back], torch.cat(fs)[back]
 
 
 # ---------------------------------------------------------------- soft labels for distillation

