@@ -517,3 +517,20 @@ def test_a_load_given_up_while_its_application_is_deleted_deploys_nothing(cluste
     assert seen["thread_ended"]
     assert seen["apps"] == [], f"an application was deployed for a handle that was killed: {seen}"
     assert not [name for name in serve_apps() if name.startswith(prefix)]
+
+
+def test_search_answers_through_ray_with_its_index_on_the_replica(cluster):
+    """The fourth demo on the Ray backend: the shipped WordNet index and encoder load
+    on a replica (faiss, torch and tokenizers there, not in the hub) and answer the
+    same ranked list as through a local worker."""
+    model = PROJECT_ROOT / "models" / "search"
+    if not (model / "config.json").is_file():
+        pytest.skip(f"no search model folder at {model}")
+    with running_hub("--backend", "ray", "--ray-address", cluster.address, "--only", "search",
+                     "--model", f"search={model}", env=cluster.env, timeout=120) as hub:
+        connect_serve()
+        results = hub.client().predict("fear of small closed spaces", 3, "any", api_name="/search")
+        assert len(results) == 3 and "claustrophobia" in results[0]["words"]
+        ((state, pid, _),) = serve_apps()[f"{APP_PREFIX}search"]
+        assert state == "RUNNING" and "_swigfaiss.abi3.so" in mapped_framework_libs(pid)
+        assert not mapped_framework_libs(hub.pid)
