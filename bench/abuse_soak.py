@@ -290,6 +290,7 @@ class Settings:
     cache_dir: Path = ROOT / ".cache" / "abuse-hub"
     seed: int = 0
     verbose: bool = True
+    hub_args: tuple[str, ...] = ()  # more hub flags (bench/bench_eviction.py: --eviction lru|cost)
 
 
 @dataclass
@@ -317,6 +318,9 @@ class Report:
     latency_s: dict
     examples_of_failures: list = field(default_factory=list)
     clear_messages: dict = field(default_factory=dict)
+    #: the hub's own counters at the end (/metrics): loads and evictions per model
+    loads: dict = field(default_factory=dict)
+    evictions: dict = field(default_factory=dict)
 
     def failures(self) -> list[str]:
         bad = []
@@ -369,6 +373,7 @@ class Soak:
 
     def __init__(self, settings: Settings, work: Path):
         self.settings = settings
+        self.counters: dict[str, dict[str, float]] = {}
         demos_dir = settings.demos_dir or ROOT / "demos"
         self.targets = settings.targets or (real_targets() if settings.demos_dir is None else fixture_targets())
         self.deadline = settings.deadline_s or _default_deadline(demos_dir)
@@ -511,6 +516,7 @@ class Soak:
         hub_args = ["--max-models", str(self.settings.max_models), "--idle-ttl", "0", "--per-client-queue", "0"]
         if self.settings.demos_dir is not None:
             hub_args += ["--demos-dir", str(self.settings.demos_dir)]
+        hub_args += list(self.settings.hub_args)
         self.hub = start_hub(*hub_args, env={"GRADIO_TEMP_DIR": str(self.gradio_tmp)}, timeout=180,
                              cache_dir=self.settings.cache_dir)
         self.say(f"hub pid {self.hub.pid} on {self.hub.url}, log {self.hub.log_path}; "
@@ -547,6 +553,7 @@ class Soak:
                 thread.join(timeout=self.limit + 15)
             elapsed = time.monotonic() - self.started if self.started else 0.0
             self._note_processes()
+            self.counters = _counters(self.hub)
             self.hub.stop()
 
         # After shutdown: every process the hub ever started must be gone, its temp folder empty.
@@ -589,7 +596,25 @@ class Soak:
                                          - (self.rss[0][1] if self.rss else 0.0), 1),
             deadline_s=self.deadline, latency_s=latency, examples_of_failures=self.tally.unclear,
             clear_messages=dict(self.tally.clear.most_common(25)),
+            loads=self.counters.get("loads", {}), evictions=self.counters.get("evictions", {}),
         )
+
+
+def _counters(hub) -> dict[str, dict[str, float]]:
+    """Loads and evictions per model from the hub's /metrics (empty if it does not answer)."""
+    want = {"demohub_loads_total": "loads", "demohub_evictions_total": "evictions"}
+    found: dict[str, dict[str, float]] = {"loads": {}, "evictions": {}}
+    try:
+        text = httpx.get(hub.url + "metrics", timeout=10).text
+    except httpx.HTTPError:
+        return found
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        if name in want and "}" in rest:
+            labels = dict(part.split("=", 1) for part in rest.split("}")[0].split(",") if "=" in part)
+            key = "/".join(v.strip('"') for v in labels.values())
+            found[want[name]][key] = found[want[name]].get(key, 0) + float(line.rsplit(" ", 1)[1])
+    return found
 
 
 def print_report(report: Report) -> None:

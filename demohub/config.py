@@ -222,6 +222,9 @@ SETTINGS: tuple[Setting, ...] = (
             "memory budget for all workers, e.g. 6G (default none)"),
     Setting("--memory-metric", "HUB_MEMORY_METRIC", choice(*MEMORY_METRICS), "pss",
             f"how worker memory is measured: {', '.join(MEMORY_METRICS)}"),
+    Setting("--eviction", "HUB_EVICTION", choice("cost", "lru"), "cost",
+            "which model goes when room is needed: cost (what reloading it would cost its visitors, "
+            "with a short stay after a load) or lru (least recently used)"),
     Setting("--idle-ttl", "HUB_IDLE_TTL", seconds(0.0, " (0 keeps models forever)"), "900",
             "seconds an idle model stays loaded; 0 keeps it forever"),
     Setting("--capacity-wait", "HUB_CAPACITY_WAIT", seconds(0.0, " (0: answer 'at capacity' at once)"), "30",
@@ -518,6 +521,7 @@ def config_from(flags: Mapping[str, Any], model_pairs: list[str], environ: Mappi
         memory_metric=v["memory_metric"],
         capacity_wait_s=v["capacity_wait"],
         worker_threads=v["worker_threads"] or None,
+        eviction=v["eviction"],
     )
     models, model_settings = parse_model_overrides(model_pairs, environ)
     return HubConfig(

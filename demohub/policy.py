@@ -97,6 +97,12 @@ class Rules:
     max_models: int
     budget: int | None
     min_stay_s: float = 2.0
+    #: how the model to evict is chosen: "cost" (below) or "lru" (least recently
+    #: used, no stay: the rule before issue 29, kept to measure against)
+    eviction: str = "cost"
+
+
+EVICTION_RULES = ("cost", "lru")
 
 
 # -- actions -------------------------------------------------------------------------------
@@ -171,14 +177,14 @@ def room_for(snap: Snapshot, need: int, rules: Rules, shared_tried: bool = False
         freeable = _freeing_step(snap, shared_tried)
         if freeable is not None:
             return freeable
-    victim = choose_victim(snap.models, snap.now, rules.min_stay_s)
+    victim = choose_victim(snap.models, snap.now, rules.min_stay_s, rule=rules.eviction)
     if victim is not None:
         return Evict(victim, "capacity" if over_count else "memory")
     if not over_count and not snap.models and not snap.loading:
         return Fits()  # alone and still too big: load it anyway; the budget reports it (OverBudget)
     if not any(m.draining for m in snap.models):
         busy = [replace(m, evictable=True) for m in snap.models if not m.evictable]
-        drain = choose_victim(busy, snap.now, rules.min_stay_s)
+        drain = choose_victim(busy, snap.now, rules.min_stay_s, rule=rules.eviction)
         if drain is not None:
             return Drain(drain)
     return Wait(tuple(sorted(m.name for m in snap.models)))
@@ -194,7 +200,8 @@ def within_budget(snap: Snapshot, rules: Rules, keep: str | None = None,
     freeable = _freeing_step(snap, shared_tried)
     if freeable is not None:
         return freeable
-    victim = choose_victim([m for m in snap.models if m.name != keep], snap.now, min_stay_s=0.0, forced=True)
+    victim = choose_victim([m for m in snap.models if m.name != keep], snap.now, min_stay_s=0.0, forced=True,
+                           rule=rules.eviction)
     if victim is not None:
         return Evict(victim, "memory")
     return OverBudget(snap.total)
@@ -217,10 +224,14 @@ def keep_value(m: Model) -> float:
     return (m.reload_s + 0.05) * (1 + m.recent_uses) / max(m.frees, MB)
 
 
-def choose_victim(models, now: float, min_stay_s: float, forced: bool = False) -> str | None:
+def choose_victim(models, now: float, min_stay_s: float, forced: bool = False, rule: str = "cost") -> str | None:
     """The evictable model worth least to keep (least recently used on a tie);
     models younger than their stay (`min_stay_s`, or their own `stay_s` if
-    longer) are spared, unless the budget is really exceeded (`forced`)."""
+    longer) are spared, unless the budget is really exceeded (`forced`).
+    `rule="lru"`: the least recently used evictable model, stay or not."""
+    if rule == "lru":
+        candidates = [m for m in models if m.evictable]
+        return min(candidates, key=lambda m: m.last_used).name if candidates else None
     candidates = [m for m in models if m.evictable and (forced or not _staying(m, now, min_stay_s))]
     if not candidates:
         return None
@@ -239,3 +250,61 @@ def load_need(peak_private: int | None, start_cost: int, known_peaks: list[int])
     it costs besides."""
     own = peak_private if peak_private else max(known_peaks, default=0)
     return own + start_cost
+
+
+# -- CPU threads, copies and back-off -------------------------------------------------
+# The rest of the registry's rules, each a function of a few numbers.
+
+#: a copy that failed to start is not tried again for this long (its model keeps serving)
+COPY_RETRY_S = 60.0
+
+
+def mean_call_s(calls: int, seconds_total: float) -> float | None:
+    """A model's mean call time so far; None before its first call."""
+    return seconds_total / calls if calls else None
+
+
+def threads_for(fixed: int | None, mean_s: float | None, short_call_s: float, cores: int, running: int) -> int:
+    """CPU threads for a call about to start. `fixed` (--worker-threads) wins; a
+    model whose calls are known to be short gets one (a second thread would cost
+    more CPU than the time it saves); otherwise the `running` calls (this one
+    included) split the cores, so their thread pools do not spin against each other."""
+    if fixed:
+        return fixed
+    if mean_s is not None and mean_s < short_call_s:
+        return 1
+    return max(1, cores // max(1, running))
+
+
+def copy_pays(mean_s: float | None, min_call_s: float) -> bool:
+    """Whether a waiting request waits long enough for another copy to pay: a
+    model whose calls are short drains its queue sooner than another process
+    earns back the CPU it takes from the others. Unknown before the first call."""
+    return mean_s is not None and mean_s >= min_call_s
+
+
+def copy_fits(budget: int | None, held: int, one_copy: int) -> bool:
+    """Whether one more copy (`one_copy` bytes) fits beside the `held` total."""
+    return budget is None or held + one_copy <= budget
+
+
+def copies_allowed(max_batch: int, demo_most: int | None, hub_most: int) -> int:
+    """How many copies of a model may run: the hub's most, lowered by the demo's
+    own. A batching demo keeps one: its concurrent requests share a call instead
+    (demohub/batching.py)."""
+    if max_batch > 1:
+        return 1
+    return max(1, min(demo_most or hub_most, hub_most))
+
+
+def extra_copy_threads(cores: int, max_copies: int) -> int:
+    """Threads an extra copy starts with: it exists because calls run at once, so
+    it takes its share of the cores, not all of them (TensorFlow fixes its pool
+    at start)."""
+    return max(1, cores // max(1, max_copies))
+
+
+def retry_after(failures: int, first_s: float, cap_s: float) -> float:
+    """Seconds before a model that failed to load `failures` times in a row is
+    tried again: doubling from `first_s`, at most `cap_s`."""
+    return min(cap_s, first_s * 2 ** max(0, failures - 1))

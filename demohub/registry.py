@@ -76,6 +76,7 @@ class Limits:
     #: load, so it serves the requests it loaded for (a budget really exceeded still
     #: takes it out)
     min_stay_s: float = 2.0
+    eviction: str = "cost"  # policy.EVICTION_RULES
 
 
 @dataclass
@@ -92,6 +93,9 @@ class ModelStats:
     crashes: int = 0
     timeouts: int = 0
     evictions: Counter = field(default_factory=Counter)
+
+    def mean_call_s(self) -> float | None:
+        return policy.mean_call_s(self.predictions, self.predict_seconds_total)
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ class ModelStatus:
     #: seconds until a failed load or download is tried again
     retry_in_s: float | None = None
     #: copies serving now (1 for a local worker; Ray Serve's running replicas)
-    replicas: int = 0
+    copies: int = 0
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,7 @@ class _Load:
 class _Slot:
     spec: DemoSpec
     state: State = State.NOT_LOADED
-    worker: ModelHandle | None = None
+    handle: ModelHandle | None = None
     #: a model started but not ready yet: known here so shutdown can end it too
     loading: ModelHandle | None = None
     load: _Load | None = None
@@ -207,7 +211,7 @@ class _Slot:
 
     @property
     def occupies(self) -> bool:
-        return self.worker is not None or self.reserved
+        return self.handle is not None or self.reserved
 
     def recent_uses(self, now: float) -> float:
         return self.uses * 0.5 ** ((now - self.uses_at) / USES_HALF_LIFE_S)
@@ -276,16 +280,16 @@ class Registry:
         retries = 0
         try:
             while True:
-                worker = self._ensure_loaded(slot, progress)
-                if worker.alive() and slot.worker is worker:
+                handle = self._ensure_loaded(slot, progress)
+                if handle.alive() and slot.handle is handle:
                     with self._lock:
                         slot.used(time.monotonic())
                     batcher = self._batchers.get(name)
                     try:
                         if batcher is None:
-                            result = self._call(slot, worker, request)
+                            result = self._call(slot, handle, request)
                         else:
-                            result = batcher.submit(request, lambda batch, w=worker: self._call(slot, w, batch),
+                            result = batcher.submit(request, lambda batch, w=handle: self._call(slot, w, batch),
                                                     slot.spec.predict_timeout_s)
                     except NotStarted:
                         # it waited behind a call that took its worker down and never ran:
@@ -308,11 +312,11 @@ class Registry:
         """Evict `name` if it is loaded and idle; returns whether it was."""
         with self._lock:
             slot = self._slots[name]
-            if slot.worker is None or slot.in_flight:
+            if slot.handle is None or slot.in_flight:
                 return False
-            worker = self._detach(slot, reason)
-        self._evicted(slot, worker, reason)
-        worker.stop()
+            handle = self._detach(slot, reason)
+        self._evicted(slot, handle, reason)
+        handle.stop()
         return True
 
     def reload(self, name: str, why: str, warm: bool = False) -> None:
@@ -329,20 +333,20 @@ class Registry:
             failed = slot.state == State.FAILED
             if failed:
                 slot.state, slot.error, slot.traceback = State.NOT_LOADED, None, None
-            worker = slot.worker
+            handle = slot.handle
             running = 0
-            if worker is None and slot.load is not None:
+            if handle is None and slot.load is not None:
                 slot.outdated = True  # the load in progress read the old code: `_load` reloads it once ready
-            if worker is not None:
+            if handle is not None:
                 self._detach(slot, "reload")
-                running = slot.calls - sum(r.calls for r in self._retiring.values() if r.handle is not worker)
+                running = slot.calls - sum(r.calls for r in self._retiring.values() if r.handle is not handle)
                 if running > 0:
-                    self._retiring[id(worker)] = _Retiring(worker, running)
-        events.event("reload", name, why=why, pid=worker.pid if worker else None, after_calls=running)
-        if warm and (worker is not None or failed):  # in use, or the author is fixing its load
+                    self._retiring[id(handle)] = _Retiring(handle, running)
+        events.event("reload", name, why=why, pid=handle.pid if handle else None, after_calls=running)
+        if warm and (handle is not None or failed):  # in use, or the author is fixing its load
             self.warm(name)
-        if worker is not None and running <= 0:
-            worker.stop()
+        if handle is not None and running <= 0:
+            handle.stop()
 
     def warm(self, name: str) -> None:
         """Load `name` now, in the background (--reload: a model that was loaded
@@ -352,7 +356,7 @@ class Registry:
         ends a load in progress."""
         with self._lock:
             slot = self._slots.get(name)
-            if slot is None or slot.worker is not None or slot.load is not None or self._closed.is_set():
+            if slot is None or slot.handle is not None or slot.load is not None or self._closed.is_set():
                 return
 
         def run() -> None:
@@ -395,33 +399,33 @@ class Registry:
         to_stop, to_kill, to_shrink, deaths = [], [], [], []
         with self._lock:
             for slot in self._slots.values():
-                worker = slot.worker
-                if (worker is not None and worker.replicas > 1
+                handle = slot.handle
+                if (handle is not None and handle.copies > 1
                         and now - slot.crowded_at > self.limits.copy_idle_ttl_s):
-                    to_shrink.append(worker)  # it has not needed its extra copies for a while
-                if worker is None or slot.state != State.READY or slot.calls:
+                    to_shrink.append(handle)  # it has not needed its extra copies for a while
+                if handle is None or slot.state != State.READY or slot.calls:
                     continue  # a request inside the model owns what happens to it
                 ttl = self.limits.idle_ttl_s
                 if ttl is not None and not slot.in_flight and now - slot.last_used > ttl:
                     to_stop.append((slot, self._detach(slot, "idle")))
-            checks = [(slot, slot.worker) for slot in self._slots.values()
-                      if slot.worker is not None and slot.state == State.READY and not slot.calls]
-        for slot, worker in checks:  # alive() may reap a child: never under the lock
-            if not worker.alive():
+            checks = [(slot, slot.handle) for slot in self._slots.values()
+                      if slot.handle is not None and slot.state == State.READY and not slot.calls]
+        for slot, handle in checks:  # alive() may reap a child: never under the lock
+            if not handle.alive():
                 with self._lock:
-                    if slot.worker is worker and not slot.calls:
-                        deaths.append(self._record_death(slot, worker, "its worker died while idle"))
+                    if slot.handle is handle and not slot.calls:
+                        deaths.append(self._record_death(slot, handle, "its worker died while idle"))
         for death in deaths:
             self._report_death(death)
             to_kill.append(death.handle)
-        for slot, worker in to_stop:
-            self._evicted(slot, worker, "idle")
-        for worker in to_kill:
-            worker.kill()
-        for slot, worker in to_stop:
-            worker.stop()
-        for worker in to_shrink:
-            worker.shrink()
+        for slot, handle in to_stop:
+            self._evicted(slot, handle, "idle")
+        for handle in to_kill:
+            handle.kill()
+        for slot, handle in to_stop:
+            handle.stop()
+        for handle in to_shrink:
+            handle.shrink()
         self.backend.sweep()
         self._hold_budget(keep=None)
 
@@ -444,18 +448,18 @@ class Registry:
         """Stop every worker and the backend's shared processes (on shutdown)."""
         self._closed.set()
         with self._lock:
-            workers = [(s, self._detach(s, "shutdown")) for s in self._slots.values() if s.worker]
+            handles = [(s, self._detach(s, "shutdown")) for s in self._slots.values() if s.handle]
             loading = [s.loading for s in self._slots.values() if s.loading is not None]
             retiring = [r.handle for r in self._retiring.values()]
             self._retiring.clear()
-        for slot, worker in workers:
-            self._evicted(slot, worker, "shutdown")
-        for worker in retiring:
-            worker.kill("shutdown")
-        for worker in loading:
-            worker.kill("shutdown")  # its loading thread then fails its waiting requests
-        for _, worker in workers:
-            worker.stop(grace=1.0)
+        for slot, handle in handles:
+            self._evicted(slot, handle, "shutdown")
+        for handle in retiring:
+            handle.kill("shutdown")
+        for handle in loading:
+            handle.kill("shutdown")  # its loading thread then fails its waiting requests
+        for _, handle in handles:
+            handle.stop(grace=1.0)
         self.backend.close()
         if self._janitor is not None:
             self._janitor.join(timeout=5)
@@ -480,14 +484,14 @@ class Registry:
                         state=state,
                         source=slot.origin or source.source.describe(),
                         placeholder=slot.placeholder,
-                        memory_bytes=slot.memory if slot.worker else 0,
+                        memory_bytes=slot.memory if slot.handle else 0,
                         in_flight=slot.in_flight,
                         idle_s=(now - slot.last_used) if slot.last_used else None,
                         error=slot.error or source.error,
                         download_fraction=source.fraction,
                         stats=slot.stats,
-                        where=slot.worker.where if slot.worker else None,
-                        replicas=slot.worker.replicas if slot.worker else 0,
+                        where=slot.handle.where if slot.handle else None,
+                        copies=slot.handle.copies if slot.handle else 0,
                         traceback=slot.traceback,
                         retry_in_s=retry_in,
                     )
@@ -498,7 +502,7 @@ class Registry:
         metric = self.limits.memory_metric
         shared = tuple(self.backend.shared(metric))
         with self._lock:
-            loaded = [s for s in self._slots.values() if s.worker is not None]
+            loaded = [s for s in self._slots.values() if s.handle is not None]
             workers_memory = sum(s.memory for s in loaded)
         return Totals(
             loaded=len(loaded),
@@ -513,8 +517,8 @@ class Registry:
 
     def worker_pids(self) -> dict[str, int]:
         with self._lock:
-            return {n: s.worker.pid for n, s in self._slots.items()
-                    if s.worker is not None and s.worker.pid is not None}
+            return {n: s.handle.pid for n, s in self._slots.items()
+                    if s.handle is not None and s.handle.pid is not None}
 
     # -- loading --------------------------------------------------------------------
 
@@ -525,22 +529,22 @@ class Registry:
         missed = False  # a request counts once: a hit, or a miss that waited for a load
         while True:
             with self._lock:
-                worker = slot.worker if slot.state == State.READY else None
-            if worker is not None and not worker.alive():  # may reap a child: outside the lock
+                handle = slot.handle if slot.state == State.READY else None
+            if handle is not None and not handle.alive():  # may reap a child: outside the lock
                 with self._lock:
-                    death = self._record_death(slot, worker, "its worker died")
+                    death = self._record_death(slot, handle, "its worker died")
                 self._report_death(death)
                 death.handle.kill()
                 continue
             with self._lock:
-                if worker is not None and slot.worker is worker and slot.state == State.READY:
+                if handle is not None and slot.handle is handle and slot.state == State.READY:
                     if slot.draining:  # it is making room for another model: wait for it to go
-                        self._park(slot, worker)
+                        self._park(slot, handle)
                         continue
                     if not missed:
                         slot.stats.hits += 1
-                    return worker
-                if slot.worker is not None and slot.state == State.READY:
+                    return handle
+                if slot.handle is not None and slot.state == State.READY:
                     continue  # replaced while we looked: check the new one
                 if slot.removed:
                     raise ModelUnavailable(f"The {slot.spec.name} demo was removed; reload the page.")
@@ -569,13 +573,13 @@ class Registry:
             else:
                 self._wait_for_load(slot, load, progress)
 
-    def _park(self, slot: _Slot, worker: ModelHandle) -> None:
+    def _park(self, slot: _Slot, handle: ModelHandle) -> None:
         """Wait (with the lock held, released while waiting) until a draining model
         has gone or stopped draining, within the capacity deadline."""
         deadline = time.monotonic() + self.limits.capacity_wait_s
         slot.parked += 1
         try:
-            while slot.draining and slot.worker is worker:
+            while slot.draining and slot.handle is handle:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise HubAtCapacity(f"The {slot.spec.name} model is making room for another model and "
@@ -642,14 +646,14 @@ class Registry:
             started = wall = time.monotonic()
             tick()
             try:
-                worker, info = self._start(slot, resolved, tick)
+                handle, info = self._start(slot, resolved, tick)
             except WorkerFailed as exc:
                 if not exc.from_outside or self._closed.is_set():
                     raise
                 # killed or paused from outside, not the demo's fault: once more at
                 # once, before any back-off (a kill storm should not lock a tab out)
                 events.event("load_retry", name, error=str(exc)[:300])
-                worker, info = self._start(slot, resolved, tick)
+                handle, info = self._start(slot, resolved, tick)
         except HubError as exc:
             self._load_failed(slot, exc)
             raise
@@ -662,9 +666,9 @@ class Registry:
         except BaseException as exc:
             self._load_failed(slot, exc)
             raise
-        memory, private = self._measure_one(worker)
+        memory, private = self._measure_one(handle)
         with self._lock:
-            slot.worker = worker
+            slot.handle = handle
             slot.reserved = False
             slot.need = 0
             slot.loaded_at = time.monotonic()
@@ -675,14 +679,14 @@ class Registry:
             slot.error = slot.traceback = None
             slot.failures = 0
             slot.retry_at = 0.0
-            self._remember(slot, worker, memory, private)
+            self._remember(slot, handle, memory, private)
             slot.stats.loads += 1
             slot.stats.last_load_s = info.seconds
             slot.stats.load_seconds_total += info.seconds
             slot.last_used = time.monotonic()
         events.event(
             "load", name, seconds=info.seconds, memory_mb=round(memory / 2**20, 1),
-            pid=worker.pid, where=worker.where, origin=resolved.origin,
+            pid=handle.pid, where=handle.where, origin=resolved.origin,
         )
         with self._lock:
             peak, shared_part = slot.peak_private, slot.shared_part
@@ -699,20 +703,20 @@ class Registry:
         """Start `slot`'s model and wait until it is ready (the load deadline).
         A failure from outside the demo (its process killed or paused by someone
         else) is marked `from_outside` for `_load` to retry."""
-        worker = self.backend.start(slot.spec, resolved.path, placeholder=resolved.placeholder)
+        handle = self.backend.start(slot.spec, resolved.path, placeholder=resolved.placeholder)
         with self._lock:
-            slot.loading = worker
+            slot.loading = handle
             closing = self._closed.is_set()
         try:
             if closing:
                 raise WorkerFailed("the hub is shutting down")
-            return worker, worker.wait_ready(slot.spec.load_timeout_s, tick=tick)
+            return handle, handle.wait_ready(slot.spec.load_timeout_s, tick=tick)
         except WorkerFailed as exc:
-            exc.from_outside = worker.ended_by_hub() in (None, "paused")
-            worker.kill("load failed")
+            exc.from_outside = handle.ended_by_hub() in (None, "paused")
+            handle.kill("load failed")
             raise
         except BaseException:
-            worker.kill("load failed")
+            handle.kill("load failed")
             raise
         finally:
             with self._lock:
@@ -727,8 +731,7 @@ class Registry:
             slot.error = detail.strip().splitlines()[0][:300] if detail.strip() else type(exc).__name__
             slot.traceback = detail
             slot.failures += 1
-            wait = min(self.limits.load_retry_cap_s,
-                       self.limits.load_retry_s * 2 ** (slot.failures - 1))
+            wait = policy.retry_after(slot.failures, self.limits.load_retry_s, self.limits.load_retry_cap_s)
             slot.retry_at = time.monotonic() + wait
             slot.stats.load_failures += 1
             self._room.notify_all()
@@ -815,14 +818,15 @@ class Registry:
             self._carry_out(action, evicted, keep={keep.spec.name} if keep else set())
 
     def _rules(self) -> policy.Rules:
-        return policy.Rules(self.limits.max_models, self.limits.memory_budget, self.limits.min_stay_s)
+        return policy.Rules(self.limits.max_models, self.limits.memory_budget, self.limits.min_stay_s,
+                            self.limits.eviction)
 
     def _take(self, action: policy.Action) -> tuple[_Slot, ModelHandle] | None:
         """The bookkeeping half of an eviction (call with the lock held): the
         model is detached now, so no request can pick it; it ends in `_carry_out`."""
         if isinstance(action, policy.Evict):
             victim = self._slots[action.name]
-            if victim.worker is not None and victim.in_flight == victim.parked and victim.state == State.READY:
+            if victim.handle is not None and victim.in_flight == victim.parked and victim.state == State.READY:
                 return victim, self._detach(victim, action.reason)
         return None
 
@@ -830,14 +834,14 @@ class Registry:
                    keep: set[str]) -> None:
         """The slow half of a decision, outside the lock."""
         if evicted is not None:
-            slot, worker = evicted
-            self._evicted(slot, worker, action.reason)  # type: ignore[union-attr]
-            worker.stop()
+            slot, handle = evicted
+            self._evicted(slot, handle, action.reason)  # type: ignore[union-attr]
+            handle.stop()
         elif isinstance(action, policy.ShrinkCopy):
             with self._lock:
-                worker = self._slots[action.name].worker
-            if worker is not None:
-                worker.shrink()
+                handle = self._slots[action.name].handle
+            if handle is not None:
+                handle.shrink()
         elif isinstance(action, policy.EndIdleShared):
             with self._lock:
                 needed = keep | {n for n, s in self._slots.items() if s.occupies}
@@ -854,19 +858,19 @@ class Registry:
                 return policy.load_need(own, 0, [s.peak_private + s.shared_part for s in known])
             return policy.load_need(slot.peak_private or None, start, [s.peak_private for s in known])
 
-    def _measure_one(self, worker: ModelHandle) -> tuple[int, int]:
+    def _measure_one(self, handle: ModelHandle) -> tuple[int, int]:
         """(held by the budget's metric, private) for one handle; outside the lock."""
         metric = self.limits.memory_metric
-        held = worker.memory(metric)
-        private = worker.memory("uss") if metric == "pss" else held
+        held = handle.memory(metric)
+        private = handle.memory("uss") if metric == "pss" else held
         return held, private
 
-    def _remember(self, slot: _Slot, worker: ModelHandle, held: int, private: int) -> None:
+    def _remember(self, slot: _Slot, handle: ModelHandle, held: int, private: int) -> None:
         """Record a measurement of `slot`'s handle (call with the lock held)."""
-        if slot.worker is not worker or not held:
+        if slot.handle is not handle or not held:
             return
         slot.memory, slot.private = held, private
-        copies = max(1, worker.replicas + (1 if worker.growing else 0))  # a copy being added is measured too
+        copies = max(1, handle.copies + (1 if handle.growing else 0))  # a copy being added is measured too
         slot.peak_private = max(slot.peak_private, private // copies)
         slot.shared_part = max(0, held - private) // copies
 
@@ -874,21 +878,21 @@ class Registry:
         """Measure every loaded model and shared process (outside the lock), then
         take the policy's view of the registry under it."""
         with self._lock:
-            loaded = [(s, s.worker) for s in self._slots.values() if s.worker is not None]
+            loaded = [(s, s.handle) for s in self._slots.values() if s.handle is not None]
         measured = [(s, w, *self._measure_one(w)) for s, w in loaded]
         shared = ()
         if self.limits.memory_budget is not None:
             shared = tuple(policy.Shared(p.name, p.memory_bytes, p.idle)
                            for p in self.backend.shared(self.limits.memory_metric, fresh=fresh))
         with self._lock:
-            loads = [s for s in self._slots.values() if s.reserved and s.worker is None and s is not exclude]
+            loads = [s for s in self._slots.values() if s.reserved and s.handle is None and s is not exclude]
         # a load in progress counts at what it will add from now: its template, once
         # started, is measured above, so its need is asked again rather than kept
         reserved = sum(self._need(s) for s in loads)
         now = time.monotonic()
         with self._lock:
-            for slot, worker, held, private in measured:
-                self._remember(slot, worker, held, private)
+            for slot, handle, held, private in measured:
+                self._remember(slot, handle, held, private)
             models = tuple(
                 policy.Model(
                     name=s.spec.name, held=s.memory, frees=s.private or s.memory,
@@ -896,35 +900,21 @@ class Registry:
                     last_used=s.last_used, loaded_at=s.loaded_at,
                     reload_s=s.stats.last_load_s or s.spec.expected_load_s or 1.0,
                     recent_uses=int(s.recent_uses(now)),
-                    spare_copy=s.worker.replicas > 1 and s.calls < s.worker.replicas, stay_s=s.stay_s,
-                    copy_frees=s.private // max(1, s.worker.replicas))
-                for s in self._slots.values() if s.worker is not None and s is not exclude)
+                    spare_copy=s.handle.copies > 1 and s.calls < s.handle.copies, stay_s=s.stay_s,
+                    copy_frees=s.private // max(1, s.handle.copies))
+                for s in self._slots.values() if s.handle is not None and s is not exclude)
             return policy.Snapshot(models, shared, reserved=reserved, loading=len(loads), now=now)
 
     # -- calling --------------------------------------------------------------------
 
-    def _grant_threads(self, slot: _Slot) -> int | None:
+    def _grant_threads(self, slot: _Slot) -> int:
         """CPU threads for a call of `slot`'s model about to start (call with the
-        lock held): a call running alone may use every core; calls running together
-        split them, so their thread pools do not spin against each other; and a
-        model whose calls are known to be short gets one, as a second thread would
-        cost more CPU than the time it saves."""
-        if self.limits.worker_threads:
-            return self.limits.worker_threads
-        stats = slot.stats
-        if stats.predictions and stats.predict_seconds_total / stats.predictions < self.limits.threads_min_call_s:
-            return 1
-        running = sum(min(s.calls, s.worker.replicas) for s in self._slots.values() if s.worker is not None)
-        return max(1, self.cores // max(1, running))
+        lock held): `policy.threads_for` over the calls running now."""
+        running = sum(min(s.calls, s.handle.copies) for s in self._slots.values() if s.handle is not None)
+        return policy.threads_for(self.limits.worker_threads, slot.stats.mean_call_s(), self.limits.threads_min_call_s,
+                                  self.cores, running)
 
-    def _copy_pays(self, slot: _Slot) -> bool:
-        """Whether a waiting request waits long enough for a copy to pay: a model
-        whose calls are short drains its queue sooner than another process earns
-        back the CPU it takes from the others."""
-        stats = slot.stats
-        return stats.predictions > 0 and stats.predict_seconds_total / stats.predictions >= self.limits.copy_min_call_s
-
-    def _copy_fits(self, slot: _Slot, worker: ModelHandle) -> bool:
+    def _copy_fits(self, slot: _Slot, handle: ModelHandle) -> bool:
         """Whether one more copy of `slot`'s model fits the memory budget: the
         total as last measured (the sweeper's readings: this runs on busy calls,
         too often to read /proc) plus one copy's private memory."""
@@ -933,29 +923,30 @@ class Registry:
             return True
         shared = sum(p.memory_bytes for p in self.backend.shared(self.limits.memory_metric))
         with self._lock:
-            if slot.worker is not worker or not worker.replicas:
+            if slot.handle is not handle or not handle.copies:
                 return False
-            one_copy = slot.peak_private or slot.private // worker.replicas
-            held = shared + sum(s.memory if s.worker is not None else s.need * s.reserved
+            one_copy = slot.peak_private or slot.private // handle.copies
+            held = shared + sum(s.memory if s.handle is not None else s.need * s.reserved
                                 for s in self._slots.values())
-        return held + one_copy <= budget
+        return policy.copy_fits(budget, held, one_copy)
 
-    def _call(self, slot: _Slot, worker: ModelHandle, request: Any) -> Any:
+    def _call(self, slot: _Slot, handle: ModelHandle, request: Any) -> Any:
         """One call, bounded by the demo's predict deadline from the moment its
         model is ready (waiting for the model to be free counts against it)."""
         with self._lock:
-            if slot.worker is not worker:  # `reload` took it out of service before this call began
+            if slot.handle is not handle:  # `reload` took it out of service before this call began
                 raise NotStarted("the model was reloaded before this call began")
             slot.calls += 1
             threads = self._grant_threads(slot)
             if slot.calls > 1:
                 slot.crowded_at = time.monotonic()
-            wants_copy = slot.calls > worker.replicas
-        if wants_copy and self._copy_pays(slot) and self._copy_fits(slot, worker):
-            worker.grow()
+            wants_copy = slot.calls > handle.copies
+        if (wants_copy and policy.copy_pays(slot.stats.mean_call_s(), self.limits.copy_min_call_s)
+                and self._copy_fits(slot, handle)):
+            handle.grow()
         to_kill: list[ModelHandle] = []
         try:
-            result = worker.call(request, slot.spec.predict_timeout_s, threads=threads)
+            result = handle.call(request, slot.spec.predict_timeout_s, threads=threads)
         except (InputError, ModelBusy):
             raise
         except CopyFailed as exc:  # one copy of several: the others keep serving
@@ -977,7 +968,7 @@ class Registry:
             with self._lock:
                 if isinstance(exc, WorkerTimeout):
                     slot.stats.timeouts += 1
-                death = self._record_death(slot, worker, str(exc))
+                death = self._record_death(slot, handle, str(exc))
             self._report_death(death)
             to_kill.append(death.handle)
             raise
@@ -985,11 +976,11 @@ class Registry:
             retired = None
             with self._lock:
                 slot.calls -= 1
-                retiring = self._retiring.get(id(worker))
-                if retiring is not None and retiring.handle is worker:
+                retiring = self._retiring.get(id(handle))
+                if retiring is not None and retiring.handle is handle:
                     retiring.calls -= 1
                     if retiring.calls <= 0:
-                        retired = self._retiring.pop(id(worker)).handle
+                        retired = self._retiring.pop(id(handle)).handle
             for dead in to_kill:
                 dead.kill()
             if retired is not None:
@@ -1010,38 +1001,38 @@ class Registry:
     def _detach(self, slot: _Slot, reason: str) -> ModelHandle:
         """Take the model out of service; the caller reports it (`_evicted`) and
         ends it, both outside the lock."""
-        worker = slot.worker
-        assert worker is not None
-        slot.worker = None
+        handle = slot.handle
+        assert handle is not None
+        slot.handle = None
         slot.memory = slot.private = 0
         slot.draining = False
         slot.state = State.EVICTED
         slot.stats.evictions[reason] += 1
         self._room.notify_all()
-        return worker
+        return handle
 
-    def _record_death(self, slot: _Slot, worker: ModelHandle, why: str) -> _Death:
+    def _record_death(self, slot: _Slot, handle: ModelHandle, why: str) -> _Death:
         """Forget a worker that died or was killed; the caller reports it
         (`_report_death`) and ends it outside the lock. Only a death the hub did not
         cause is a crash, and only the first to notice records it."""
-        if slot.worker is not worker:
-            return _Death(worker, slot.spec.name, why, crash=False)
-        slot.worker = None
+        if slot.handle is not handle:
+            return _Death(handle, slot.spec.name, why, crash=False)
+        slot.handle = None
         slot.memory = slot.private = 0
         slot.draining = False
         slot.state = State.FAILED
         slot.error = why
-        crash = worker.ended_by_hub() is None
+        crash = handle.ended_by_hub() is None
         if crash:
             slot.stats.crashes += 1
         self._room.notify_all()
-        return _Death(worker, slot.spec.name, why, crash)
+        return _Death(handle, slot.spec.name, why, crash)
 
     # -- events (call without the lock) ---------------------------------------------
 
-    def _evicted(self, slot: _Slot, worker: ModelHandle, reason: str) -> None:
+    def _evicted(self, slot: _Slot, handle: ModelHandle, reason: str) -> None:
         idle_s = time.monotonic() - slot.last_used if slot.last_used else 0.0
-        events.event("evict", slot.spec.name, reason=reason, idle_s=idle_s, pid=worker.pid)
+        events.event("evict", slot.spec.name, reason=reason, idle_s=idle_s, pid=handle.pid)
         with self._lock:
             peak, shared_part = slot.peak_private, slot.shared_part
         self.measured.sizes(slot.spec.name, peak, shared_part, self.backend.name)  # grown since it loaded

@@ -15,10 +15,10 @@ def demo_hub():
     """The real demos as shipped, in one hub shared by the API and browser tests:
     questions trained, search from the shipped models/search/ (WordNet), cassava and
     durian as placeholders (kept under .cache/ so reruns skip rebuilding them)."""
-    from support import running_hub
+    from support import hub_cache, running_hub
 
     # --per-client-queue 0: here one address stands for many visitors (tests/test_fair.py tests the limit)
-    with running_hub("--max-models", "3", "--per-client-queue", "0", cache_dir=ROOT / ".cache" / "test-hub") as server:
+    with running_hub("--max-models", "3", "--per-client-queue", "0", cache_dir=hub_cache()) as server:
         yield server
 
 
@@ -63,3 +63,4 @@ def no_blocking_under_locks(monkeypatch):
     yield harness
     unique = list(dict.fromkeys(harness.violations))
     assert not unique, f"{len(unique)} blocking call(s) under a coordinating lock:\n\n" + "\n\n".join(unique[:5])
+

@@ -36,6 +36,13 @@ FRAMEWORK_LIBS = ("libtorch", "_pywrap_tensorflow", "libtensorflow", "tokenizers
                   "_swigfaiss", "libfaiss")
 
 
+def hub_cache(name: str = "test-hub") -> Path:
+    """A --cache-dir kept across runs (placeholder models are built once), one per
+    pytest-xdist worker: two hubs never build the same placeholder at once."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return PROJECT_ROOT / ".cache" / (f"{name}-{worker}" if worker else name)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from support import CASSAVA_PHOTOS, DURIAN_PHOTO, PROJECT_ROOT, running_hub
+from support import CASSAVA_PHOTOS, DURIAN_PHOTO, PROJECT_ROOT, hub_cache, running_hub
 
 pytestmark = pytest.mark.browser
 
@@ -161,7 +161,7 @@ def fresh_clone(tmp_path_factory):
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(root, filter="data")
     assert not (root.parent / "shared").exists()
-    with running_hub(root=root, cache_dir=PROJECT_ROOT / ".cache" / "test-clone-hub") as server:
+    with running_hub(root=root, cache_dir=hub_cache("test-clone-hub")) as server:
         yield server
 
 
@@ -266,7 +266,7 @@ def test_status_tab_plots_what_happened(browser):
     sample (questions' bar there, gone, back), their total under the budget line, the hub process, loads and evictions on the same time axis, every
     request, and p50/p95 per demo; a new request changes a plot's data without redrawing it."""
     with running_hub("--only", "questions,cassava", "--max-models", "1", "--memory-budget", "3G",
-                     cache_dir=PROJECT_ROOT / ".cache" / "test-hub") as hub:
+                     cache_dir=hub_cache()) as hub:
         page = browser.new_page(viewport={"width": 1280, "height": 1500})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from support import PROJECT_ROOT
+from support import PROJECT_ROOT, hub_cache
 
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 from budget_stream import run  # noqa: E402
@@ -40,7 +40,7 @@ BUDGETS = {
 def test_the_budget_holds_under_a_mixed_stream(start_method, fits):
     budget = BUDGETS[start_method, fits]
     # the demo_hub fixture's cache: placeholders built once for the suite, sizes measured by every run
-    report = run(budget, start_method, seconds=STREAM_S, clients=4, cache_dir=PROJECT_ROOT / ".cache" / "test-hub",
+    report = run(budget, start_method, seconds=STREAM_S, clients=4, cache_dir=hub_cache(),
                  keep_log=ARTIFACTS / f"{start_method}-{fits}.log")  # the hub log, and every sample over
     print(report.line())
     assert report.samples >= STREAM_S * 3, report.line()  # sampled at ~5 Hz while any request ran

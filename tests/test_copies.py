@@ -69,7 +69,7 @@ def wait_for(condition, timeout: float = 20.0) -> bool:
 
 
 def copy_pids(registry: Registry, name: str) -> list[int]:
-    handle = registry._slots[name].worker
+    handle = registry._slots[name].handle
     return [c.pid for c in list(handle._copies) if c.pid is not None]
 
 
@@ -77,7 +77,7 @@ def crowd(registry: Registry, name: str = "alpha", seconds: float = 1.5) -> list
     """Make `name` busy enough to get a second copy; the copies' PIDs."""
     registry.predict(name, {})  # a copy needs one answered call to judge the model by
     together(registry, name, [{"op": "sleep", "seconds": seconds}] * 2)
-    assert wait_for(lambda: state(registry, name).replicas == 2, 10), "no second copy"
+    assert wait_for(lambda: state(registry, name).copies == 2, 10), "no second copy"
     return copy_pids(registry, name)
 
 
@@ -90,7 +90,7 @@ def test_a_busy_model_gets_a_second_copy_and_both_answer_at_once(build):
     pids = {r["pid"] for r in results}
     assert first in pids and len(pids) == 2, "the waiting request did not go to a second copy"
     alpha = state(registry, "alpha")
-    assert alpha.replicas == 2 and alpha.state == State.READY
+    assert alpha.copies == 2 and alpha.state == State.READY
     assert alpha.stats.loads == 1 and alpha.stats.predictions == 4  # a copy is not a (re)load
     assert "2 copies" in alpha.where
 
@@ -107,7 +107,7 @@ def test_an_extra_copy_ends_once_it_is_not_needed(build):
     registry = build(Limits(copy_idle_ttl_s=1.0), alpha={})
     pids = crowd(registry)
     registry.start(interval_s=0.2)
-    assert wait_for(lambda: state(registry, "alpha").replicas == 1, 10)
+    assert wait_for(lambda: state(registry, "alpha").copies == 1, 10)
     assert wait_for(lambda: gone(pids[1]), 5), "the extra copy's process was left behind"
     assert not gone(pids[0]) and registry.predict("alpha", {})["pid"] == pids[0]
 
@@ -120,7 +120,7 @@ def test_a_copy_that_crashes_costs_only_its_own_request(build):
     assert isinstance(crashed, WorkerFailed) and "killed by signal 9" in str(crashed)
     assert not isinstance(survivor, Exception)
     alpha = state(registry, "alpha")
-    assert alpha.state == State.READY and alpha.replicas == 1 and alpha.stats.crashes == 1
+    assert alpha.state == State.READY and alpha.copies == 1 and alpha.stats.crashes == 1
     assert registry.predict("alpha", {"value": 7})["pid"] == survivor["pid"]
 
 
@@ -138,7 +138,7 @@ def test_a_call_staged_behind_a_crash_goes_to_the_other_copy(build):
     assert staged["echo"] == "staged" and staged["pid"] == survivor["pid"] == extra
     alpha = state(registry, "alpha")
     assert (alpha.stats.crashes, alpha.stats.timeouts) == (1, 0)  # the staged call's miss is no fault
-    assert alpha.state == State.READY and alpha.replicas == 1
+    assert alpha.state == State.READY and alpha.copies == 1
 
 
 def test_a_copy_killed_while_idle_is_dropped_and_the_model_keeps_serving(build):
@@ -146,11 +146,11 @@ def test_a_copy_killed_while_idle_is_dropped_and_the_model_keeps_serving(build):
     pids = crowd(registry)
     os.kill(pids[1], signal.SIGKILL)
     # the sweeper notices; a zombie whose threads are still exiting is not reapable yet
-    assert wait_for(lambda: (registry.sweep(), state(registry, "alpha").replicas == 1)[1], 5)
+    assert wait_for(lambda: (registry.sweep(), state(registry, "alpha").copies == 1)[1], 5)
     for value in range(4):
         assert registry.predict("alpha", {"value": value})["pid"] == pids[0]
     alpha = state(registry, "alpha")
-    assert alpha.state == State.READY and alpha.replicas == 1
+    assert alpha.state == State.READY and alpha.copies == 1
 
 
 def test_a_copy_that_times_out_is_ended_and_the_other_answers(build):
@@ -160,7 +160,7 @@ def test_a_copy_that_times_out_is_ended_and_the_other_answers(build):
     assert isinstance(slow, WorkerFailed) and "did not finish" in str(slow)
     assert quick["pid"] in pids
     alpha = state(registry, "alpha")
-    assert alpha.stats.timeouts == 1 and alpha.stats.crashes == 0 and alpha.replicas == 1
+    assert alpha.stats.timeouts == 1 and alpha.stats.crashes == 0 and alpha.copies == 1
     assert wait_for(lambda: sum(not gone(p) for p in pids) == 1, 5)
 
 
@@ -169,7 +169,7 @@ def test_no_copy_beyond_the_memory_budget(build):
     registry.predict("alpha", {})
     results = together(registry, "alpha", [{"op": "sleep", "seconds": 1.0}] * 2)
     assert len({r["pid"] for r in results}) == 1  # they took turns in one process
-    assert state(registry, "alpha").replicas == 1
+    assert state(registry, "alpha").copies == 1
 
 
 def test_extra_copies_go_before_another_model_is_evicted(build):
@@ -179,7 +179,7 @@ def test_extra_copies_go_before_another_model_is_evicted(build):
     registry.sweep()  # measures both copies: ~2 x 110 MB
     registry.predict("beta", {})  # three ~110 MB workers do not fit in 300 MB: a copy goes, alpha stays
     alpha = state(registry, "alpha")
-    assert alpha.state == State.READY and alpha.replicas == 1 and alpha.stats.evictions["memory"] == 0
+    assert alpha.state == State.READY and alpha.copies == 1 and alpha.stats.evictions["memory"] == 0
     assert wait_for(lambda: sum(not gone(p) for p in pids) == 1, 5)
 
 
@@ -208,7 +208,7 @@ def test_a_model_with_quick_calls_gets_no_copy(build):
     for _ in range(3):
         registry.predict("alpha", {"op": "sleep", "seconds": 0.1})  # calls of ~0.1 s
     results = together(registry, "alpha", [{"op": "sleep", "seconds": 0.1}] * 4)
-    assert len({r["pid"] for r in results}) == 1 and state(registry, "alpha").replicas == 1
+    assert len({r["pid"] for r in results}) == 1 and state(registry, "alpha").copies == 1
     registry.predict("alpha", {"op": "sleep", "seconds": 3.0})  # now ~0.46 s on average
     results = together(registry, "alpha", [{"op": "sleep", "seconds": 1.5}] * 2)
-    assert wait_for(lambda: state(registry, "alpha").replicas == 2, 10)
+    assert wait_for(lambda: state(registry, "alpha").copies == 2, 10)

@@ -80,10 +80,10 @@ def image_hub(request, demo_hub):
     if request.param == "template":
         yield demo_hub
         return
-    from support import PROJECT_ROOT, running_hub
+    from support import hub_cache, running_hub
 
     with running_hub("--only", "cassava,durian", "--start-method", "spawn", "--per-client-queue", "0",
-                     cache_dir=PROJECT_ROOT / ".cache" / "test-hub") as hub:
+                     cache_dir=hub_cache()) as hub:
         yield hub
 
 

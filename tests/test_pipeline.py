@@ -65,7 +65,7 @@ class Call:
 
 
 def worker_of(registry: Registry) -> LocalWorker:
-    worker = registry._slots["alpha"].worker
+    worker = registry._slots["alpha"].handle
     return getattr(worker, "_inner", worker)  # a template's handle wraps the forked process's
 
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from demohub import policy
 from demohub.policy import (Drain, EndIdleShared, Evict, Fits, Model, OverBudget, Rules, Shared, ShrinkCopy, Snapshot,
                             Wait, choose_victim, load_need, room_for, within_budget)
 
@@ -130,3 +131,78 @@ def test_choose_victim(what, models, expected):
 ])
 def test_load_need(peak, start, known, expected):
     assert load_need(peak and peak * MB, start * MB, [k * MB for k in known]) == expected * MB
+
+
+# -- CPU threads, copies, back-off ---------------------------------------------------
+
+@pytest.mark.parametrize("what,fixed,mean_s,cores,running,expected", [
+    ("--worker-threads wins", 3, 0.001, 8, 4, 3),
+    ("alone, calls unknown yet: every core", None, None, 4, 1, 4),
+    ("alone, long calls: every core", None, 0.2, 4, 1, 4),
+    ("short calls: one thread even alone", None, 0.007, 4, 1, 1),
+    ("two running split the cores", None, 0.2, 4, 2, 2),
+    ("more running than cores: still one", None, 0.2, 2, 5, 1),
+    ("nothing counted as running (a staged call) is the caller alone", None, 0.2, 4, 0, 4),
+])
+def test_threads_for(what, fixed, mean_s, cores, running, expected):
+    assert policy.threads_for(fixed, mean_s, 0.05, cores, running) == expected
+
+
+@pytest.mark.parametrize("calls,total,min_call_s,expected", [
+    (0, 0.0, 0.05, False),  # no call yet: unknown, no copy
+    (10, 0.07, 0.05, False),  # 7 ms calls drain a queue faster than a copy starts
+    (10, 2.0, 0.05, True),  # 200 ms calls: a waiting request waits long enough
+    (1, 0.05, 0.05, True),  # at the threshold
+])
+def test_copy_pays(calls, total, min_call_s, expected):
+    assert policy.copy_pays(policy.mean_call_s(calls, total), min_call_s) is expected
+
+
+@pytest.mark.parametrize("budget,held,one,expected", [
+    (None, 10**12, 10**12, True),  # no budget
+    (1000, 600, 400, True),
+    (1000, 601, 400, False),
+])
+def test_copy_fits(budget, held, one, expected):
+    assert policy.copy_fits(budget, held, one) is expected
+
+
+@pytest.mark.parametrize("max_batch,demo_most,hub_most,expected", [
+    (1, None, 4, 4),  # the hub's most
+    (1, 2, 4, 2),  # the demo asks for fewer
+    (1, 8, 4, 4),  # a demo cannot ask for more than the hub allows
+    (32, None, 4, 1),  # a batching demo keeps one: its requests share a call
+    (1, None, 0, 1),  # always at least one
+])
+def test_copies_allowed(max_batch, demo_most, hub_most, expected):
+    assert policy.copies_allowed(max_batch, demo_most, hub_most) == expected
+
+
+@pytest.mark.parametrize("cores,copies,expected", [(2, 2, 1), (8, 2, 4), (2, 4, 1), (4, 1, 4)])
+def test_extra_copy_threads(cores, copies, expected):
+    assert policy.extra_copy_threads(cores, copies) == expected
+
+
+@pytest.mark.parametrize("failures,expected", [(1, 2.0), (2, 4.0), (3, 8.0), (8, 256.0), (9, 300.0), (40, 300.0)])
+def test_retry_after_doubles_up_to_its_cap(failures, expected):
+    assert policy.retry_after(failures, 2.0, 300.0) == expected
+
+
+@pytest.mark.parametrize("what,models,expected", [
+    ("the least recently used goes, however costly to reload",
+     [model("durian", reload_s=30.0, last_used=NOW - 50), model("questions", reload_s=0.1, last_used=NOW - 5)],
+     "durian"),
+    ("a fresh load still asked for is not spared",
+     [model("a", age=0.5, last_used=NOW - 0.4), model("b", age=60, last_used=NOW - 0.2)], "a"),
+    ("busy models are never chosen", [model("a", evictable=False), model("b", evictable=False)], None),
+])
+def test_choose_victim_by_lru_the_rule_before(what, models, expected):
+    assert choose_victim(models, NOW, min_stay_s=2.0, rule="lru") == expected
+
+
+def test_room_for_uses_the_rules_eviction():
+    fresh = model("fresh", age=0.5, last_used=NOW - 0.4)
+    old = model("old", age=60, last_used=NOW - 0.2)
+    both = snap(fresh, old)
+    assert room_for(both, 0, Rules(max_models=2, budget=None)) == Evict("old", "capacity")
+    assert room_for(both, 0, Rules(max_models=2, budget=None, eviction="lru")) == Evict("fresh", "capacity")

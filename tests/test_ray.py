@@ -472,3 +472,48 @@ def test_a_head_whose_port_is_taken_while_it_starts_is_started_again(monkeypatch
     wait_for(lambda: not [p for p in psutil.process_iter(["name", "create_time"]) if p.info["name"] and
                           p.info["name"].startswith("ray::") and p.info["create_time"] >= started],
              15, "every Ray process this test started to go")
+
+
+GIVEN_UP_DEPLOY = '''
+import json, sys, time
+from pathlib import Path
+from demohub.backends.ray import RayBackend
+from demohub.discovery import discover
+
+address, demos, prefix, model_dir = sys.argv[1:5]
+backend = RayBackend(address, app_prefix=prefix, idle_ttl_s=None)
+spec = next(s for s in discover(Path(demos)) if s.name == "alpha")
+first = backend.start(spec, Path(model_dir), placeholder=True)
+first.wait_ready(120)
+backend.delete(first.app_name, wait=0.0)  # evicted: Serve deletes it in the background
+# Its thread waits for the delete (Serve takes a few hundred ms), and the registry gives
+# up on this load meanwhile: the kill lands before the thread could deploy.
+again = backend.start(spec, Path(model_dir), placeholder=True)
+again.kill("load failed")
+again._deploy.join(60)
+deadline = time.monotonic() + 30
+while again.app_name in backend.apps(max_age=0.0) and time.monotonic() < deadline:
+    time.sleep(0.2)
+time.sleep(2.0)  # room for a late deploy to show up
+print(json.dumps({"thread_ended": not again._deploy.is_alive(),
+                  "apps": sorted(backend.apps(max_age=0.0))}))
+'''
+
+
+def test_a_load_given_up_while_its_application_is_deleted_deploys_nothing(cluster, tmp_path):
+    """A `ray-deploy-<demo>` thread waits for the application being deleted (an
+    eviction a moment ago) before deploying; if its handle is killed meanwhile,
+    it ends without deploying an application no handle holds (issue 29)."""
+    import subprocess
+    import sys
+
+    prefix = "demohub-given-up-"
+    out = subprocess.run([sys.executable, "-c", GIVEN_UP_DEPLOY, cluster.address, str(TEST_DEMOS), prefix,
+                          str(tmp_path / "alpha")],
+                         cwd=PROJECT_ROOT, env={**os.environ, **cluster.env}, capture_output=True, text=True,
+                         timeout=200)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["thread_ended"]
+    assert seen["apps"] == [], f"an application was deployed for a handle that was killed: {seen}"
+    assert not [name for name in serve_apps() if name.startswith(prefix)]

@@ -32,6 +32,7 @@ BAD = [
     ("--memory-budget", "0", "is no room at all"),
     ("--memory-budget", "-3G", "not a size"),
     ("--memory-metric", "vss", "'vss' is not one of pss, uss, rss"),
+    ("--eviction", "fifo", "'fifo' is not one of cost, lru"),
     ("--idle-ttl", "-5", "-5 s is too short: the shortest is 0 s (0 keeps models forever)"),
     ("--idle-ttl", "soon", "not a number of seconds: 'soon'"),
     ("--idle-ttl", "nan", "not a number of seconds"),

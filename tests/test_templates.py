@@ -84,7 +84,7 @@ def test_a_forked_worker_is_killed_and_replaced_without_touching_its_template_or
 
     os.kill(a["pid"], signal.SIGKILL)
     # (a killed process shows as a zombie before its last thread has exited; only then is it waitable)
-    dead = registry._slots["torch_a"].worker
+    dead = registry._slots["torch_a"].handle
     assert wait_until(lambda: not dead.alive(), 10)
     assert registry.predict("torch_b", {"value": 3})["pid"] == b["pid"]  # the sibling never noticed
     again = registry.predict("torch_a", {"value": 1})  # the death is noticed, a new worker forked

@@ -12,8 +12,20 @@ Each mechanism is one module (for Ray, a subpackage) in this package:
 - `ray`: one Ray Serve application per demo (`--backend ray`); a package:
   the Ray head, the replica, and the hub side.
 
-The registry only ever sees `Backend` and `ModelHandle`; it never knows which
-one it is driving.
+The registry only ever sees `Backend` and `ModelHandle` (it never imports a
+mechanism); `make_backend` is the one place that picks one.
+
+Words, each with one meaning across the hub:
+- a *handle* (`ModelHandle`) runs one model, whatever runs it: one worker
+  process, several *copies* of it (`copies.py`), or a Ray Serve application;
+- *stop*: end a handle politely (its running call may finish, then a kill after
+  the grace); *kill*: end it now; both are mechanisms, said by the caller;
+- *evict*: the registry's choice to stop a loaded model (idle, memory, room,
+  shutdown, manual); *shrink*: end one idle extra copy; *trim*: end idle shared
+  processes (templates); *close*: end everything a backend started, at shutdown;
+- a *death*: a handle found ended that the registry did not stop (a crash, a
+  kill or a pause from outside, a call past its deadline); *drop*: forget a
+  copy or a template that failed, so the next call starts another.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from demohub import policy
 from demohub.spec import DemoSpec
 
 #: Called now and then while a load waits, so the caller can report progress.
@@ -69,7 +82,7 @@ class ModelHandle(Protocol):
         """Where it runs, for people: "pid 1234", "ray: 1 replica on node 3f2a"."""
 
     @property
-    def replicas(self) -> int:
+    def copies(self) -> int:
         """Copies of the model serving now (a local process: 1 while it lives)."""
 
     def wait_ready(self, timeout: float, tick: Tick | None = None) -> LoadInfo:
@@ -113,15 +126,6 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def copies_allowed(spec: DemoSpec, most: int) -> int:
-    """How many copies of `spec`'s model a backend may run: the hub's `most`,
-    lowered by the demo's own `max_copies`. A batching demo keeps one copy: its
-    concurrent requests share a call instead (demohub/batching.py)."""
-    if spec.max_batch > 1:
-        return 1
-    return max(1, min(spec.max_copies or most, most))
-
-
 class OneCopy:
     """For handles that are one copy, or whose copies someone else scales."""
 
@@ -140,10 +144,12 @@ class Backend(Protocol):
 
     name: str
 
-    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool) -> ModelHandle:
-        """Begin loading `spec`'s model from `model_dir`; returns at once. (The
-        local backends also take `threads`: the CPU threads the process starts
-        with, for an extra copy started because calls already run at once.)"""
+    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool,
+              threads: int | None = None) -> ModelHandle:
+        """Begin loading `spec`'s model from `model_dir`; returns at once. `threads`:
+        the CPU threads the process starts with (an extra copy, started because
+        calls already run at once, takes its share); None lets the backend decide
+        (a Ray replica: its `num_cpus`)."""
 
     def concurrency(self, spec: DemoSpec) -> int:
         """How many calls the hub may hand one loaded model of `spec` at once (a
@@ -188,10 +194,8 @@ def make_backend(name: str, max_copies: int = 1, **options: Any) -> Backend:
             return inner
         from demohub.backends.local.copies import CopiesBackend
 
-        # an extra copy exists because calls run at once: it takes its share of
-        # the cores, not all of them (TensorFlow fixes its pool at start)
-        extra = None if options.get("threads") else max(1, usable_cores() // max_copies)
-        return CopiesBackend(inner, max_copies, extra)
+        extra = None if options.get("threads") else policy.extra_copy_threads(usable_cores(), max_copies)
+        return CopiesBackend(inner, max_copies, extra, retry_s=policy.COPY_RETRY_S)
     if name == "ray":
         from demohub.backends.ray import RayBackend
 

@@ -84,7 +84,7 @@ class RegistryCollector(Collector):
                                      "Copies of the model serving now (worker processes, or Ray Serve replicas).",
                                      labels=["model"])
         for s in statuses:
-            replicas.add_metric([s.name], s.replicas)
+            replicas.add_metric([s.name], s.copies)
             memory.add_metric([s.name], s.memory_bytes)
             in_flight.add_metric([s.name], s.in_flight)
             for st in _STATES:

@@ -22,22 +22,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from demohub import events
-from demohub.backends import (Backend, CallResult, LoadInfo, ModelHandle, SharedProcess, Tick,
-                              copies_allowed)
+from demohub import events, policy
+from demohub.backends import Backend, CallResult, LoadInfo, ModelHandle, SharedProcess, Tick
 from demohub.errors import CopyFailed, InputError, ModelBusy, ModelError, NotStarted, WorkerFailed, WorkerTimeout
 from demohub.spec import DemoSpec
-
-#: after a copy failed to start, the next one is not tried for this long
-GROW_RETRY_S = 60.0
-
 
 class Copies:
     """One model served by one to `max_copies` local worker processes."""
 
     def __init__(self, spec: DemoSpec, start: Callable[..., ModelHandle], max_copies: int,
-                 extra_threads: int | None = None, depth: int = 1):
+                 extra_threads: int | None = None, depth: int = 1, retry_s: float = policy.COPY_RETRY_S):
         self.spec = spec
+        self.retry_s = retry_s  # after a copy failed to start, the next is not tried for this long
         self.max_copies = max_copies
         self.depth = depth  # calls one copy takes at once
         self._start = start
@@ -70,7 +66,7 @@ class Copies:
         return f"{len(copies)} copies: " + ", ".join(c.where for c in copies)
 
     @property
-    def replicas(self) -> int:
+    def copies(self) -> int:
         return len(self._copies)
 
     @property
@@ -92,7 +88,7 @@ class Copies:
         while True:
             copy = self._take(deadline, timeout)
             if not copy.alive():  # it died while idle: drop it, and this request waits for another
-                self._lose(copy, crashed=copy.ended_by_hub() is None)
+                self._drop(copy, crashed=copy.ended_by_hub() is None)
                 continue
             try:
                 result = copy.call(request, max(0.0, deadline - time.monotonic()), threads)
@@ -104,7 +100,7 @@ class Copies:
                 continue
             except WorkerFailed as exc:
                 crashed = not isinstance(exc, WorkerTimeout) and copy.ended_by_hub() is None
-                if self._lose(copy, crashed):
+                if self._drop(copy, crashed):
                     raise CopyFailed(str(exc), crashed=crashed) from None
                 raise
             except BaseException:
@@ -119,7 +115,7 @@ class Copies:
             copies = list(self._copies)
         for copy in copies:
             if not copy.alive():
-                self._lose(copy, crashed=copy.ended_by_hub() is None)
+                self._drop(copy, crashed=copy.ended_by_hub() is None)
         with self._lock:
             return self._ended is None and bool(self._copies or self._growing)
 
@@ -197,9 +193,9 @@ class Copies:
                              copies=count, wall_s=round(time.monotonic() - started, 3))
         except Exception as exc:  # noqa: BLE001 - a copy that cannot start costs only itself
             with self._lock:
-                self._grow_after = time.monotonic() + GROW_RETRY_S
+                self._grow_after = time.monotonic() + self.retry_s
             events.event("copy_failed", name, error=(getattr(exc, "detail", "") or str(exc))[:4000],
-                         retry_in_s=GROW_RETRY_S)
+                         retry_in_s=self.retry_s)
         finally:
             with self._lock:
                 self._pending = None
@@ -235,11 +231,11 @@ class Copies:
 
     def _set_aside(self, copy: ModelHandle) -> None:
         """Route no more calls to a copy whose call ahead failed; that call's caller
-        ends it and says why (`_lose`), as only it knows whether it was a crash."""
+        ends it and says why (`_drop`), as only it knows whether it was a crash."""
         with self._lock:
             self._ready.pop(copy, None)
 
-    def _lose(self, copy: ModelHandle, crashed: bool) -> bool:
+    def _drop(self, copy: ModelHandle, crashed: bool) -> bool:
         """Forget a copy that failed; returns whether the model still has others."""
         with self._lock:
             lost_now = copy in self._copies  # the sweeper may find it dead too: it is lost once
@@ -268,21 +264,28 @@ class Copies:
 class CopiesBackend:
     """A local backend (spawn or template) whose models may run as several copies."""
 
-    def __init__(self, inner: Backend, max_copies: int, extra_threads: int | None = None):
+    def __init__(self, inner: Backend, max_copies: int, extra_threads: int | None = None,
+                 retry_s: float = policy.COPY_RETRY_S):
         self.inner = inner
+        self.retry_s = retry_s
         self.name = inner.name
         self.max_copies = max(1, max_copies)
         self.extra_threads = extra_threads
 
-    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool) -> Copies:
-        def start_one(threads: int | None = None) -> ModelHandle:
-            return self.inner.start(spec, model_dir, placeholder=placeholder, threads=threads)  # type: ignore[call-arg]
+    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool, threads: int | None = None) -> Copies:
+        first_threads = threads
 
-        return Copies(spec, start_one, copies_allowed(spec, self.max_copies), self.extra_threads,
-                      depth=self.inner.concurrency(spec))
+        def start_one(threads: int | None = first_threads) -> ModelHandle:
+            return self.inner.start(spec, model_dir, placeholder=placeholder, threads=threads)
+
+        return Copies(spec, start_one, self._most(spec), self.extra_threads,
+                      depth=self.inner.concurrency(spec), retry_s=self.retry_s)
+
+    def _most(self, spec: DemoSpec) -> int:
+        return policy.copies_allowed(spec.max_batch, spec.max_copies, self.max_copies)
 
     def concurrency(self, spec: DemoSpec) -> int:
-        return copies_allowed(spec, self.max_copies) * self.inner.concurrency(spec)
+        return self._most(spec) * self.inner.concurrency(spec)
 
     def shared(self, metric: str, fresh: bool = False) -> list[SharedProcess]:
         return self.inner.shared(metric, fresh)

@@ -139,7 +139,7 @@ class LocalWorker(OneCopy):
         return f"pid {self._proc.pid}"
 
     @property
-    def replicas(self) -> int:
+    def copies(self) -> int:
         return 1 if self.alive() else 0
 
     def alive(self) -> bool:

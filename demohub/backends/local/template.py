@@ -439,8 +439,8 @@ class TemplateWorker(OneCopy):
         return self._inner.pid if self._inner else None
 
     @property
-    def replicas(self) -> int:
-        return self._inner.replicas if self._inner else 0
+    def copies(self) -> int:
+        return self._inner.copies if self._inner else 0
 
     @property
     def where(self) -> str:
@@ -714,7 +714,7 @@ class TemplateBackend:
             finally:
                 child_end.close()
         except TemplateUnusable as exc:
-            self._give_up(t, family, str(exc), exc.permanent)
+            self._drop_template(t, family, str(exc), exc.permanent)
             handle.origin = "spawned"
             return self._spawn.start(spec, handle._model_dir, placeholder=handle._placeholder,
                                      threads=handle.threads)
@@ -728,7 +728,7 @@ class TemplateBackend:
         handle.origin = f"forked from template {family} (pid {t.pid})"
         return LocalWorker(spec, proc, wire.Channel(parent_end), temp)
 
-    def _give_up(self, t: Template, family: str, why: str, permanent: bool) -> None:
+    def _drop_template(self, t: Template, family: str, why: str, permanent: bool) -> None:
         with self._lock:
             if permanent:
                 self.unsafe[family] = why

@@ -33,7 +33,8 @@ from typing import Any, Callable
 
 from demohub import device
 from demohub.backends.local import wire
-from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick, copies_allowed
+from demohub import policy
+from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick
 from demohub.backends.ray.head import (HEAD_MODULE, LOOPBACK_ENV, PROJECT_ROOT, LocalRay, RayUnreachable,
                                        is_loopback, probe)
 from demohub.backends.ray.replica import DemoReplica
@@ -106,20 +107,49 @@ def _app_views(details: dict) -> dict[str, AppView]:
 class RayModel(OneCopy):
     """The hub's handle on one demo's Serve application."""
 
-    def __init__(self, backend: "RayBackend", spec: DemoSpec, app_name: str, deploy: threading.Thread | None):
+    def __init__(self, backend: "RayBackend", spec: DemoSpec, app_name: str, *,
+                 handle: Any = None, app: Any = None):
+        """A handle on an application Serve already runs (`handle`), or on one to
+        deploy (`app`, a bound deployment): then its `ray-deploy-<demo>` thread asks
+        Serve for it."""
         self.spec = spec
         self.app_name = app_name
         self._backend = backend
-        self._deploy = deploy
         self._deploy_error: BaseException | None = None
         self._ended: str | None = None
         self._replica_died = False
-        self._handle: Any = None
+        self._handle: Any = handle
         self._started = time.monotonic()
         #: when a view of Serve last showed the application (alive() trusts only newer ones)
-        self._seen_at = float("inf")
+        self._seen_at = time.monotonic() if handle is not None else float("inf")
         #: what a replica last said of its own memory, and when (for replicas on other nodes)
         self._reported: tuple[float, dict[str, int]] = (0.0, {})
+        self._deploy: threading.Thread | None = None
+        if app is not None:
+            self._deploy = threading.Thread(target=self._deploy_app, args=(app,), daemon=True,
+                                            name=f"ray-deploy-{spec.name}")
+            self._deploy.start()
+
+    def _deploy_app(self, app: Any) -> None:
+        """The `ray-deploy-<demo>` thread, owned by this handle: it ends once the
+        application is asked for, or at once if the handle was ended meanwhile (a
+        load the registry gave up on must not deploy an application no handle holds)."""
+        from ray import serve
+
+        try:
+            # An application being deleted (an eviction a moment ago) must be gone
+            # first: a handle made meanwhile would see the deployment as unavailable.
+            deadline = time.monotonic() + self.spec.load_timeout_s
+            while (self.app_name in self._backend.apps(max_age=0.0) and time.monotonic() < deadline
+                   and self._ended is None):
+                time.sleep(0.2)
+            if self._ended is not None:
+                return
+            self._handle = serve._run(app, _blocking=False, name=self.app_name, route_prefix=None)
+            if self._ended is not None:  # ended while it was being asked for
+                self._backend.delete(self.app_name, wait=0.0)
+        except BaseException as exc:  # noqa: BLE001 - reported by wait_ready
+            self._deploy_error = exc
 
     # -- what it is ----------------------------------------------------------------
 
@@ -137,7 +167,7 @@ class RayModel(OneCopy):
         return local[0].pid if local else None
 
     @property
-    def replicas(self) -> int:
+    def copies(self) -> int:
         view = self._view()
         return 0 if view is None else sum(1 for r in view.replicas if r.state == "RUNNING")
 
@@ -534,7 +564,7 @@ class RayBackend:
         actor["runtime_env"] = {"env_vars": env}
         autoscaling: dict[str, Any] = {
             "min_replicas": 0 if self.idle_ttl_s else 1, "initial_replicas": 1,
-            "max_replicas": copies_allowed(spec, self.max_replicas),
+            "max_replicas": policy.copies_allowed(spec.max_batch, spec.max_copies, self.max_replicas),
             "target_ongoing_requests": 1,
             "upscale_delay_s": 0.0,
             "downscale_delay_s": 30.0,
@@ -558,7 +588,7 @@ class RayBackend:
             "max_constructor_retry_count": 1,
         }
 
-    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool) -> RayModel:
+    def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool, threads: int | None = None) -> RayModel:
         from ray import serve
 
         app_name = f"{self.app_prefix}{spec.name}"
@@ -576,40 +606,15 @@ class RayBackend:
             if not reuse:
                 self._deployed[app_name] = fingerprint
         if reuse:  # e.g. after a replica died: Serve restarted it; no redeploy
-            model = RayModel(self, spec, app_name, None)
-            model._handle = serve.get_app_handle(app_name)
-            model._seen_at = time.monotonic()
+            model = RayModel(self, spec, app_name, handle=serve.get_app_handle(app_name))
         else:
-            app = serve.deployment(DemoReplica).options(**options).bind(*args)
-            model = RayModel(self, spec, app_name, None)
-
-            def deploy() -> None:
-                """Owned by `model`; ends once the application is asked for, or at once
-                if the model was ended meanwhile (a load the registry gave up on must not
-                deploy an application no handle holds)."""
-                try:
-                    # An application being deleted (an eviction a moment ago) must be gone
-                    # first: a handle made meanwhile would see the deployment as unavailable.
-                    deadline = time.monotonic() + spec.load_timeout_s
-                    while (app_name in self.apps(max_age=0.0) and time.monotonic() < deadline
-                           and model._ended is None):
-                        time.sleep(0.2)
-                    if model._ended is not None:
-                        return
-                    model._handle = serve._run(app, _blocking=False, name=app_name, route_prefix=None)
-                    if model._ended is not None:  # ended while it was being asked for
-                        self.delete(app_name, wait=0.0)
-                except BaseException as exc:  # noqa: BLE001 - reported by wait_ready
-                    model._deploy_error = exc
-
-            model._deploy = threading.Thread(target=deploy, daemon=True, name=f"ray-deploy-{spec.name}")
-            model._deploy.start()
+            model = RayModel(self, spec, app_name, app=serve.deployment(DemoReplica).options(**options).bind(*args))
         with self._lock:
             self._handles[app_name] = model
         return model
 
     def concurrency(self, spec: DemoSpec) -> int:
-        return copies_allowed(spec, self.max_replicas)  # one call per replica at a time
+        return policy.copies_allowed(spec.max_batch, spec.max_copies, self.max_replicas)  # one call per replica at a time
 
     def delete(self, app_name: str, wait: float = 0.0) -> None:
         """Delete one of our applications; wait up to `wait` seconds for it to go."""
