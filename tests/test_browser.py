@@ -193,8 +193,10 @@ def test_a_fresh_clone_shows_examples_on_every_tab_and_they_answer(browser, fres
             picked.wait_for(timeout=30_000)  # the example is now the input
             assert picked.get_attribute("src").endswith(Path(spec.examples[0]).name)
         else:
-            examples.first.click()
-            assert panel.get_by_role("textbox").first.input_value() == spec.examples[0]
+            from playwright.sync_api import expect
+
+            examples.first.click()  # the page fills the box a moment later: wait for it, bounded
+            expect(panel.get_by_role("textbox").first).to_have_value(spec.examples[0], timeout=15_000)
         panel.get_by_role("button", name=button).click()
         panel.locator("[data-testid=label-output-value]").filter(has_text=expected).first.wait_for(
             timeout=PREDICTION_TIMEOUT_MS)
