@@ -311,6 +311,8 @@ def test_an_open_page_redraws_itself_after_a_tab_edit_and_a_new_folder(dev_hub):
                 write_demo(demos, "four")
                 page.get_by_role("tab", name="Four").click(timeout=10_000)
                 page.locator("#tab-four").get_by_role("button", name="Run").wait_for(timeout=10_000)
+                # its model line is true at once (a redrawn page runs no load event to fill it)
+                assert "Model not loaded yet" in page.locator("#tab-four").inner_text()
                 page.screenshot(path=str(artifacts / "reload-new-tab.png"), full_page=True)
             finally:
                 tab.write_text(TAB)

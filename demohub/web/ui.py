@@ -115,6 +115,7 @@ def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSource
     a rebuilt page shows (an open page redrawn in place shows the selected tab
     blank unless its config selects one: gradio-app/gradio#8641)."""
     broken = dict(broken or {})
+    now = {s.name: s for s in registry.status()}  # each model line starts true (a rebuilt page has no load yet)
     with HubBlocks(title="Demo hub") as blocks:
         gr.Markdown("# Demo hub\nSeveral trained models side by side. Each model loads on first use "
                     "in its own process.")
@@ -123,7 +124,9 @@ def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSource
             for spec in specs:
                 with gr.Tab(spec.title, id=spec.name, elem_id=f"tab-{spec.name}"):
                     gr.Markdown(f"## {spec.title}\n{spec.description}")
-                    model_lines.append(gr.Markdown(elem_classes=["model-status"]))
+                    first = (model_line(now[spec.name], registry.measured.get(spec.name), dev)
+                             if spec.name in now else "")
+                    model_lines.append(gr.Markdown(first, elem_classes=["model-status"]))
                     try:
                         importlib.import_module(spec.tab).build(TabContext(spec=spec, registry=registry))
                     except Exception as exc:  # noqa: BLE001 - one broken tab must not stop the hub
