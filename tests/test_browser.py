@@ -124,6 +124,10 @@ def test_search_tab_filter_keyword_column_and_more_like_this(browser, hub):
     chosen = panel.get_by_role("textbox").first.input_value()
     assert chosen.startswith("like:") and chosen[5:] not in semantic.inner_text()  # the entry itself left out
     page.screenshot(path=str(ARTIFACTS / "tab-search-more-like-this.png"), full_page=True)
+    panel.get_by_role("textbox").first.fill("embed:a young dog")  # the encoder as an API
+    panel.get_by_role("button", name="Search", exact=True).click()
+    panel.get_by_text(re.compile(r"Embedding of .a young dog.: 384 numbers")).first.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "tab-search-embed.png"), full_page=True)
     assert not errors, errors
     page.close()
 

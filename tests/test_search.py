@@ -67,6 +67,7 @@ def test_wordnet_licence_travels():
     (("dog", 2.5), "whole number"), (("dog", "ten"), "whole number"), (("dog", True), "whole number"),
     (("dog", 5, "pronoun"), "one of any, noun"),
     (("like:",), "needs the id"),
+    (("embed:",), "needs the text"), (("EMBED:  \u200b ",), "needs the text"),
 ])
 def test_bad_queries_get_a_sentence(args, message):
     with pytest.raises(InputError, match=message):
@@ -77,6 +78,7 @@ def test_good_queries_are_cleaned():
     q = parse("  a\u200b tool\tfor\n cutting   wood ", 5.0, None)
     assert (q.text, q.like, q.k, q.pos) == ("a tool for cutting wood", None, 5, "any")
     assert parse("LIKE: 04140064-n", MAX_K, "noun").like == "04140064-n"
+    assert (parse("Embed: a young dog").text, parse("Embed: a young dog").embed) == ("a young dog", True)
 
 
 # ---------------------------------------------------------------- the encoder
@@ -149,6 +151,22 @@ def test_more_like_this_uses_the_stored_vector(model):
     assert saw["id"] not in ids and len(ids) == 4 and answer["like"] == saw["id"]
     assert answer["ms"]["encode"] < 5  # no encoder call
     assert {w for r in answer["results"] for w in r["words"]} & {"chisel", "axe", "hammer", "power saw"}
+
+
+def test_embed_gives_the_vector_the_index_is_searched_with(model):
+    """The encoder as an API: `embed:<text>` answers the text's unit vector; searching
+    the index with it finds what the text itself finds."""
+    import numpy as np
+
+    from demos.search import index as vindex
+
+    answer = ask(model, "embed:fear of small closed spaces")
+    e = answer["embedding"]
+    vector = np.array(e["vector"], dtype=np.float32)
+    assert e["dim"] == vector.shape[0] == model.index.d and answer["results"] == []
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-3
+    _, rows = vindex.search(model.index, vector, 3, None)
+    assert [model.passages[int(r)].id for r in rows] == [r["id"] for r in ask(model, e["text"], k=3)["results"]]
 
 
 @pytest.mark.parametrize("query", ["like:nope", "like:99999999-n", "like:-1", "like:" + "9" * 40])

@@ -33,6 +33,9 @@ def test_one_public_endpoint_returning_a_ranked_json_list(client, server):
     assert {r["pos"] for r in nouns} == {"noun"}
     like = client.predict(f"like:{nouns[0]['id']}", 3, "any", api_name="/search")
     assert nouns[0]["id"] not in [r["id"] for r in like] and len(like) == 3
+    embedded = client.predict("embed:a tool for cutting wood", 5, "any", api_name="/search")
+    assert len(embedded) == 1 and embedded[0]["dim"] == len(embedded[0]["vector"]) == 384
+    assert embedded[0]["text"] == "a tool for cutting wood"
     assert not mapped_framework_libs(server.pid)  # no torch, tokenizers or faiss in the hub
     workers = server.worker_pids()
     assert len(workers) == 1 and {"_swigfaiss.abi3.so"} <= mapped_framework_libs(workers[0])
@@ -52,6 +55,7 @@ def test_the_torch_template_stays_single_threaded_with_faiss_imported(server):
     (({"query": "dog"}, 5, "any"), "as text"),
     (("\u200b\u2060", 5, "any"), "no visible characters"),
     (("like:nope", 5, "any"), "No passage has the id 'nope'"),
+    (("embed:", 5, "any"), "needs the text to encode"),
     (("like:99999999-n", 5, "any"), "No passage has the id"),
     (("dog", 0, "any"), "minimum value 1"),
     (("dog", 10**6, "any"), "maximum value 50"),

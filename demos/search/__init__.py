@@ -26,7 +26,8 @@ SPEC = DemoSpec(
         "WordNet entries that mean it (a reverse dictionary over 117,659 glosses), with BM25 keyword "
         "search beside it so you can see what the encoder adds. `query` is a description, or "
         "`like:<id>` for entries like a result; `k` 1-50; `pos` any, noun, verb, adj or adv. Returns the "
-        'results in rank order, each {"id", "words", "pos", "gloss", "score"}.'
+        'results in rank order, each {"id", "words", "pos", "gloss", "score"}; `embed:<text>` returns '
+        'the text\'s vector instead, [{"text", "dim", "encoder", "vector"}].'
     ),
     runtime="demos.search.runtime",
     tab="demos.search.tab",

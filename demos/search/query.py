@@ -13,6 +13,8 @@ MAX_CHARS = 1000
 MAX_K = 50
 DEFAULT_K = 10
 LIKE = "like:"
+#: `embed:<text>`: the encoder as an API (the vector of the text, no search)
+EMBED = "embed:"
 #: The part-of-speech filter's choices; "any" means no filter.
 POS_CHOICES = ("any", "noun", "verb", "adj", "adv")
 
@@ -23,6 +25,7 @@ class Query:
     like: str | None = None  # the id of a passage whose stored vector is the query
     k: int = DEFAULT_K
     pos: str = "any"
+    embed: bool = False  # return the text's vector instead of searching with it
 
 
 def clean(text: str) -> str:
@@ -49,7 +52,8 @@ def check_pos(pos) -> str:
 
 
 def parse(text, k=DEFAULT_K, pos="any") -> Query:
-    """A query box's text (a description, or `like:<id>` for "more like this"), k and the filter."""
+    """A query box's text (a description, `like:<id>` for "more like this", or
+    `embed:<text>` for the text's vector), k and the filter."""
     if text is None or (isinstance(text, str) and not text.strip()):
         raise InputError("Describe what you are looking for, e.g. \"a tool for cutting wood\" "
                          "(the query is empty).")
@@ -68,4 +72,9 @@ def parse(text, k=DEFAULT_K, pos="any") -> Query:
         if not ref:
             raise InputError("`like:` needs the id of a result, e.g. like:04157320-n.")
         return Query(like=ref, k=k, pos=pos)
+    if text.lower().startswith(EMBED):
+        rest = text[len(EMBED):].strip()
+        if not rest:
+            raise InputError("`embed:` needs the text to encode, e.g. embed:a tool for cutting wood.")
+        return Query(text=rest, k=k, pos=pos, embed=True)
     return Query(text=text, k=k, pos=pos)

@@ -1,10 +1,12 @@
 """Runs only inside the search worker: opens the model folder (index, passages and
 keyword arrays memory-mapped), answers searches.
 
-A request is {"query": "a tool for cutting wood" | "like:<id>", "k": 10, "pos": "any"|"noun"|...,
-"keyword": true}. The answer is plain data: the semantic results in rank order
-(each {"id", "words", "pos", "gloss", "score", "topic"}), the keyword (BM25)
-results for the same query when asked, and where the time went."""
+A request is {"query": "a tool for cutting wood" | "like:<id>" | "embed:<text>", "k": 10,
+"pos": "any"|"noun"|..., "keyword": true}. The answer is plain data: the semantic results in
+rank order (each {"id", "words", "pos", "gloss", "score", "topic"}), the keyword (BM25)
+results for the same query when asked, and where the time went; for `embed:` the text's
+unit vector from the encoder instead of results (the encoder served as an API, as the
+app this demo grew from did)."""
 
 from __future__ import annotations
 
@@ -49,7 +51,24 @@ def predict(model: folder.Loaded, request: dict) -> dict:
     if not isinstance(request, dict) or "query" not in request:
         raise InputError('Send {"query": "a tool for cutting wood", "k": 10, "pos": "any"}.')
     q = parse(request["query"], request.get("k", 10), request.get("pos", "any"))
+    if q.embed:
+        return embed(model, q.text)
     return search(model, q, keyword=bool(request.get("keyword", True)))
+
+
+def embed(model: folder.Loaded, text: str) -> dict:
+    """The text's unit vector, as the index's vectors are made (mean pooling, L2 norm)."""
+    started = time.perf_counter()
+    vector = model.encoder.encode([text])[0].numpy()
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    return {
+        "results": [], "keyword": None, "like": None,
+        "embedding": {"text": text, "dim": int(vector.shape[0]), "encoder": model.config.get("encoder_source", ""),
+                      "vector": [round(float(x), 6) for x in vector]},
+        "ms": {"encode": ms, "vector_search": 0.0, "keyword": 0.0, "total": ms},
+        "corpus": model.config["corpus"]["name"],
+        "trained": True,
+    }
 
 
 def search(model: folder.Loaded, q: Query, keyword: bool = True) -> dict:

@@ -3,7 +3,9 @@
 The same call brings the keyword (BM25) results and the timings to the page in
 a hidden JSON the API leaves out (`PageOnly`), drawn by a private follow-up step.
 Not a gr.State: a State makes every page hold a heartbeat connection open.
-"More like this" is the query `like:<id>`: selecting a result's row fills it in."""
+"More like this" is the query `like:<id>`: selecting a result's row fills it in.
+`embed:<text>` answers the text's vector instead (the encoder as an API): a one-item
+list `[{"text", "dim", "encoder", "vector"}]`."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import gradio as gr
 from demohub.errors import InputError
 from demohub.kit import api
 from demos.search import EXAMPLES
-from demos.search.query import DEFAULT_K, LIKE, MAX_K, POS_CHOICES, parse
+from demos.search.query import DEFAULT_K, EMBED, LIKE, MAX_K, POS_CHOICES, parse
 
 COLUMNS = ["#", "words", "pos", "gloss", "score", "id"]
 WIDTHS = ["4%", "24%", "8%", "38%", "9%", "17%"]  # "claustrophobia" on one line at 1280 px
@@ -35,6 +37,11 @@ def rows(results: list[dict] | None) -> list[list]:
 
 def summary(answer: dict) -> str:
     ms = answer["ms"]
+    if answer.get("embedding"):
+        e = answer["embedding"]
+        first = ", ".join(f"{x:.3f}" for x in e["vector"][:6])
+        return (f"**Embedding of \"{e['text'][:80]}\"**: {e['dim']} numbers, unit length, in {ms['encode']:.1f} ms "
+                f"([{first}, …]); the full vector is in the /search API answer below.")
     head = (f"**{len(answer['results'])} results in {ms['total']:.1f} ms** in the worker "
             f"(encode {ms['encode']:.1f} ms, vector search {ms['vector_search']:.1f} ms, "
             f"keyword {ms['keyword']:.1f} ms) over {answer['corpus']}.")
@@ -59,9 +66,10 @@ def like_query(evt: gr.SelectData) -> str:
 
 def build(ctx) -> None:
     with gr.Row():
-        query = api.describe(gr.Textbox(label="Query", info="Describe a word in your own words, or like:<id> for entries like a result.",
+        query = api.describe(gr.Textbox(label="Query", info="Describe a word in your own words, like:<id> for entries like a result, or embed:<text> for its vector.",
                            placeholder="a tool for cutting wood", lines=1, max_lines=4,
-                           scale=4), "a description in your own words, or like:<id> for entries like a result")
+                           scale=4), "a description in your own words, like:<id> for entries like a result, "
+                           "or embed:<text> for the text's vector")
         button = gr.Button("Search", variant="primary", scale=1)
     with gr.Row():
         pos = api.describe(gr.Radio(list(POS_CHOICES), value="any", label="Part of speech"),
@@ -77,13 +85,14 @@ def build(ctx) -> None:
     answer = PageOnly(visible=False)
     with gr.Accordion("The /search API answer", open=False):
         api_answer = api.describe(gr.JSON(label="results"), 'the results in rank order: a JSON list of '
-                                  '{"id", "words", "pos", "gloss", "score", "topic"}')
+                                  '{"id", "words", "pos", "gloss", "score", "topic"}; for embed:<text>, one '
+                                  '{"text", "dim", "encoder", "vector"}')
 
     def search(query: str, k: int, pos: str, progress=gr.Progress()):
         """Words whose dictionary definition matches a description (WordNet 3.0, semantic search).
 
         Args:
-            query: a description in your own words, or like:<id> for entries like a result
+            query: a description in your own words, like:<id> for entries like a result, or embed:<text> for the text's vector
             k: how many results, 1 to the most the demo allows
             pos: part of speech to keep: any, noun, verb, adjective or adverb
         Returns:
@@ -93,9 +102,9 @@ def build(ctx) -> None:
             q = parse(query, k, pos)  # here, so a bad query never needs the model loaded
         except InputError as exc:
             raise ctx.input_error(str(exc)) from None
-        full = ctx.predict({"query": (LIKE + q.like) if q.like else q.text, "k": q.k, "pos": q.pos,
-                            "keyword": True}, progress)
-        return full["results"], full
+        sent = (LIKE + q.like) if q.like else (EMBED + q.text) if q.embed else q.text
+        full = ctx.predict({"query": sent, "k": q.k, "pos": q.pos, "keyword": True}, progress)
+        return ([full["embedding"]] if full.get("embedding") else full["results"]), full
 
     limit = dict(concurrency_limit=ctx.concurrency_limit, concurrency_id=ctx.api_name)
     inputs, outputs = [query, k, pos], [api_answer, answer]
