@@ -16,7 +16,7 @@ more on a shared 2-core machine, too much to tell two settings apart.
 
 A variant is LABEL[|ENV=V,ENV=V[|HUB ARGS[|ROOT]]]: a label starting with
 "baseline" is bench/baseline_app.py (of ROOT), any other a hub.py of ROOT (this
-checkout by default) with `--max-models 3 --idle-ttl 0` and the given flags.
+checkout by default) with `--max-models 4 --idle-ttl 0` (every demo loaded) and the given flags.
 The first variant is the reference of the ratios. A hub's own timers see the
 paused time as a jump; a hub with `--idle-ttl 0` does nothing with it.
 """
@@ -75,7 +75,7 @@ class Variant:
             return [PYTHON, str(ROOT / "bench" / "baseline_app.py"), "--port", str(port), "--root", str(self.root),
                     "--cache-dir", str(cache_dir)]
         return [PYTHON, str(self.root / "hub.py"), "--host", "127.0.0.1", "--port", str(port), "--cache-dir",
-                str(cache_dir), "--max-models", "3", "--idle-ttl", "0", *self.hub_args]
+                str(cache_dir), "--max-models", "4", "--idle-ttl", "0", *self.hub_args]
 
 
 def counters(server: Server) -> dict[str, int]:

@@ -3,7 +3,7 @@ one run, and the hub/baseline ratio of every figure with its min-max over rounds
 
     .venv/bin/python bench/vs_baseline.py                    # 3 rounds, ~30 min on 2 busy cores
     .venv/bin/python bench/vs_baseline.py --quick            # 1 short round, ~5 min: a smoke run
-    .venv/bin/python bench/vs_baseline.py --hub-args "--max-models 3 --idle-ttl 0 --start-method template"
+    .venv/bin/python bench/vs_baseline.py --hub-args "--max-models 4 --idle-ttl 0 --start-method template"
     .venv/bin/python bench/vs_baseline.py --json /tmp/vs.json  # every raw sample as well
     .venv/bin/python bench/vs_baseline.py --root /tmp/old-checkout --cache-dir .cache  # another commit's code
     .venv/bin/python bench/vs_baseline.py --table-from /tmp/vs.json  # print a saved run's report again
@@ -17,7 +17,7 @@ process tree with everything loaded and idle CPU. Up to here only one app runs
 at a time.
 
 Warm latency (plain HTTP API and gradio_client, one request at a time) and the
-mixed stream from 8 clients (60 % questions, 20 % cassava, 20 % durian, with the
+mixed stream from 8 clients (50 % questions, 10 % search, 20 % cassava, 20 % durian, with the
 server's CPU-seconds per answered request) are measured last, side by side:
 both apps loaded, only one awake (the other's process tree SIGSTOPped), in
 blocks whose order alternates, so the machine's drift falls on both alike. The
@@ -57,7 +57,7 @@ from common import free_port, log, percentile  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 IMAGES = ROOT.parent / "shared" / "data" / "images"
-DEFAULT_HUB_ARGS = "--max-models 3 --idle-ttl 0"
+DEFAULT_HUB_ARGS = "--max-models 4 --idle-ttl 0"  # every demo stays loaded, as in the one-process app
 #: the hub's default --queue-rest-after plus a margin (demohub/web/pacing.py)
 REST_AFTER_S = 12.0
 #: warm calls per demo and client kind in one awake block of the side-by-side warm stage
@@ -68,14 +68,20 @@ STREAM_BLOCKS = 4
 #: an unmeasured stream per app before its first block: the figures are the steady state, not
 #: the hub growing its extra copies (the warm-up's own figures are kept in the JSON)
 STREAM_WARMUP_S = 10.0
-DEMOS = ("cassava", "durian", "questions")
-MIX = {"questions": 0.6, "cassava": 0.2, "durian": 0.2}
+DEMOS = ("cassava", "durian", "questions", "search")
+MIX = {"questions": 0.5, "search": 0.1, "cassava": 0.2, "durian": 0.2}
 CLIENTS = 8
 QUESTIONS = (
     "Who wrote Hamlet?", "What is the capital of France?", "How many moons does Jupiter have?",
     "When did the Berlin Wall fall?", "What does NASA stand for?", "Why is the sky blue?",
     "How far is the Moon from the Earth?", "Which river is the longest in Africa?",
 )
+SEARCHES = (
+    "a tool for cutting wood", "fear of small closed spaces", "a person who bakes bread for a living",
+    "to walk slowly without any purpose", "extremely happy", "money paid to free a kidnapped person",
+)
+#: the text demos and the rest of their inputs besides the text (search: k and the filter)
+TEXT_ARGS: dict[str, tuple] = {"questions": (), "search": (10, "any")}
 PHOTOS = {"cassava": ("cassava_1.jpg", "cassava_2.jpg", "cassava_3.jpg"), "durian": ("durian_1.jpg",)}
 START_TIMEOUT_S = 600.0
 REQUEST_TIMEOUT_S = 180.0
@@ -232,6 +238,8 @@ class Inputs:
         self.counters[demo] = n + 1
         if demo == "questions":
             return QUESTIONS[n % len(QUESTIONS)]
+        if demo == "search":
+            return SEARCHES[n % len(SEARCHES)]
         photos = PHOTOS[demo]
         return str(IMAGES / photos[n % len(photos)])
 
@@ -243,8 +251,8 @@ class CallFailed(Exception):
 def http_predict(http: httpx.Client, url: str, demo: str, value: str) -> None:
     """One request as a browser-less caller makes it: upload the photo (if any),
     POST /gradio_api/call/<demo>, read the result stream to its end."""
-    if demo == "questions":
-        data: list[Any] = [value]
+    if demo in TEXT_ARGS:
+        data: list[Any] = [value, *TEXT_ARGS[demo]]
     else:
         with open(value, "rb") as photo:
             resp = http.post(f"{url}/gradio_api/upload",
@@ -549,8 +557,8 @@ def warm_side_by_side(order: tuple[str, str], servers: dict[str, Server], settin
 
                             def call_client() -> None:
                                 value = inputs[app].next(demo)
-                                client.predict(value if demo == "questions" else handle_file(value),
-                                               api_name=f"/{demo}")
+                                args = (value, *TEXT_ARGS[demo]) if demo in TEXT_ARGS else (handle_file(value),)
+                                client.predict(*args, api_name=f"/{demo}")
 
                             for _ in range(calls):
                                 out[app][demo]["http"].append(
@@ -616,9 +624,9 @@ FIGURES = [
       for d in DEMOS for via, name in (("http", "HTTP API"), ("client", "gradio_client"))
       for q_name, q in (("p50", 0.5), ("p95", 0.95))],
     Figure("memory at rest (page served, no request), PSS of the tree", "MiB", _rest_pss),
-    *[Figure(f"memory, all three loaded, {m.upper()} of the tree", "MiB", _path("loaded_memory", m, scale=2**-20))
+    *[Figure(f"memory, every demo loaded, {m.upper()} of the tree", "MiB", _path("loaded_memory", m, scale=2**-20))
       for m in ("pss", "rss", "uss")],
-    Figure("idle CPU, all three loaded", "% of a core", _path("idle_cpu", scale=100)),
+    Figure("idle CPU, every demo loaded", "% of a core", _path("idle_cpu", scale=100)),
     Figure("first questions answer after the idle time (HTTP)", "ms", _path("after_rest_s", scale=1000)),
     Figure(f"mixed stream, {CLIENTS} clients, answers per second (higher is better)", "/s",
            _path("throughput", "answers_per_s"), higher_is_better=True),
