@@ -31,6 +31,7 @@ a steady stream to one of them starving the others.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 MB = 2**20
@@ -308,3 +309,31 @@ def retry_after(failures: int, first_s: float, cap_s: float) -> float:
     """Seconds before a model that failed to load `failures` times in a row is
     tried again: doubling from `first_s`, at most `cap_s`."""
     return min(cap_s, first_s * 2 ** max(0, failures - 1))
+
+
+# -- Ray replicas ----------------------------------------------------------------------
+
+
+def ray_cpus_per_replica(asked: float, cores: float, max_models: int | None, max_replicas: int) -> float:
+    """CPUs each replica asks Ray for. On a Ray of this machine alone (no
+    autoscaler), `max_models` demos of `max_replicas` each must fit its cores, or
+    the last one to load waits for a CPU until its load deadline: each asks for a
+    share of a core instead (in hundredths, at least 0.01). `max_models` None: a
+    cluster that scales, ask for `asked`."""
+    if not max_models:
+        return asked
+    share = math.floor(100 * cores / max(1, max_models * max_replicas)) / 100
+    return max(0.01, min(asked, share))
+
+
+def threads_on_replica(granted: int | None, replica_cpus: float) -> int | None:
+    """The registry grants threads by this machine's cores; a replica holds
+    `replica_cpus` of its node: never more threads than that, rounded up."""
+    return max(1, min(granted, math.ceil(replica_cpus))) if granted else granted
+
+
+def scale_to_zero_after(idle_ttl_s: float | None) -> float | None:
+    """When Serve itself scales an idle demo to zero: the hub deletes an idle
+    application after its TTL, so this only matters if the hub went away first;
+    well after the hub's own rule (None: the demo stays, as the hub keeps it)."""
+    return 2 * idle_ttl_s + 60.0 if idle_ttl_s else None

@@ -206,3 +206,25 @@ def test_room_for_uses_the_rules_eviction():
     both = snap(fresh, old)
     assert room_for(both, 0, Rules(max_models=2, budget=None)) == Evict("old", "capacity")
     assert room_for(both, 0, Rules(max_models=2, budget=None, eviction="lru")) == Evict("fresh", "capacity")
+
+
+@pytest.mark.parametrize("asked,cores,max_models,replicas,expected", [
+    (1.0, 2, 3, 1, 0.66),  # three demos on a 2-core local Ray: two thirds of a core each
+    (1.0, 2, 4, 1, 0.5),
+    (1.0, 8, 2, 1, 1.0),  # room enough: what was asked
+    (1.0, 2, 2, 2, 0.5),  # two replicas each
+    (1.0, 2, 500, 1, 0.01),  # never below a hundredth
+    (1.0, 2, None, 1, 1.0),  # a cluster that scales: what was asked
+])
+def test_ray_cpus_per_replica(asked, cores, max_models, replicas, expected):
+    assert policy.ray_cpus_per_replica(asked, cores, max_models, replicas) == expected
+
+
+@pytest.mark.parametrize("granted,cpus,expected", [(4, 0.66, 1), (4, 2.0, 2), (1, 4.0, 1), (None, 1.0, None)])
+def test_threads_on_replica(granted, cpus, expected):
+    assert policy.threads_on_replica(granted, cpus) == expected
+
+
+@pytest.mark.parametrize("ttl,expected", [(900.0, 1860.0), (3.0, 66.0), (None, None), (0.0, None)])
+def test_scale_to_zero_after(ttl, expected):
+    assert policy.scale_to_zero_after(ttl) == expected

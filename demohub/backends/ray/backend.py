@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import pickle
 import threading
@@ -330,8 +329,7 @@ class RayModel(OneCopy):
         try:
             handle = self._wait_deployed(deadline, None).options(method_name="predict")
             payload = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
-            if threads:  # the registry counts this machine's cores; the replica has num_cpus
-                threads = max(1, min(threads, math.ceil(self._backend.num_cpus)))
+            threads = policy.threads_on_replica(threads, self._backend.num_cpus)
             reply = self._wait(lambda: handle.remote(payload, threads), deadline, None)
         except TimeoutError:
             self.kill("timeout")
@@ -401,13 +399,9 @@ class RayBackend:
         self.idle_ttl_s = idle_ttl_s
         self.num_cpus = num_cpus
         address = address or os.environ.get("RAY_ADDRESS") or None
-        if address is None and max_models:
-            # On a Ray of this machine alone (no autoscaler), `max_models` replicas
-            # must fit its cores, or the last one to load would wait for a CPU
-            # until its load timeout: ask for a share of a core instead.
-            cores = local_num_cpus or os.cpu_count() or 1
-            share = math.floor(100 * cores / max(1, max_models * self.max_replicas)) / 100
-            self.num_cpus = max(0.01, min(num_cpus, share))
+        if address is None:  # a Ray of this machine alone: the demos share its cores (policy)
+            self.num_cpus = policy.ray_cpus_per_replica(num_cpus, local_num_cpus or os.cpu_count() or 1,
+                                                        max_models, self.max_replicas)
         self.memory_headroom = memory_headroom
         self.threads = threads
         self.app_prefix = app_prefix
@@ -569,10 +563,9 @@ class RayBackend:
             "upscale_delay_s": 0.0,
             "downscale_delay_s": 30.0,
         }
-        if self.idle_ttl_s:
-            # The hub deletes an idle application after its TTL; this only matters
-            # if the hub went away first: Serve then scales the demo to zero itself.
-            autoscaling["downscale_to_zero_delay_s"] = 2 * self.idle_ttl_s + 60.0
+        to_zero = policy.scale_to_zero_after(self.idle_ttl_s)
+        if to_zero is not None:
+            autoscaling["downscale_to_zero_delay_s"] = to_zero
         return {
             "name": DEPLOYMENT,
             "ray_actor_options": actor,
