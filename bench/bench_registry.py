@@ -21,6 +21,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "fixtures")
 
 import psutil  # noqa: E402
 
+from demohub.backends import make_backend  # noqa: E402
 from demohub.discovery import discover  # noqa: E402
 from demohub.registry import Limits, Registry  # noqa: E402
 from demohub.sources import ModelSources  # noqa: E402
@@ -92,7 +93,7 @@ def warm_calls(calls: int) -> dict[str, list[float]]:
 
         specs = discover(TEST_DEMOS)
         sources = ModelSources(specs, Path(tmp), Path(tmp) / "p", {"alpha": ModelSource(local_dir=folder)})
-        registry = Registry(specs, sources, Limits())
+        registry = Registry(specs, sources, Limits(), backend=make_backend("spawn"))
         load_started = time.perf_counter()
         registry.predict("alpha", request)
         load_s = time.perf_counter() - load_started

@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gradio.state_holder import SessionState  # noqa: E402
 
+from demohub.backends import make_backend  # noqa: E402
 from demohub.discovery import discover  # noqa: E402
 from demohub.web.history import History  # noqa: E402
 from demohub.registry import Registry  # noqa: E402
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = discover(ROOT / "demos")
     with tempfile.TemporaryDirectory(prefix="bench-sessions-") as tmp:
         sources = ModelSources(specs, ROOT / "models", Path(tmp), {})
-        registry = Registry(specs, sources)
+        registry = Registry(specs, sources, backend=make_backend("spawn"))
         blocks = build_blocks(specs, registry, sources, History(registry))
         times: dict[str, list[float]] = {"Gradio's SessionState": [], "LightSessionState": []}
         for r in range(args.repeats):

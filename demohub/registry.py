@@ -222,13 +222,10 @@ class _Slot:
 
 
 class Registry:
-    def __init__(self, specs: list[DemoSpec], sources: ModelSources, limits: Limits = Limits(),
-                 backend: Backend | None = None, cores: int | None = None,
-                 measured: loadtimes.Measured | None = None):
-        if backend is None:
-            from demohub.backends.local.spawn import SpawnBackend
-
-            backend = SpawnBackend(threads=limits.worker_threads)
+    def __init__(self, specs: list[DemoSpec], sources: ModelSources, limits: Limits = Limits(), *,
+                 backend: Backend, cores: int | None = None, measured: loadtimes.Measured | None = None):
+        """`backend` is chosen by the caller (hub.py: `make_backend`): the registry
+        never imports a mechanism."""
         self.limits = limits
         self.backend = backend
         self.cores = cores or usable_cores()

@@ -129,14 +129,15 @@ def test_mcp_reads_the_same_names_and_descriptions(tmp_path):
     the extra it needs is not installed here, so read what it would read."""
     from gradio.utils import get_function_description
 
-    from demohub.web.history import History
+    from demohub.backends import make_backend
     from demohub.registry import Registry
+    from demohub.web.history import History
     from demohub.sources import ModelSources
     from demohub.web.ui import build_blocks
 
     specs = discover(PROJECT_ROOT / "demos")
     sources = ModelSources(specs, tmp_path, tmp_path / "placeholders")
-    registry = Registry(specs, sources)  # no model starts: nothing is called
+    registry = Registry(specs, sources, backend=make_backend("spawn"))  # no model starts: nothing is called
     try:
         blocks = build_blocks(specs, registry, sources, History(registry))
     finally:

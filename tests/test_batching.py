@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from demohub.backends import make_backend
 from demohub import batching
 from demohub.batching import ERROR, INPUT_ERROR, OK, Batch, Batcher, Outcome
 from demohub.discovery import discover
@@ -257,7 +258,7 @@ def batch_demos(tmp_path):
 def test_the_registry_coalesces_concurrent_requests_and_counts_each(batch_demos):
     demos, tmp = batch_demos
     specs = discover(demos)
-    registry = Registry(specs, ModelSources(specs, tmp / "models", tmp / "ph"), Limits())
+    registry = Registry(specs, ModelSources(specs, tmp / "models", tmp / "ph"), Limits(), backend=make_backend("spawn"))
     try:
         assert registry.concurrency("doubler") == 8  # Gradio lets a batch's worth in
         assert registry.concurrency("solo") == 2  # one running, one staged behind it

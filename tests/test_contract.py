@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from gradio_client.exceptions import AppError
 
+from demohub.backends import make_backend
 from demohub.backends.local import wire
 from demohub.contract import ContractError, Runtime, Tab, check_runtime, check_tab
 from demohub.discovery import DemoError, discover
@@ -115,7 +116,8 @@ def test_a_runtime_without_predict_fails_at_load_in_its_worker_naming_the_file(t
     (tmp_path / "models" / "nopredict").mkdir(parents=True)
     (tmp_path / "models" / "nopredict" / "config.json").write_text(json.dumps({"trained": True}))
     specs = discover(demos)
-    registry = Registry(specs, ModelSources(specs, tmp_path / "models", tmp_path / "ph"), Limits())
+    registry = Registry(specs, ModelSources(specs, tmp_path / "models", tmp_path / "ph"), Limits(),
+                        backend=make_backend("spawn"))
     try:
         with pytest.raises(ModelError) as caught:
             registry.predict("nopredict", {"text": "hi"})

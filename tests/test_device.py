@@ -13,6 +13,7 @@ import os
 
 import pytest
 
+from demohub.backends import make_backend
 from demohub import device, memory
 from demohub.config import load_config
 from demohub.device import DeviceError
@@ -169,7 +170,8 @@ def device_demos(tmp_path):
 
     def build() -> Registry:
         specs = discover(demos)
-        registry = Registry(specs, ModelSources(specs, tmp_path / "models", tmp_path / "ph"), Limits())
+        registry = Registry(specs, ModelSources(specs, tmp_path / "models", tmp_path / "ph"), Limits(),
+                            backend=make_backend("spawn"))
         registries.append(registry)
         return registry
 

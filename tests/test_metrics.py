@@ -16,6 +16,7 @@ import pytest
 from gradio_client.exceptions import AppError
 from prometheus_client.parser import text_string_to_metric_families
 
+from demohub.backends import make_backend
 from demohub import events
 from demohub.web import metrics, status_tab
 from demohub.discovery import discover
@@ -35,7 +36,8 @@ GAUGES = ["demohub_model_memory_bytes", "demohub_in_flight", "demohub_model_stat
 @pytest.fixture
 def registry(tmp_path):
     specs = discover(TEST_DEMOS)
-    reg = Registry(specs, ModelSources(specs, tmp_path / "models", tmp_path / "placeholders", {}))
+    reg = Registry(specs, ModelSources(specs, tmp_path / "models", tmp_path / "placeholders", {}),
+                   backend=make_backend("spawn"))
     yield reg
     reg.close()
 

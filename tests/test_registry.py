@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from demohub.backends import make_backend
 from demohub import tempdir
 from demohub.backends.local.spawn import SpawnBackend
 from demohub.discovery import discover
@@ -323,7 +324,7 @@ def test_placeholder_is_built_when_no_folder_exists(build):
 def test_missing_local_override_is_a_clear_error(tmp_path):
     specs = discover(TEST_DEMOS)
     sources = ModelSources(specs, tmp_path, tmp_path, {"alpha": ModelSource(local_dir=tmp_path / "nope")})
-    registry = Registry(specs, sources)
+    registry = Registry(specs, sources, backend=make_backend("spawn"))
     with pytest.raises(Exception, match="has no config.json"):
         registry.predict("alpha", {})
     registry.close()

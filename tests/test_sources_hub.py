@@ -10,6 +10,7 @@ import time
 import pytest
 from gradio_client.exceptions import AppError
 
+from demohub.backends import make_backend
 from demohub.discovery import discover
 from demohub.errors import ModelUnavailable
 from demohub.registry import Registry
@@ -36,7 +37,7 @@ def make_registry(tmp_path, overrides):
     specs = discover(TEST_DEMOS)
     sources = ModelSources(specs, tmp_path / "models", tmp_path / "placeholders", overrides,
                            hub_cache_dir=tmp_path / "hf-cache")
-    return sources, Registry(specs, sources)
+    return sources, Registry(specs, sources, backend=make_backend("spawn"))
 
 
 def test_pinned_revision_is_downloaded_and_served(tmp_path, fake_hub):
