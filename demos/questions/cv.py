@@ -204,7 +204,7 @@ def _student(recipe: Recipe, sp: Split, labels: LabelSet, texts: list[str], soft
     fold's teacher logits by text); logits after the int8 round trip."""
     from demos.questions import teacher, wordpiece
     from demos.questions.classify import pad
-    from demos.questions.train import TrainConfig, as_shipped, labelled, train_student, unlabelled
+    from demos.questions.train import TrainConfig, as_shipped, encode, labelled, train_student, unlabelled
 
     tokenizer = wordpiece.build(args.vocab)
     pieces = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
@@ -218,8 +218,6 @@ def _student(recipe: Recipe, sp: Split, labels: LabelSet, texts: list[str], soft
     targets = (torch.stack([soft[t][0] for t in fit_texts + aug]), torch.stack([soft[t][1] for t in fit_texts + aug]))
     net = as_shipped(train_student(cfg, tc, rows, init, targets, log=log))
     with torch.inference_mode():
-        from demos.questions.train import encode
-
         zc, zf = net(pad(encode(tokenizer, texts, cfg.max_len)))
     return zc, zf
 
