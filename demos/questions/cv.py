@@ -26,7 +26,7 @@ import json
 import random
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -204,7 +204,7 @@ def _student(recipe: Recipe, sp: Split, labels: LabelSet, texts: list[str], soft
     fold's teacher logits by text); logits after the int8 round trip."""
     from demos.questions import teacher, wordpiece
     from demos.questions.classify import pad
-    from demos.questions.train import TrainConfig, as_shipped, labelled, train_student, unlabelled
+    from demos.questions.train import TrainConfig, as_shipped, encode, labelled, train_student, unlabelled
 
     tokenizer = wordpiece.build(args.vocab)
     pieces = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
@@ -218,8 +218,6 @@ def _student(recipe: Recipe, sp: Split, labels: LabelSet, texts: list[str], soft
     targets = (torch.stack([soft[t][0] for t in fit_texts + aug]), torch.stack([soft[t][1] for t in fit_texts + aug]))
     net = as_shipped(train_student(cfg, tc, rows, init, targets, log=log))
     with torch.inference_mode():
-        from demos.questions.train import encode
-
         zc, zf = net(pad(encode(tokenizer, texts, cfg.max_len)))
     return zc, zf
 
@@ -232,6 +230,8 @@ def run_fold(name: str, fold: int, examples: list[Example], labels: LabelSet, ar
     from demos.questions import teacher as T
 
     recipe = RECIPES[name]
+    if args.epochs and name == args.recipe:
+        recipe = replace(recipe, epochs=args.epochs)
     sp = split(examples, fold, args.k, args.seed, args.calib_frac)
     data_key = hashlib.sha1(json.dumps([[e.fine, e.text] for e in examples]).encode()).hexdigest()[:10]
     student_labels = recipe.kind != "student" and not args.no_student_labels
@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=sorted(RECIPES), required=True)
     p.add_argument("--folds", default=None, help="comma-separated fold numbers to run (default: all)")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (to fit a budget)")
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--calib-frac", type=float, default=0.1, help="share of the training part kept for temperatures")
@@ -303,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     oof = args.out / f"{args.recipe}.oof.label"
     oof.write_text("".join(lines[id(e)] + "\n" for e in examples if id(e) in lines), encoding="latin-1")
-    report = {"recipe": args.recipe, "recipe_settings": asdict(RECIPES[args.recipe]), "k": args.k, "seed": args.seed,
+    settings = asdict(RECIPES[args.recipe]) | ({"epochs": args.epochs} if args.epochs else {})
+    report = {"recipe": args.recipe, "recipe_settings": settings, "k": args.k, "seed": args.seed,
               "calib_frac": args.calib_frac, "folds": [asdict(r) for r in results], "summary": summary(results)}
     (args.out / f"{args.recipe}.json").write_text(json.dumps(report, indent=1) + "\n")
     s = report["summary"]
