@@ -50,10 +50,9 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from support import FIXTURES, SHARED_DATA, start_hub  # noqa: E402
+from support import CASSAVA_PHOTOS, DURIAN_PHOTO, FIXTURES, start_hub  # noqa: E402
 
 ABUSE_DEMOS = FIXTURES / "abusedemos"
-IMAGES = SHARED_DATA / "images"
 
 #: What a person must never be shown: exception names, pydantic text, tracebacks, server paths.
 INTERNALS = re.compile(r"[A-Z][a-zA-Z]+(Error|Exception)\b|pydantic|Traceback|\[type=|"
@@ -86,13 +85,12 @@ def real_targets() -> Targets:
         text=("questions",), image=("cassava", "durian"),
         questions=("Who wrote Hamlet?", "How far is the Moon from the Earth?", "What is the capital of France?",
                    "Why is the sky blue?", "When did the Berlin Wall fall?", "What does NASA stand for?"),
-        photos={"cassava": tuple(str(p) for p in sorted(IMAGES.glob("cassava_*.jpg"))),
-                "durian": tuple(str(p) for p in sorted(IMAGES.glob("durian_*.jpg")))},
+        photos={"cassava": tuple(str(p) for p in CASSAVA_PHOTOS), "durian": (str(DURIAN_PHOTO),)},
     )
 
 
 def fixture_targets() -> Targets:
-    photos = tuple(str(p) for p in sorted(IMAGES.glob("*.jpg")))
+    photos = tuple(str(p) for p in [*CASSAVA_PHOTOS, DURIAN_PHOTO])  # the project's own examples
     return Targets(text=("words", "tally"), image=("snaps",),
                    questions=("some words", "a few more words here"), photos={"snaps": photos})
 

@@ -13,10 +13,16 @@ from support import PROJECT_ROOT, SHARED_DATA
 TREC = SHARED_DATA / "trec" / "train_5500.label"
 VOCAB = SHARED_DATA / "questions" / "wordpiece-vocab-10k.txt"
 MODEL = PROJECT_ROOT / "models" / "questions"
+#: tests that read the TREC training set or the WordPiece vocabulary from ../shared/data
+needs_shared = pytest.mark.skipif(
+    not (TREC.is_file() and VOCAB.is_file()),
+    reason=f"needs {TREC} (the TREC training set) and {VOCAB} (the WordPiece vocabulary): "
+           "../shared/data beside the checkout, see its README")
 
 
 # ---------------------------------------------------------------- pure functions
 
+@needs_shared
 def test_parse_line_and_read_file():
     e = L.parse_line("NUM:date When did the Berlin Wall fall ?\n")
     assert (e.fine, e.coarse, e.text) == ("NUM:date", "NUM", "When did the Berlin Wall fall ?")
@@ -78,6 +84,7 @@ def test_vocab_vectors_map_pieces_exactly_or_by_their_parts():
 
 # ---------------------------------------------------------------- tokenizer
 
+@needs_shared
 def test_tokenizer_round_trip(tmp_path):
     from demos.questions import wordpiece
 
@@ -104,6 +111,7 @@ def tiny_folder(tmp_path_factory):
     return out
 
 
+@needs_shared
 def test_training_writes_a_loadable_folder(tiny_folder):
     import json
 
@@ -121,6 +129,7 @@ def test_training_writes_a_loadable_folder(tiny_folder):
     assert sum(result["coarse"].values()) == pytest.approx(1.0, abs=1e-3)
 
 
+@needs_shared
 def test_training_is_seeded(tmp_path):
     from demos.questions import train
 
@@ -158,6 +167,7 @@ def test_shipped_folder_is_complete_small_and_safe():
     assert f"{config['validation']['fine_accuracy']:.3f}" in card and config["command"] in card
 
 
+@needs_shared
 def test_evaluate_prints_both_accuracies(tiny_folder, tmp_path, capsys):
     from demos.questions import evaluate
 
@@ -214,6 +224,7 @@ def test_bad_inputs(trained):
     assert gibberish["confidence"] < 0.9
 
 
+@needs_shared
 def test_placeholder_folder_is_loadable_and_says_untrained(tmp_path):
     from demos.questions import runtime
 
@@ -264,6 +275,7 @@ def fake_minilm(folder, vocab: list[str], dim: int = 16, layers: int = 2):
     return w
 
 
+@needs_shared
 def test_bert_state_renames_and_folds_token_type_into_positions(tmp_path):
     import torch
 
@@ -284,6 +296,7 @@ def test_bert_state_renames_and_folds_token_type_into_positions(tmp_path):
     assert torch.allclose(zc, again, atol=1e-5)  # padding changes nothing
 
 
+@needs_shared
 def test_distilled_student_with_a_tiny_minilm(tmp_path, monkeypatch):
     """The whole --init minilm path (teacher fine-tuning, soft labels, student
     init, distillation, int8 save) against a tiny MiniLM-shaped folder."""
