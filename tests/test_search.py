@@ -133,6 +133,27 @@ def test_descriptions_find_their_word(model, query, word):
     assert answer["ms"]["total"] >= answer["ms"]["encode"] > 0
 
 
+@pytest.mark.parametrize("rows", [None, "noun"])
+def test_keyword_search_is_the_top_k_of_every_passages_score(model, rows):
+    """The fast path (every passage's BM25 score, then the top k) against sorting all of
+    them: the same passages and scores, best first, ties by row; a filter keeps its rows."""
+    import numpy as np
+
+    from demos.search import keyword as K
+
+    span = model.pos_ranges[rows] if rows else None
+    scores, found = model.keyword.search("a hand tool for cutting wood", 8, span)
+    known = [t for t in K.tokens(["a hand tool for cutting wood"], model.keyword.stemmer)[0]
+             if t in model.keyword.retriever.vocab_dict]
+    every = model.keyword.retriever.get_scores(known)
+    if span:
+        every[: span[0]] = 0
+        every[span[1]:] = 0
+    order = sorted((i for i in range(len(every)) if every[i] > 0), key=lambda i: (-every[i], i))[:8]
+    assert found.tolist() == order and np.allclose(scores, every[order])
+    assert not span or all(span[0] <= r < span[1] for r in found)
+
+
 def test_keyword_column_and_pos_filter(model):
     answer = ask(model, "a tool for cutting wood", k=8, pos="noun")
     assert {r["pos"] for r in answer["results"]} == {"noun"} == {r["pos"] for r in answer["keyword"]}

@@ -63,7 +63,14 @@ class Keyword:
         known = [t for t in tokens([text], self.stemmer)[0] if t in self.retriever.vocab_dict]
         if not known:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        found, scores = self.retriever.retrieve([known], k=min(k, self.n), show_progress=False,
-                                                weight_mask=self._mask(rows) if rows else None)
-        keep = scores[0] > 0
-        return scores[0][keep], found[0][keep].astype(np.int64)
+        # The scores of every passage at once (a sum of the query terms' columns of the
+        # stored matrix), then the top k: 0.7 ms over WordNet, where bm25s' `retrieve`
+        # for a single query took 16 ms of its own bookkeeping. Ties: lower row first.
+        scores = self.retriever.get_scores(known)
+        if rows:
+            scores = scores * self._mask(rows)
+        k = min(k, self.n)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.lexsort((top, -scores[top]))]
+        keep = scores[top] > 0
+        return scores[top][keep].astype(np.float32), top[keep].astype(np.int64)
