@@ -11,10 +11,18 @@ removing a folder, reading a file, emitting an event) check, on the calling
 thread, that it holds none. Violations are recorded with the stack that made
 them and the test fails at teardown, so the code under test runs unchanged.
 
+With `ray=True` (tests/test_ray.py, in a driver process of its own) the Ray
+backend's cache lock is watched too, and every call into Ray (`ray.get`,
+`ray.init`, `ray.shutdown`, Serve's run, delete, start and handle lookups, a
+handle's `remote` and a response's `result`) counts as blocking.
+
 Not watched, by design: per-channel locks whose job is to keep one socket's
 messages in order (a worker's `_sending` and `_turn`, a template's `_ctl`
 around its control-socket exchange, each bounded by the caller's deadline),
-and `ForkedProcess._lock`, held only for a non-blocking waitpid and a signal.
+`ForkedProcess._lock`, held only for a non-blocking waitpid and a signal, and
+the Ray backend's `_apps_refresh`, which makes the threads that asked for a
+fresh view of Serve wait for the one refresh in flight (bounded by its 10 s
+deadline) instead of each asking the controller.
 """
 
 from __future__ import annotations
@@ -79,7 +87,7 @@ class Harness:
             with self._guard:
                 self.violations.append(f"{what} while holding {', '.join(held)}\n{stack}")
 
-    def install(self, monkeypatch) -> None:
+    def install(self, monkeypatch, ray: bool = False) -> None:
         """Swap the coordinating locks and wrap the blocking calls (undone by monkeypatch)."""
         from demohub import events
         from demohub.backends.local import copies, template
@@ -126,3 +134,20 @@ class Harness:
         wrap(shutil, "rmtree", "a folder removal")
         wrap(Path, "read_text", "a file read")
         wrap(events, "event", "an event (a log write and subscriber calls)")
+        if ray:
+            self._install_ray(monkeypatch, watch, wrap)
+
+    def _install_ray(self, monkeypatch, watch, wrap) -> None:
+        import ray
+        from ray import serve
+        from ray.serve.handle import DeploymentHandle, DeploymentResponse
+
+        from demohub.backends.ray import backend
+
+        watch(backend.RayBackend, ("_lock", None))
+        for name in ("get", "init", "shutdown"):
+            wrap(ray, name, f"a Ray call (ray.{name})")
+        for name in ("_run", "delete", "start", "get_app_handle"):
+            wrap(serve, name, f"a Ray call (serve.{name})")
+        wrap(DeploymentHandle, "remote", "a Ray call (DeploymentHandle.remote)")
+        wrap(DeploymentResponse, "result", "a Ray call (DeploymentResponse.result)")

@@ -519,6 +519,74 @@ def test_a_load_given_up_while_its_application_is_deleted_deploys_nothing(cluste
     assert not [name for name in serve_apps() if name.startswith(prefix)]
 
 
+LOCKS_OVER_RAY = '''
+import json, sys, tempfile, threading
+from pathlib import Path
+import pytest
+sys.path.insert(0, "tests")
+from lockcheck import Harness
+from demohub.backends.ray import RayBackend
+from demohub.discovery import discover
+from demohub.errors import WorkerFailed
+from demohub.registry import Limits, Registry
+from demohub.sources import ModelSources
+
+address, demos, prefix = sys.argv[1:4]
+harness, patch = Harness(), pytest.MonkeyPatch()
+harness.install(patch, ray=True)
+specs = discover(Path(demos))
+tmp = Path(tempfile.mkdtemp(prefix="lock-ray-"))
+backend = RayBackend(address, app_prefix=prefix, idle_ttl_s=None)
+registry = Registry(specs, ModelSources(specs, tmp / "models", tmp / "placeholders", {}),
+                    Limits(max_models=1, idle_ttl_s=None), backend=backend)
+registry.start(interval_s=0.2)  # the sweeper asks alive() and refreshes Serve's view meanwhile
+seen = {}
+try:
+    seen["alpha"] = registry.predict("alpha", {"value": 1})["echo"]
+    # two at once while beta evicts alpha: loads, calls and a delete race each other
+    answers = []
+    calls = [threading.Thread(target=lambda n=n: answers.append(registry.predict(n, {"value": 2})))
+             for n in ("beta", "beta", "alpha")]
+    for t in calls:
+        t.start()
+    for t in calls:
+        t.join(120)
+    seen["raced"] = len(answers)
+    try:  # a replica that dies mid-call: the registry forgets it and the next call redeploys
+        registry.predict("alpha", {"op": "crash"})
+    except WorkerFailed as exc:
+        seen["crash"] = str(exc)
+    seen["after_crash"] = registry.predict("alpha", {"value": 3})["echo"]
+    seen["evicted"] = registry.evict("alpha")
+finally:
+    registry.close()
+    backend.close()
+    patch.undo()
+print(json.dumps({"seen": seen, "violations": list(dict.fromkeys(harness.violations))}))
+'''
+
+
+def test_the_registry_over_ray_holds_no_coordinating_lock_across_a_ray_call(cluster):
+    """The lock harness (tests/lockcheck.py) over a real registry driving the Ray
+    backend: loads, an eviction racing two loads, a replica that dies mid-call,
+    the sweeper, close. No Ray call (nor any other blocking call) may run while
+    the registry's or the Ray backend's lock is held (issue 29)."""
+    import subprocess
+    import sys
+
+    prefix = "demohub-locks-"
+    out = subprocess.run([sys.executable, "-c", LOCKS_OVER_RAY, cluster.address, str(TEST_DEMOS), prefix],
+                         cwd=PROJECT_ROOT, env={**os.environ, **cluster.env}, capture_output=True, text=True,
+                         timeout=220)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["seen"]["alpha"] == 1 and report["seen"]["raced"] == 3, report["seen"]
+    assert "died" in report["seen"].get("crash", "") and report["seen"]["after_crash"] == 3, report["seen"]
+    assert not report["violations"], (f"{len(report['violations'])} blocking call(s) under a coordinating "
+                                      "lock:\n\n" + "\n\n".join(report["violations"][:5]))
+    assert not [name for name in serve_apps() if name.startswith(prefix)]
+
+
 def test_search_answers_through_ray_with_its_index_on_the_replica(cluster):
     """The fourth demo on the Ray backend: the shipped WordNet index and encoder load
     on a replica (faiss, torch and tokenizers there, not in the hub) and answer the
