@@ -181,7 +181,7 @@ def serve(config: HubConfig, temp_folder: Path, sock: socket.socket, stop: StopS
     reload = ReloadSettings(config.demos_dir, config.only, config.models, broken) if config.reload else None
     app = create_app(specs, registry, sources, queue_size=config.queue_size, mcp=config.mcp,
                      door=config.door, temp_folder=temp_folder, queue_rest_after_s=config.queue_rest_after_s,
-                     reload=reload)
+                     reload=reload, status_every_s=config.status_every_s)
     watcher = None
     if config.reload:
         from demohub.reload import HUB_DIR, Watcher

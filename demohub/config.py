@@ -277,6 +277,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--max-body", "HUB_MAX_BODY", size, "1M", "largest request body on every route except uploads"),
     Setting("--api-docs", "HUB_API_DOCS", switch, "0",
             "serve /docs, /redoc, /openapi.json and the run history", switch=True),
+    Setting("--status-every", "HUB_STATUS_EVERY", seconds(0.5), "3",
+            "seconds between the Status tab's memory samples and its refreshes (and every tab's model line)"),
     Setting("--temp-ttl", "HUB_TEMP_TTL", seconds(1.0), "300",
             "seconds uploads and generated images stay in the temp folder"),
     Setting("--sessions", "HUB_SESSIONS", count(1), "16",
@@ -347,6 +349,8 @@ class HubConfig:
     queue_size: int = 32
     #: seconds without a request after which Gradio's queue polls slower (demohub.web.pacing); 0: never
     queue_rest_after_s: float = 10.0
+    #: --status-every: the Status tab's sampling period and the page's refresh period
+    status_every_s: float = 3.0
     mcp: bool = False
     #: the mechanism: "spawn" or "template" (local workers, by start method) or "ray" (Ray Serve)
     backend: str = "template"
@@ -536,6 +540,7 @@ def config_from(flags: Mapping[str, Any], model_pairs: list[str], environ: Mappi
         only=tuple(n.strip() for n in v["only"].split(",") if n.strip()),
         queue_size=v["queue_size"],
         queue_rest_after_s=v["queue_rest_after"],
+        status_every_s=v["status_every"],
         mcp=bool(v["mcp"]),
         backend=backend,
         backend_options=_backend_options(backend, v, limits),

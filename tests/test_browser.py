@@ -272,7 +272,7 @@ def test_status_tab_plots_what_happened(browser):
     sample (questions' bar there, gone, back), their total under the budget line, the hub process, loads and evictions on the same time axis, every
     request, and p50/p95 per demo; a new request changes a plot's data without redrawing it."""
     with running_hub("--only", "questions,cassava", "--max-models", "1", "--memory-budget", "3G",
-                     cache_dir=hub_cache()) as hub:
+                     "--status-every", "1", cache_dir=hub_cache()) as hub:
         page = browser.new_page(viewport={"width": 1280, "height": 1500})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -285,9 +285,9 @@ def test_status_tab_plots_what_happened(browser):
         client = hub.client()
         for question in ("Who wrote Hamlet?", "What is the capital of Nigeria?", "How far is the Moon?"):
             client.predict(question, api_name="/questions")
-        page.wait_for_timeout(7_000)  # each model stays loaded for two memory samples (every 3 s)
+        page.wait_for_timeout(2_500)  # each model stays loaded for two memory samples (every second)
         client.predict(handle_file(str(CASSAVA_PHOTOS[0])), api_name="/cassava")
-        page.wait_for_timeout(7_000)
+        page.wait_for_timeout(2_500)
         client.predict("When did the Berlin wall fall?", api_name="/questions")
 
         wait_for_plot(page, "events", "model: questions", "event: evict")
@@ -317,13 +317,13 @@ def test_status_tab_plots_what_happened(browser):
         assert len(requests) == 4, requests
 
         # the next tick swaps the data in place: the same <svg>, a new request count
-        page.wait_for_timeout(7_000)  # two refreshes: any pending redraw is done
+        page.wait_for_timeout(2_500)  # two refreshes: any pending redraw is done
         page.evaluate("() => { document.querySelector('#plot-latency svg').dataset.probe = 'kept'; }")
         client.predict("Which river is the longest?", api_name="/questions")
         wait_for_plot(page, "latency", "demo: questions p50", "requests: 5")
         assert page.evaluate("() => document.querySelector('#plot-latency svg').dataset.probe") == "kept"
 
-        page.wait_for_timeout(3_500)
+        page.wait_for_timeout(1_500)
         page.screenshot(path=str(ARTIFACTS / "status-plots.png"), full_page=True)
         assert not errors, errors
         page.close()

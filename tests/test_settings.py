@@ -54,6 +54,7 @@ BAD = [
     ("--max-file-size", "big", "not a size: 'big'"),
     ("--max-body", "0", "no room at all"),
     ("--temp-ttl", "0", "the shortest is 1 s"),
+    ("--status-every", "0.1", "the shortest is 0.5 s"),
     ("--sessions", "0", "too small"),
     ("--per-client-queue", "-1", "the smallest is 0 (0: no limit)"),
     ("--forwarded-allow-ips", "10.0.0.0/33", "not an address or network: '10.0.0.0/33'"),

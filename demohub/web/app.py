@@ -57,10 +57,11 @@ class ReloadSettings:
 def create_app(specs: list[DemoSpec], registry: Registry, sources: ModelSources,
                queue_size: int = 32, mcp: bool = False, door: DoorSettings = DoorSettings(),
                temp_folder: Path | None = None, queue_rest_after_s: float = 10.0,
-               reload: ReloadSettings | None = None) -> FastAPI:
+               reload: ReloadSettings | None = None, status_every_s: float = 3.0) -> FastAPI:
     """The app. With `reload`, `app.state.live_page` rebuilds its page in place
     (demohub.web.live), and the page redraws itself when it is."""
-    history = History(registry)  # the Status tab's plots: sampled while the app serves (lifespan below)
+    # the Status tab's plots: sampled while the app serves (lifespan below); the page refreshes as often
+    history = History(registry, period_s=status_every_s)
     blocks = build_blocks(specs, registry, sources, history, broken=reload.broken if reload else None,
                           dev=reload is not None)
     # After every event Gradio rebuilds a pandas summary of its last 10,000 events, for a

@@ -22,9 +22,6 @@ from demohub.registry import ModelStatus, Registry, State
 from demohub.sources import ModelSources
 from demohub.spec import DemoSpec
 
-STATUS_REFRESH_S = 3.0
-
-
 
 @dataclass
 class TabContext:
@@ -153,7 +150,7 @@ def build_blocks(specs: list[DemoSpec], registry: Registry, sources: ModelSource
 
         _name_endpoints(blocks, specs)
         outputs = model_lines
-        timer = gr.Timer(STATUS_REFRESH_S)
+        timer = gr.Timer(history.period_s)
         status.attach(timer, blocks)
         timer.tick(refresh, None, outputs, api_visibility="private", queue=False, show_progress="hidden")
         blocks.load(refresh, None, outputs, api_visibility="private", queue=False, show_progress="hidden")
