@@ -251,11 +251,11 @@ def test_uploads_and_request_bodies_over_the_limits_get_413_with_a_sentence(demo
 
 # --- 3. per-session state keeps no inputs ----------------------------------------------------
 
-SESSIONS = 400
+SESSIONS = 200
 
 
-def test_four_hundred_sessions_with_the_largest_input_leave_the_hub_rss_flat(hub):
-    """400 sessions x 1 MB: kept per session, that would be 400 MB, eight times the limit."""
+def test_two_hundred_sessions_with_the_largest_input_leave_the_hub_rss_flat(hub):
+    """200 sessions x 1 MB: kept per session, that would be 200 MB, four times the limit."""
     fn = fn_index(hub, "note")
     text = "q" * (1 * MB - 4096)  # the largest question the default --max-body accepts
 
@@ -264,7 +264,7 @@ def test_four_hundred_sessions_with_the_largest_input_leave_the_hub_rss_flat(hub
             return join(http, hub, fn, [text])
 
     with ThreadPoolExecutor(4) as pool:
-        warm = list(pool.map(session, range(40)))
+        warm = list(pool.map(session, range(24)))
         assert all(m.get("success") for m in warm), warm[:2]
         time.sleep(1)
         before = rss(hub.pid)
@@ -390,7 +390,7 @@ def test_the_temp_folder_stays_bounded_and_is_empty_after_shutdown(demos_dir, tm
     temp = tmp_path / "gradio-temp"
     temp.mkdir()
     photos = []
-    for i in range(24):
+    for i in range(14):
         photos.append(tmp_path / f"photo{i}.png")
         photos[-1].write_bytes(png_bytes(200 + i, 120, grey=10 * i))  # distinct uploads and heatmaps
     ttl = 2
@@ -408,11 +408,15 @@ def test_the_temp_folder_stays_bounded_and_is_empty_after_shutdown(demos_dir, tm
             oldest = max([oldest, *ages(files, now)])
             time.sleep(0.5)
         seconds = time.monotonic() - started
-        time.sleep(ttl * 2 + 1)
+        idle = time.monotonic()
         settled = files_under(temp)
+        while settled and time.monotonic() - idle < ttl * 2 + 1:  # age limit + one sweep period + slack
+            time.sleep(0.25)
+            settled = files_under(temp)
+        idle = time.monotonic() - idle
         assert hub.get("/healthz")[0] == 200
     print(f"{len(photos)} uploads in {seconds:.0f} s: files in the temp folder {min(counts)}-{max(counts)}, "
-          f"oldest {oldest:.1f} s; {len(settled)} after {ttl * 2 + 1} s idle")
+          f"oldest {oldest:.1f} s; {len(settled)} after {idle:.1f} s idle")
     assert seconds > 3 * ttl  # long enough for an unbounded folder to show it
     assert oldest <= ttl + ttl / 2 + 2, oldest  # age limit + one sweep period + slack
     assert settled == [], settled
