@@ -38,7 +38,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import free_port, log, percentile  # noqa: E402
 from vs_baseline import (DEMOS, MIX, PYTHON, REQUEST_TIMEOUT_S, ROOT, Inputs, Server,  # noqa: E402
-                         http_predict, mixed_stream, timed)
+                         http_predict, mixed_stream, timed, tree_memory)
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -111,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[tuple[str, str], list[float]] = {}
     faults: dict[tuple[str, str], dict[str, list[float]]] = {}
     streams: dict[str, list[dict]] = {}
+    #: each variant's process tree, every model loaded: once all are loaded (paused), and at the end.
+    #: Read while every variant runs, so pages two trees share (libraries in the page cache)
+    #: split their PSS alike; USS counts only each tree's own.
+    memory: dict[str, list[dict[str, int]]] = {}
     try:
         for i, v in enumerate(variants):
             env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
@@ -122,11 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
             for server in servers.values():
                 server.wait_page()
-                for _ in range(2):  # load, then warm, every model
-                    for demo in DEMOS:
+                for _ in range(2):  # load, then warm, every model measured
+                    for demo in demos:
                         http_predict(http, server.url, demo, inputs.next(demo))
                 server.pause()
             labels = list(servers)
+            for label, server in servers.items():
+                memory.setdefault(label, []).append(tree_memory(server.pid))
 
             def awake(label: str, measure) -> None:
                 with servers[label].awake() as server:
@@ -159,9 +165,11 @@ def main(argv: list[str] | None = None) -> int:
                 for block in range(args.stream_blocks):
                     for label in (labels if block % 2 == 0 else labels[::-1]):
                         awake(label, lambda server, b=block: stream(server, b))
-        for server in servers.values():
+        for label, server in servers.items():
             server.resume()
-        report(labels, demos, times, faults, streams)
+        for label, server in servers.items():
+            memory[label].append(tree_memory(server.pid))
+        report(labels, demos, times, faults, streams, memory)
     finally:
         for server in servers.values():
             server.stop()
@@ -169,8 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(labels, demos, times, faults, streams) -> None:
+def report(labels, demos, times, faults, streams, memory) -> None:
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
+    print(f"\n| variant | all loaded: PSS / RSS / USS (MiB), after loading -> at the end | PSS / {labels[0]} |")
+    print("|---|---|---|")
+    ref = statistics.mean(m["pss"] for m in memory[labels[0]])
+    for label in labels:
+        cells = " -> ".join(" / ".join(f"{m[k] / 2**20:.0f}" for k in ("pss", "rss", "uss")) for m in memory[label])
+        print(f"| {label} | {cells} | **{statistics.mean(m['pss'] for m in memory[label]) / ref:.2f}** |")
     print(f"\n| demo | variant | warm HTTP p10 / p50 / p90 (ms) | p50 / {labels[0]} | page faults per call, by process |")
     print("|---|---|---|---|---|")
     for demo in demos:
