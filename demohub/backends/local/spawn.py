@@ -15,8 +15,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 from demohub import PROJECT_ROOT, device, tempdir
 from demohub.backends.local import wire
@@ -349,6 +350,23 @@ class LocalWorker(OneCopy):
             pass
 
 
+@contextmanager
+def worker_start(name: str) -> Iterator[tuple[socket.socket, socket.socket, Path]]:
+    """(the hub's end, the worker's end, the worker's TMPDIR) for a worker about to
+    be started (spawned or forked): the worker's end is closed here once the worker
+    holds it; if the start fails, the hub's end and the folder go too."""
+    parent, child = socket.socketpair()
+    temp = tempdir.worker_folder(name)
+    try:
+        yield parent, child, temp
+    except BaseException:
+        parent.close()
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    finally:
+        child.close()
+
+
 class SpawnBackend:
     """A fresh interpreter per model: nothing shared, so eviction returns everything."""
 
@@ -359,24 +377,16 @@ class SpawnBackend:
 
     def start(self, spec: DemoSpec, model_dir: Path, *, placeholder: bool,
               threads: int | None = None) -> LocalWorker:
-        parent_sock, child_sock = socket.socketpair()
-        cmd = [sys.executable, "-m", "demohub.backends.local.worker", "--fd", str(child_sock.fileno()),
-               "--runtime", spec.runtime, "--model-dir", str(model_dir)]
-        if placeholder:
-            cmd.append("--placeholder")
-        if spec.import_root:
-            cmd += ["--import-root", str(spec.import_root)]
-        temp = tempdir.worker_folder(spec.name)
-        try:
+        with worker_start(spec.name) as (parent_sock, child_sock, temp):
+            cmd = [sys.executable, "-m", "demohub.backends.local.worker", "--fd", str(child_sock.fileno()),
+                   "--runtime", spec.runtime, "--model-dir", str(model_dir)]
+            if placeholder:
+                cmd.append("--placeholder")
+            if spec.import_root:
+                cmd += ["--import-root", str(spec.import_root)]
             env = device.worker_env(with_threads(self._env, threads), spec.name, spec.device)
             proc = subprocess.Popen(cmd, pass_fds=(child_sock.fileno(),), env={**env, "TMPDIR": str(temp)},
                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        except BaseException:
-            parent_sock.close()
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
-        finally:
-            child_sock.close()
         return LocalWorker(spec, proc, wire.Channel(parent_sock), temp)
 
     def concurrency(self, spec: DemoSpec) -> int:

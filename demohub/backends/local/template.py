@@ -29,7 +29,6 @@ import ctypes
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -41,11 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from demohub import events, tempdir
+from demohub import events
 from demohub.backends.local import wire
 from demohub.backends import CallResult, LoadInfo, OneCopy, SharedProcess, Tick
 from demohub.backends.local.spawn import (PIPELINE_DEPTH, STOPPED_GRACE_S, LocalWorker, SpawnBackend, is_stopped,
-                                    with_threads, worker_env)
+                                    with_threads, worker_env, worker_start)
 from demohub.errors import WorkerFailed
 from demohub.memory import rollup
 from demohub.spec import DemoSpec
@@ -699,20 +698,12 @@ class TemplateBackend:
                     f"after importing {', '.join(hello.imported) or 'nothing'} the {family} template has "
                     f"{len(hello.threads)} threads ({', '.join(hello.threads)}); forking could deadlock",
                     permanent=True)
-            parent_end, child_end = socket.socketpair()
-            temp = tempdir.worker_folder(spec.name)
-            env = {k: v for k, v in handle._env.items() if self._env.get(k) != v}
-            request = {"name": spec.name, "runtime": spec.runtime, "model_dir": str(handle._model_dir),
-                       "placeholder": handle._placeholder, "hub_pid": os.getpid(),
-                       "env": {**env, "TMPDIR": str(temp)}}
-            try:
+            with worker_start(spec.name) as (parent_end, child_end, temp):
+                env = {k: v for k, v in handle._env.items() if self._env.get(k) != v}
+                request = {"name": spec.name, "runtime": spec.runtime, "model_dir": str(handle._model_dir),
+                           "placeholder": handle._placeholder, "hub_pid": os.getpid(),
+                           "env": {**env, "TMPDIR": str(temp)}}
                 proc = t.fork(request, child_end, deadline)
-            except BaseException:
-                parent_end.close()
-                shutil.rmtree(temp, ignore_errors=True)
-                raise
-            finally:
-                child_end.close()
         except TemplateUnusable as exc:
             self._drop_template(t, family, str(exc), exc.permanent)
             handle.origin = "spawned"
