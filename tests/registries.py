@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 from demohub.backends import make_backend
@@ -37,3 +38,12 @@ def make_registry(tmp_path: Path, method: str, limits: Limits = Limits(), copies
 
 def state(registry: Registry, name: str):
     return next(s for s in registry.status() if s.name == name)
+
+
+def wait_in_flight(registry: Registry, name: str, calls: int = 1, timeout: float = 10.0) -> None:
+    """Wait until `calls` requests are inside the registry for `name` (a model
+    with a request in flight is never evicted): what a fixed sleep used to hope for."""
+    deadline = time.monotonic() + timeout
+    while state(registry, name).in_flight < calls:
+        assert time.monotonic() < deadline, f"{name} never had {calls} request(s) in flight"
+        time.sleep(0.01)

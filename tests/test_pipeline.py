@@ -80,9 +80,11 @@ def test_the_next_call_waits_in_the_workers_socket_not_in_the_hub(build):
     worker = worker_of(registry)
     assert unread_bytes(worker) == 0
     running = Call(registry, {"op": "sleep", "seconds": 1.5, "value": "first"})
-    time.sleep(0.4)
+    time.sleep(0.4)  # inside the worker: nothing the hub can observe says so sooner
     staged = Call(registry, {"value": "second"})
-    time.sleep(0.4)
+    deadline = time.monotonic() + 1.0  # well inside the first call's 1.5 s
+    while unread_bytes(worker) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert unread_bytes(worker) > 0, "the second request was not sent while the first ran"
     assert state(registry, "alpha").in_flight == 2
     running.join(), staged.join()

@@ -21,7 +21,7 @@ from demohub.errors import (HubAtCapacity, InputError, ModelError, ModelUnavaila
 from demohub.registry import Limits, Registry, State
 from demohub.sources import ModelSources
 from demohub.spec import ModelSource
-from registries import make_model, make_registry, state
+from registries import make_model, make_registry, state, wait_in_flight
 from support import TEST_DEMOS, gone
 
 #: every test here fails if a blocking call ran under a coordinating lock (tests/lockcheck.py)
@@ -97,7 +97,7 @@ def test_busy_model_is_never_evicted_and_caller_gets_capacity_error(build):
     registry.predict("alpha", {})
     busy = threading.Thread(target=registry.predict, args=("alpha", {"op": "sleep", "seconds": 2.5}))
     busy.start()
-    time.sleep(0.3)
+    wait_in_flight(registry, "alpha")
     with pytest.raises(HubAtCapacity, match="at capacity"):
         registry.predict("beta", {})
     busy.join()
@@ -110,7 +110,7 @@ def test_waiting_load_proceeds_once_the_busy_model_is_idle(build):
     registry.predict("alpha", {})
     busy = threading.Thread(target=registry.predict, args=("alpha", {"op": "sleep", "seconds": 1.0}))
     busy.start()
-    time.sleep(0.2)
+    wait_in_flight(registry, "alpha")
     assert registry.predict("beta", {"value": "b"})["echo"] == "b"
     busy.join()
     assert state(registry, "alpha").stats.evictions["capacity"] == 1
@@ -156,7 +156,7 @@ def test_a_load_waiting_for_room_says_so_not_downloading(build):
     registry.predict("alpha", {})
     busy = threading.Thread(target=registry.predict, args=("alpha", {"op": "sleep", "seconds": 1.5}))
     busy.start()
-    time.sleep(0.2)
+    wait_in_flight(registry, "alpha")
     said: list[str] = []
     waiting = threading.Thread(target=registry.predict, args=("beta", {}),
                                kwargs={"progress": lambda _f, text: said.append(text)})
@@ -404,7 +404,7 @@ def test_capacity_is_not_a_load_failure(build):
     registry.predict("alpha", {})
     busy = threading.Thread(target=registry.predict, args=("alpha", {"op": "sleep", "seconds": 1.5}))
     busy.start()
-    time.sleep(0.3)
+    wait_in_flight(registry, "alpha")
     with pytest.raises(HubAtCapacity):
         registry.predict("beta", {})
     beta = state(registry, "beta")
