@@ -69,8 +69,13 @@ def test_a_second_sigterm_during_shutdown_does_not_cut_the_cleanup_short(tmp_pat
     """The old handler raised SystemExit: the second signal unwound registry.close()
     while it waited for a busy worker, so the hub exited with that worker still
     running (it noticed on its own, up to a second later). Now the hub ends and
-    reaps its workers before it exits, however many signals arrive."""
-    hub = start_hub("--demos-dir", str(TEST_DEMOS), "--start-method", "spawn", cache_dir=tmp_path)
+    reaps its workers before it exits, however many signals arrive. alpha takes 2 s to
+    load, as a model on a busy machine does: the signal must come once it is serving."""
+    slow = tmp_path / "slow-alpha"
+    slow.mkdir()
+    (slow / "config.json").write_text(json.dumps({"trained": True, "load_sleep": 2}))
+    hub = start_hub("--demos-dir", str(TEST_DEMOS), "--start-method", "spawn", "--model", f"alpha={slow}",
+                    cache_dir=tmp_path)
     try:
         queue_without_listening(hub, "alpha", '{"op": "sleep", "seconds": 30}')
         deadline = time.monotonic() + 30
@@ -78,10 +83,15 @@ def test_a_second_sigterm_during_shutdown_does_not_cut_the_cleanup_short(tmp_pat
             time.sleep(0.05)
         workers = hub.worker_pids()
         assert workers
-        time.sleep(1.0)  # the call is inside the worker: stopping it politely takes the whole grace
+        # loaded (on a busy machine a load can take seconds; a worker killed while loading is a
+        # failed load, not the busy worker this test is about), then the call is inside it
+        while '"event": "load", "model": "alpha"' not in hub.logs():
+            assert time.monotonic() < deadline and hub.proc.poll() is None, hub.logs()
+            time.sleep(0.05)
+        time.sleep(1.0)  # stopping the worker politely now takes the whole grace
         os.kill(hub.pid, signal.SIGTERM)
         while '"reason": "shutdown"' not in hub.logs():  # registry.close() has begun
-            assert time.monotonic() < deadline + 30, hub.logs()
+            assert time.monotonic() < deadline + 30 and hub.proc.poll() is None, hub.logs()
             time.sleep(0.01)
         os.kill(hub.pid, signal.SIGTERM)
         try:
