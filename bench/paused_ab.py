@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 for block in range(args.stream_blocks):
                     for label in (labels if block % 2 == 0 else labels[::-1]):
                         awake(label, lambda server, b=block: stream(server, b))
-        for label, server in servers.items():
+        for server in servers.values():
             server.resume()
         for label, server in servers.items():
             memory[label].append(tree_memory(server.pid))
