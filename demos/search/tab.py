@@ -17,7 +17,7 @@ from demos.search import EXAMPLES
 from demos.search.query import DEFAULT_K, EMBED, LIKE, MAX_K, POS_CHOICES, parse
 
 COLUMNS = ["#", "words", "pos", "gloss", "score", "id"]
-WIDTHS = ["4%", "24%", "8%", "38%", "9%", "17%"]  # "claustrophobia" on one line at 1280 px
+WIDTHS = ["4%", "25%", "11%", "28%", "12%", "20%"]  # "claustrophobia", "noun", "0.808" and an id each on one line at 1280 px
 
 
 class PageOnly(gr.JSON):
