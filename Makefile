@@ -29,7 +29,7 @@ dev: setup
 TEST_WORKERS ?= 3
 test: setup-test
 	$(PY) -m pytest --ignore-glob='tests/test_durian*' --ignore=tests/test_ray.py \
-		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) $(ARGS)
+		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder) $(ARGS)
 	$(PY) -m pytest tests/test_durian*.py $(ARGS)
 	$(PY) -m pytest tests/test_ray.py $(ARGS)
 
