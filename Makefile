@@ -21,15 +21,16 @@ dev: setup
 # Three pytest runs: importing torch(vision) into a process that already holds
 # TensorFlow can segfault -- the same reason the hub gives each model its own worker;
 # and the Ray tests join a local Ray as a driver, which should not outlive them.
-# The main run uses three worker processes (pytest-xdist) on two cores, each test
-# file one unit (its module's hub starts once): most of the time is spent waiting
-# on real hubs and clients, not computing (two workers kept the cores ~50 % busy,
-# three ~75 %). Each worker has its own kept --cache-dir (tests/support.py:
+# The main run uses four worker processes (pytest-xdist) on two cores, each test
+# file one unit (its module's hub starts once), the longest files first
+# (tests/conftest.py: LONG_FIRST): most of the time is spent waiting on real hubs
+# and clients, not computing (two workers kept the cores ~50 % busy, three ~71 %,
+# four ~88 %). Each worker has its own kept --cache-dir (tests/support.py:
 # hub_cache). TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: setup-test
 	$(PY) -m pytest --ignore-glob='tests/test_durian*' --ignore=tests/test_ray.py \
-		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder) $(ARGS)
+		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(ARGS)
 	$(PY) -m pytest tests/test_durian*.py $(ARGS)
 	$(PY) -m pytest tests/test_ray.py $(ARGS)
 

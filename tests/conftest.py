@@ -1,4 +1,3 @@
-import inspect
 import sys
 from pathlib import Path
 
@@ -6,7 +5,6 @@ ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT, ROOT / "tests", ROOT / "tests" / "fixtures"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
-TESTS = ROOT / "tests"
 
 
 import pytest  # noqa: E402
@@ -67,36 +65,17 @@ def no_blocking_under_locks(monkeypatch):
     assert not unique, f"{len(unique)} blocking call(s) under a coordinating lock:\n\n" + "\n\n".join(unique[:5])
 
 
+# ---------------------------------------------------------------- how `make test` deals files to workers
 
-# ---------------------------------------------------------------- how `make test` deals tests to workers
-
-#: The files with the longest tests, from `pytest --durations=0` (docs/benchmarks.md, "The test suite"): dealt
-#: first, so the last minute is short tests filling gaps rather than one worker finishing a long file alone.
-LONG_FIRST = ("test_browser.py", "test_budget.py", "test_abuse.py", "test_registry.py", "test_copies.py",
-              "test_door.py", "test_hub_server.py", "test_fair.py", "test_outputs.py", "test_templates.py")
-
-
-def shares_a_fixture(item: pytest.Item) -> bool:
-    """Whether the test uses one of our fixtures that lives longer than the test
-    (a module's or the session's hub, browser, model): such a test must run on
-    the worker that already holds it, or that worker's setup is paid twice."""
-    for name in item.fixturenames:
-        for fixturedef in item._fixtureinfo.name2fixturedefs.get(name, ()):
-            ours = Path(inspect.getfile(fixturedef.func)).is_relative_to(TESTS)
-            if ours and fixturedef.scope in ("module", "session"):
-                return True
-    return False
+#: The longest files, from `pytest --durations=0` (docs/benchmarks.md, "The test suite"), dealt first under
+#: `--dist loadfile --no-loadscope-reorder`, so the last minute is short files filling gaps rather than one
+#: worker finishing a long file alone.
+LONG_FIRST = ("test_browser.py", "test_registry.py", "test_copies.py", "test_budget.py", "test_door.py",
+              "test_hub_server.py", "test_fair.py", "test_outputs.py", "test_templates.py", "test_abuse.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `-n N --dist loadgroup --no-loadscope-reorder` (make test): a test
-    that shares a fixture goes to its file's group, any other test to any
-    worker on its own, and the longest files are dealt first (LONG_FIRST).
-    Each worker sorts the same collection the same way, as xdist requires."""
-    if not hasattr(config, "workerinput"):
-        return  # one process: keep the files' own order
-    for item in items:
-        if shares_a_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
+    """Longest files first (a stable sort: each file keeps its own order). Every
+    xdist worker sorts the same collection the same way, as xdist requires."""
     rank = {name: i for i, name in enumerate(LONG_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

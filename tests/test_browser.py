@@ -46,10 +46,8 @@ SCENARIOS = {
 }
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
-    """Chromium for one test (a second to start), so a test that needs no shared hub can run
-    on any worker (tests/conftest.py: shares_a_fixture)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (scripts/setup.sh --test installs it)")
     from playwright.sync_api import sync_playwright
@@ -154,7 +152,7 @@ def test_the_hub_works_inside_an_iframe(browser, hub, tmp_path):
         server.server_close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fresh_clone(tmp_path_factory):
     """A hub started from `git archive HEAD`: the committed files only, as a clone from
     GitHub or the Space image has them, with no ../shared beside it. Its placeholders
