@@ -318,3 +318,65 @@ def test_distilled_student_with_a_tiny_minilm(tmp_path, monkeypatch):
     assert "Distilled from a teacher" in (out / "README.md").read_text()
     result = runtime.predict(runtime.load(out), {"texts": ["Who wrote Hamlet?", "Why?"]})
     assert len(result) == 2 and sum(result[0]["fine"].values()) <= 1.0 + 1e-3
+
+
+def fake_mpnet(folder, vocab: list[str], dim: int = 16, layers: int = 1):
+    """An all-mpnet-base-v2-shaped folder: transformers' weight names (our tiny
+    MPNet's random weights renamed back), config and a tokenizer, no package."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    from demos.questions import mpnet
+    from demos.questions.model import ModelConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=True)._tokenizer.save(str(folder / "tokenizer.json"))
+    conf = {"vocab_size": len(vocab), "max_position_embeddings": 64, "hidden_size": dim, "num_attention_heads": 2,
+            "intermediate_size": 2 * dim, "num_hidden_layers": layers, "layer_norm_eps": 1e-5}
+    (folder / "config.json").write_text(json.dumps(conf))
+    torch.manual_seed(2)
+    ours = mpnet.MPNet(ModelConfig(len(vocab), 1, 1, 64, dim, 2, 2 * dim, layers, eps=1e-5)).state_dict()
+    theirs = {"embeddings.word_embeddings.weight": "word.weight", "embeddings.position_embeddings.weight": "pos.weight",
+              "embeddings.LayerNorm.weight": "ln.weight", "embeddings.LayerNorm.bias": "ln.bias",
+              "encoder.relative_attention_bias.weight": "rel.weight"}
+    for i in range(layers):
+        for short, long in (("q", "attention.attn.q"), ("k", "attention.attn.k"), ("v", "attention.attn.v"),
+                            ("o", "attention.attn.o"), ("ln1", "attention.LayerNorm"), ("up", "intermediate.dense"),
+                            ("down", "output.dense"), ("ln2", "output.LayerNorm")):
+            for p in ("weight", "bias"):
+                theirs[f"encoder.layer.{i}.{long}.{p}"] = f"layers.{i}.{short}.{p}"
+    save_file({f"mpnet.{k}": ours[v].contiguous() for k, v in theirs.items()}, str(folder / "model.safetensors"))
+
+
+@needs_shared
+def test_a_student_distilled_from_a_tiny_mpnet_says_so_in_its_card(tmp_path, monkeypatch):
+    """`--teacher mpnet`: the MPNet teacher is fine-tuned, labels the questions
+    (cached under its own key), and the folder's config, command and card name it;
+    the student still starts from MiniLM's pieces."""
+    import json
+
+    from demos.questions import mpnet, runtime, teacher, train
+
+    vocab = [t.strip() for t in VOCAB.read_text(encoding="utf-8").splitlines()[:3000]]
+    fake_minilm(tmp_path / "minilm", vocab)
+    fake_mpnet(tmp_path / "mpnet", vocab)
+    monkeypatch.setattr(teacher, "model_dir", lambda: tmp_path / "minilm")
+    monkeypatch.setattr(mpnet, "model_dir", lambda *a: tmp_path / "mpnet")
+    monkeypatch.setattr(train, "PROJECT_ROOT", tmp_path)
+    common = ["--limit", "120", "--epochs", "1", "--layers", "1", "--augment", "1", "--teacher-epochs", "1",
+              "--no-full"]
+    train.main(["--out", str(tmp_path / "from-mpnet"), "--teacher", "mpnet", *common])
+    train.main(["--out", str(tmp_path / "from-minilm"), *common])
+    config = json.loads((tmp_path / "from-mpnet" / "config.json").read_text())
+    assert config["teacher"]["kind"] == "mpnet" and config["teacher"]["source"] == mpnet.SOURCE
+    assert "--teacher mpnet" in config["command"]
+    assert "--teacher " not in json.loads((tmp_path / "from-minilm" / "config.json").read_text())["command"]
+    card = (tmp_path / "from-mpnet" / "README.md").read_text()
+    assert "MPNet-base teacher" in card and "requirements-mpnet.txt" in card
+    assert len(list((tmp_path / ".cache" / "questions").glob("teacher-*.safetensors"))) == 2  # one key each
+    result = runtime.predict(runtime.load(tmp_path / "from-mpnet"), {"texts": ["Who wrote Hamlet?"]})
+    assert len(result) == 1 and result[0]["fine"]

