@@ -93,6 +93,17 @@ def test_ece_on_hand_built_tables(top, right, want):
     assert calibration.ece(probs, gold) == pytest.approx(want, abs=1e-6)
 
 
+@pytest.mark.parametrize("top, right, threshold, want", [
+    ([0.3, 0.4, 0.9, 0.8], [0, 1, 1, 1], 0.5, (0.5, 0.5, 1.0)),  # half flagged, half of those right
+    ([0.3, 0.4, 0.9, 0.8], [0, 1, 1, 0], 0.35, (0.25, 0.0, 2 / 3)),  # one flagged, and it was wrong
+    ([0.9, 0.8], [1, 0], 0.5, (0.0, math.nan, 0.5)),  # nothing flagged: no accuracy to give
+])
+def test_what_flagging_unsure_buys_on_hand_built_tables(top, right, threshold, want):
+    probs = torch.tensor([[p, (1 - p) / 4, (1 - p) / 4, (1 - p) / 4, (1 - p) / 4] for p in top])  # p is the top
+    gold = torch.tensor([0 if r else 1 for r in right])
+    assert calibration.below(probs, gold, threshold) == pytest.approx(want, abs=1e-6, nan_ok=True)
+
+
 def test_temperature_fit_lowers_nll_of_an_overconfident_model():
     gen = torch.Generator().manual_seed(0)
     gold = torch.randint(0, 4, (400,), generator=gen)

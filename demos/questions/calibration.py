@@ -48,3 +48,17 @@ def fit_temperature(logits: torch.Tensor, gold: torch.Tensor, low: float = 0.05,
             d = a + g * (b - a)
             fd = nll(logits, gold, math.exp(d))
     return round(math.exp((a + b) / 2), 4)
+
+
+def below(probs: torch.Tensor, gold: torch.Tensor, threshold: float) -> tuple[float, float, float]:
+    """(share of answers whose top probability is under `threshold`, their
+    accuracy, the accuracy of the rest): what flagging them "unsure" buys.
+    An empty side's accuracy is nan."""
+    conf, pred = probs.max(-1)
+    right = pred.eq(gold).double()
+    low = conf.lt(threshold)
+
+    def acc(sel: torch.Tensor) -> float:
+        return right[sel].mean().item() if sel.any() else math.nan
+
+    return low.double().mean().item(), acc(low), acc(~low)

@@ -109,6 +109,9 @@ class FoldResult:
     ece_coarse_scaled: float
     ece_fine: float
     ece_fine_scaled: float
+    unsure_share: float  # answers the tab flags unsure (top fine probability < runtime.UNSURE_BELOW)
+    unsure_accuracy: float  # how often those are right anyway
+    sure_accuracy: float  # and the rest
     seconds: float  # training + labelling, as measured when the cache was written
     epoch_seconds: list[float]
 
@@ -116,7 +119,8 @@ class FoldResult:
 def score_fold(recipe: str, fold: int, labels: LabelSet, test: list[Example], calib: list[Example],
                logits: dict[str, tuple[torch.Tensor, torch.Tensor]], seconds: float,
                epoch_seconds: list[float], coarse_weight: float = 0.5) -> FoldResult:
-    from demos.questions.calibration import ece, fit_temperature
+    from demos.questions.calibration import below, ece, fit_temperature
+    from demos.questions.runtime import UNSURE_BELOW
 
     def stack(examples):
         zc = torch.stack([logits[normalize(e.text)][0] for e in examples])
@@ -132,6 +136,7 @@ def score_fold(recipe: str, fold: int, labels: LabelSet, test: list[Example], ca
     to_coarse = torch.tensor(labels.fine_to_coarse())
     folded = torch.tensor([fold_fine(p, labels) for p in zf.softmax(-1).tolist()])
     mixed = coarse_weight * zc.softmax(-1) + (1 - coarse_weight) * folded
+    unsure_share, unsure_accuracy, sure_accuracy = below(zf.softmax(-1), yf, UNSURE_BELOW)
     return FoldResult(
         recipe=recipe, fold=fold, n=len(test),
         coarse=to_coarse[fine_pred].eq(yc).float().mean().item(),
@@ -140,6 +145,7 @@ def score_fold(recipe: str, fold: int, labels: LabelSet, test: list[Example], ca
         temperature_coarse=tc, temperature_fine=tf,
         ece_coarse=ece(zc.softmax(-1), yc), ece_coarse_scaled=ece((zc / tc).softmax(-1), yc),
         ece_fine=ece(zf.softmax(-1), yf), ece_fine_scaled=ece((zf / tf).softmax(-1), yf),
+        unsure_share=unsure_share, unsure_accuracy=unsure_accuracy, sure_accuracy=sure_accuracy,
         seconds=round(seconds, 1), epoch_seconds=[round(s, 1) for s in epoch_seconds])
 
 
@@ -147,7 +153,7 @@ def summary(results: list[FoldResult]) -> dict[str, dict[str, float]]:
     """Mean and min-max over folds of each figure."""
     out = {}
     for name in ("coarse", "coarse_mixed", "fine", "ece_coarse", "ece_coarse_scaled", "ece_fine",
-                 "ece_fine_scaled", "seconds"):
+                 "ece_fine_scaled", "unsure_share", "unsure_accuracy", "sure_accuracy", "seconds"):
         xs = [getattr(r, name) for r in results]
         out[name] = {"mean": round(sum(xs) / len(xs), 4), "min": round(min(xs), 4), "max": round(max(xs), 4)}
     return out
@@ -276,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
         print(f"{args.recipe} fold {fold}: coarse {r.coarse:.4f} (mixed {r.coarse_mixed:.4f}) fine {r.fine:.4f}; "
               f"ECE fine {r.ece_fine:.4f} -> {r.ece_fine_scaled:.4f} (T={r.temperature_fine}), coarse "
-              f"{r.ece_coarse:.4f} -> {r.ece_coarse_scaled:.4f} (T={r.temperature_coarse}); {r.seconds:.0f} s, "
+              f"{r.ece_coarse:.4f} -> {r.ece_coarse_scaled:.4f} (T={r.temperature_coarse}); unsure "
+              f"{r.unsure_share:.1%} of answers, right {r.unsure_accuracy:.1%} of the time (the rest "
+              f"{r.sure_accuracy:.1%}); {r.seconds:.0f} s, "
               f"epochs {r.epoch_seconds} s", flush=True)
         lines.update(zip((id(e) for e in sp.test), trec_lines(sp.test, logits, labels)))
     args.out.mkdir(parents=True, exist_ok=True)
