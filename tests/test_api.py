@@ -100,11 +100,12 @@ def test_image_demos_explain_bad_input(client, demo, tmp_path):
 
 
 def test_metrics_after_traffic_and_no_framework_in_the_hub(demo_hub, client):
+    client.predict(handle_file(str(IMAGES["durian_1.jpg"])), api_name="/durian")
     client.predict(handle_file(str(IMAGES["cassava_1.jpg"])), api_name="/cassava")
     text = demo_hub.get("/metrics")[1]
-    for demo in ("cassava", "durian"):
+    for demo in ("cassava", "durian"):  # loaded at least once (the shared hub's other users may evict them)
         assert f'demohub_model_state{{model="{demo}",state="ready"}} 1' in text
-        assert f'demohub_loads_total{{model="{demo}"}} 1' in text
+        assert re.search(rf'demohub_loads_total{{model="{demo}"}} [1-9]', text), text
     assert 'demohub_hits_total{model="cassava"}' in text
     assert "demohub_queue_length 0" in text
     assert mapped_framework_libs(demo_hub.pid) == set()
