@@ -24,7 +24,7 @@ SPEC = DemoSpec(
         "Type an English question; the model predicts what kind of answer it expects "
         "(TREC answer types): a coarse class such as *location* or *numeric value*, and a "
         "fine class such as `LOC:city` or `NUM:date`, with probabilities. A small transformer "
-        "(3 layers, int8 on disk) distilled from a fine-tuned MiniLM on the 5.5k TREC training questions."
+        "(3 layers, int8 on disk) distilled from a fine-tuned MPNet-base on the 5.5k TREC training questions."
     ),
     runtime="demos.questions.runtime",
     tab="demos.questions.tab",

