@@ -36,8 +36,25 @@ BUDGETS = {
 }
 
 
+WARMED: set[str] = set()
+
+
+def measure_sizes(start_method: str) -> None:
+    """Once per start method in this worker: the same stream under a budget everything
+    fits in, so the hub has measured every model's size, first calls included, for
+    this start method (a template's forked workers measure smaller than spawned
+    ones). Without it, which tests ran before on this worker decides whether the
+    first budgeted stream admits models on measured sizes or on guesses."""
+    if start_method in WARMED:
+        return
+    report = run(64 * 2**30, start_method, seconds=STREAM_S, clients=4, cache_dir=hub_cache())
+    assert not report.failures and set(report.answers) >= {"questions", "cassava", "durian"}, report.line()
+    WARMED.add(start_method)
+
+
 @pytest.mark.parametrize("start_method,fits", list(BUDGETS), ids=[f"{m}-{f}" for m, f in BUDGETS])
 def test_the_budget_holds_under_a_mixed_stream(start_method, fits):
+    measure_sizes(start_method)
     budget = BUDGETS[start_method, fits]
     # the demo_hub fixture's cache: placeholders built once for the suite, sizes measured by every run
     report = run(budget, start_method, seconds=STREAM_S, clients=4, cache_dir=hub_cache(),
