@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--augment", type=int, default=2, help="teacher-labelled perturbed copies per question")
     p.add_argument("--teacher", choices=("minilm", "mpnet"), default="minilm",
                    help="what the student distils from: MiniLM (requirements-train.txt) or MPNet-base "
-                        "(also requirements-train-mpnet.txt; stronger, ~8x the time)")
+                        "(also requirements-mpnet.txt; stronger, its epochs ~6x MiniLM's)")
     p.add_argument("--teacher-epochs", type=int, default=3)
     p.add_argument("--val-frac", type=float, default=0.1)
     p.add_argument("--no-full", action="store_true", help="save the held-out run instead of retraining on all")
