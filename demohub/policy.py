@@ -27,6 +27,10 @@ for); only a budget that is really exceeded takes it out. When every model
 is busy, the one worth least is drained (`Drain`): it takes no new request and
 goes once it has answered the ones it holds, so models take turns instead of
 a steady stream to one of them starving the others.
+
+Loads waiting for room stand in a line (`counts_against`): a load's
+reservation counts against the loads behind it, never against those ahead,
+so the load that has waited longest is the one the freed room goes to.
 """
 
 from __future__ import annotations
@@ -189,6 +193,18 @@ def room_for(snap: Snapshot, need: int, rules: Rules, shared_tried: bool = False
         if drain is not None:
             return Drain(drain)
     return Wait(tuple(sorted(m.name for m in snap.models)))
+
+
+def counts_against(other_line: int | None, my_line: int | None) -> bool:
+    """Whether a reserved load (`other_line`: its place in the line for room,
+    None once it has room and is starting) counts against the room of a load
+    at `my_line`. A starting load always counts; of two loads still waiting
+    for room, only the one ahead in line counts against the other. Counted
+    both ways, two loads that each hold a reservation the other needs wait on
+    each other until both deadlines (a durian load and a cassava load, each
+    having evicted one torch model under a budget that fits only one of their
+    frameworks: issue 29's CI run of 2026-12-07)."""
+    return other_line is None or my_line is None or other_line < my_line
 
 
 def within_budget(snap: Snapshot, rules: Rules, keep: str | None = None,

@@ -19,6 +19,7 @@ fails a test that does otherwise).
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import traceback
@@ -189,6 +190,8 @@ class _Slot:
     shared_part: int = 0
     #: bytes reserved for a load in progress
     need: int = 0
+    #: its place in the line for room while `_make_room` runs for it (policy.counts_against)
+    in_line: int | None = None
     loaded_at: float = 0.0
     #: its minimum stay after this load (policy.Model.stay_s)
     stay_s: float = 0.0
@@ -243,6 +246,7 @@ class Registry:
         self._batchers = {s.name: batching.Batcher(s.name, s.max_batch) for s in specs if s.max_batch > 1}
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
+        self._line = itertools.count()  # places in the line for room (`_make_room`); read under _lock
         self._closed = threading.Event()
         #: handles `reload` took out of service, by id, until their running calls return
         self._retiring: dict[int, _Retiring] = {}
@@ -629,10 +633,11 @@ class Registry:
             with self._lock:
                 slot.state = State.WAITING
             self._make_room(slot, tick)
-        except HubAtCapacity:
+        except HubAtCapacity as exc:
             with self._lock:  # capacity is not the model's failure
                 slot.state = before
                 self._room.notify_all()
+            events.event("at_capacity", name, error=str(exc))  # the operator's record of a refused load
             raise
         except BaseException as exc:
             self._load_failed(slot, exc)
@@ -742,6 +747,8 @@ class Registry:
         concurrent first loads cannot both fit under a budget meant for one."""
         deadline = time.monotonic() + self.limits.capacity_wait_s
         drained: list[_Slot] = []
+        with self._lock:
+            slot.in_line = next(self._line)
         try:
             self._make_room_until(slot, deadline, tick, drained)
         except BaseException:
@@ -751,6 +758,7 @@ class Registry:
             raise
         finally:
             with self._lock:
+                slot.in_line = None  # starting now (a reservation every other load counts), or gave up
                 for other in drained:  # made room, or gave up: either way it serves again
                     other.draining = False
                 self._room.notify_all()
@@ -882,7 +890,9 @@ class Registry:
             shared = tuple(policy.Shared(p.name, p.memory_bytes, p.idle)
                            for p in self.backend.shared(self.limits.memory_metric, fresh=fresh))
         with self._lock:
-            loads = [s for s in self._slots.values() if s.reserved and s.handle is None and s is not exclude]
+            mine = exclude.in_line if exclude is not None else None
+            loads = [s for s in self._slots.values() if s.reserved and s.handle is None and s is not exclude
+                     and policy.counts_against(s.in_line, mine)]
         # a load in progress counts at what it will add from now: its template, once
         # started, is measured above, so its need is asked again rather than kept
         reserved = sum(self._need(s) for s in loads)

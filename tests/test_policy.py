@@ -77,6 +77,36 @@ def test_a_model_never_measured_loads_alone_under_a_budget(budget, loading, expe
     assert room_for(snap(loading=loading), 100 * MB, Rules(3, budget), need_known=False) == expected
 
 
+@pytest.mark.parametrize("other,me,counts", [
+    (None, None, True),  # a load starting counts against a load outside the line (the budget sweep)
+    (None, 3, True),  # ... and against every load waiting for room
+    (2, 3, True),  # a load ahead in line counts against one behind it
+    (3, 2, False),  # ... not the other way round
+    (5, None, True),
+])
+def test_counts_against(other, me, counts):
+    assert policy.counts_against(other, me) is counts
+
+
+def test_two_loads_each_holding_the_room_the_other_needs_do_not_wait_on_each_other():
+    """The CI failure of 2026-12-07 as numbers: under 1000 MB, durian (TensorFlow
+    template and worker, 650 MB) and cassava (torch template and worker, 450 MB)
+    each evicted a model and hold a reservation; nothing is loaded. Counting each
+    other's reservation, both waited until durian's deadline; with the line, the
+    load ahead is served and the other keeps waiting for it."""
+    rules, line = Rules(3, 1000 * MB), {"durian": (1, 650), "cassava": (2, 450)}
+
+    def view(me: str) -> Snapshot:
+        others = [(place, need) for name, (place, need) in line.items() if name != me]
+        counted = [need for place, need in others if policy.counts_against(place, line[me][0])]
+        return snap(reserved=sum(counted), loading=len(counted))
+
+    assert room_for(snap(reserved=450, loading=1), 650 * MB, rules) == Wait(())  # what each saw before
+    assert room_for(snap(reserved=650, loading=1), 450 * MB, rules) == Wait(())
+    assert room_for(view("durian"), 650 * MB, rules) == Fits()
+    assert room_for(view("cassava"), 450 * MB, rules) == Wait(())
+
+
 BUDGET_TABLE = [
     ("under: nothing to do", snap(model("a", held=400)), None, Rules(3, 1000 * MB), Fits()),
     ("no budget", snap(model("a", held=4000)), None, Rules(3, None), Fits()),
