@@ -235,20 +235,21 @@ def test_hub_in_template_mode_maps_no_framework_and_returns_memory_on_eviction(t
         time.sleep(1.0)
         before = tree_pss(hub.pid)
         client = hub.client()
-        a = client.predict('{"value": 1}', api_name="/torch_a")
-        b = client.predict('{"value": 1}', api_name="/torch_b")
-        children = {p.pid: p.name() for p in psutil.Process(hub.pid).children()}
-        assert {a["pid"], b["pid"]} <= set(children)  # the forked workers are the hub's children
-        [template] = [pid for pid, name in children.items() if name == "template:torch"]
-        assert mapped_framework_libs(hub.pid) == set()
-        assert mapped_framework_libs(template) and mapped_framework_libs(a["pid"])
+        for demo in ("torch_a", "torch_b"):
+            # read each worker just after its answer: its 2 s idle TTL may run out while the next loads
+            worker = client.predict('{"value": 1}', api_name=f"/{demo}")["pid"]
+            assert psutil.Process(worker).ppid() == hub.pid  # the forked workers are the hub's children
+            assert mapped_framework_libs(worker), demo
         loaded = tree_pss(hub.pid)
+        [template] = [p.pid for p in psutil.Process(hub.pid).children() if p.name() == "template:torch"]
+        assert mapped_framework_libs(hub.pid) == set()
+        assert mapped_framework_libs(template)
         # models idle 2 s, then the template idle 2 s more: everything goes
         assert wait_until(lambda: psutil.Process(hub.pid).children() == [], 30, 0.25), \
             [p.name() for p in psutil.Process(hub.pid).children()]
         after = tree_pss(hub.pid)
         events = [json.loads(line) for line in hub.logs().splitlines() if line.startswith('{"ts"')]
-    assert loaded - before > 100 * 2**20  # torch in a template and two workers
+    assert loaded - before > 100 * 2**20  # torch in a template and its worker(s)
     assert after - before < 30 * 2**20, (before, loaded, after)
     assert [e["reason"] for e in events if e["event"] == "template_end"] == ["idle"]
 
