@@ -381,6 +381,31 @@ def test_budget_counts_loads_in_progress_at_their_measured_size(build):
     assert sum(state(registry, n).stats.evictions["memory"] for n in ("alpha", "beta")) == 1
 
 
+def test_a_load_ahead_in_line_does_not_count_the_reservations_behind_it(tmp_path):
+    """The registry's wiring of policy.counts_against: two loads waiting for room,
+    each holding a reservation (each evicted a model), see only what is ahead of
+    them; a load that is starting counts against both. (No process: the slots are
+    set as `_make_room` leaves them.)"""
+    specs = discover(TEST_DEMOS)
+    registry = Registry(specs, ModelSources(specs, tmp_path, tmp_path / "p", {}), Limits(memory_budget=2**30),
+                        backend=make_backend("spawn"))
+    try:
+        alpha, beta = registry._slots["alpha"], registry._slots["beta"]
+        for slot, place, need in ((alpha, 1, 650), (beta, 2, 450)):
+            slot.reserved, slot.in_line, slot.peak_private = True, place, need * 2**20
+        ahead, behind = registry._snapshot(exclude=alpha, fresh=False), registry._snapshot(exclude=beta, fresh=False)
+        assert (ahead.loading, ahead.reserved) == (0, 0)
+        assert behind.loading == 1 and behind.reserved >= 650 * 2**20
+        alpha.in_line = None  # alpha has room now and is starting: beta still counts it
+        beta.in_line = 3
+        assert registry._snapshot(exclude=beta, fresh=False).loading == 1
+        assert registry._snapshot(exclude=None, fresh=False).loading == 2  # the budget sweep counts every load
+    finally:
+        for slot in (alpha, beta):
+            slot.reserved, slot.in_line = False, None
+        registry.close()
+
+
 def test_failed_load_backs_off_and_says_when_it_retries(build):
     registry = build(Limits(load_retry_s=1.0), alpha={"fail_load": True})
     with pytest.raises(WorkerFailed, match="could not be loaded"):
