@@ -4,6 +4,8 @@ unzipping (on tiny stand-ins; the real weights are training-only)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import zipfile
 from collections import Counter
@@ -200,3 +202,31 @@ def test_the_folds_run_the_teachers_the_training_command_uses():
             continue
         spec = TEACHERS[recipe.kind]
         assert (recipe.epochs, recipe.lr, recipe.head_scale) == (spec.epochs, spec.lr, spec.head_scale), name
+
+
+def test_the_table_carries_each_recipes_folds_mean_and_range(tmp_path, capsys):
+    """`cv --table` turns the recipes' JSON reports into the markdown the card and
+    docs/benchmarks.md carry; a recipe with no report is left out, and with none
+    at all the command says what to run."""
+    def fold(n, coarse, fine):
+        return cv.FoldResult("student-mpnet", n, 1090, coarse, coarse, fine, 1.1, 0.95, 0.02, 0.02, 0.035, 0.03,
+                             0.1, 0.4, 0.9, 60.0, [])
+
+    results = [fold(0, 0.95, 0.88), fold(2, 0.93, 0.86)]
+    report = {"recipe": "student-mpnet", "k": 5, "folds": [dataclasses.asdict(r) for r in results],
+              "summary": cv.summary(results)}
+    (tmp_path / "student-mpnet.json").write_text(json.dumps(report))
+    assert cv.main(["--table", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("| recipe | folds | coarse | fine |")
+    assert lines[2].startswith("| student-mpnet | 0,2 of 5 | 94.0 % (93.0-95.0) | 87.0 % (86.0-88.0) | 0.030 ")
+    with pytest.raises(SystemExit, match="run --recipe NAME first"):
+        cv.main(["--table", "--out", str(tmp_path / "none")])
+
+
+def test_folds_cached_names_the_recipe_when_nothing_is_computed(tmp_path):
+    data = tmp_path / "tiny.label"
+    data.write_text("".join(f"NUM:date When was thing {i} made ?\nHUM:ind Who made thing {i} ?\n" for i in range(10)),
+                    encoding="latin-1")
+    with pytest.raises(SystemExit, match="no fold of student-mpnet is cached"):
+        cv.main(["--recipe", "student-mpnet", "--folds", "cached", "--data", str(data), "--cache", str(tmp_path)])

@@ -1,6 +1,8 @@
 """Stratified k-fold cross-validation of the questions recipes (issue 30):
 
     python -m demos.questions.cv --recipe mpnet-teacher [--folds 0,1] [--data PATH]
+    python -m demos.questions.cv --recipe student-mpnet --folds cached   # rescore what is computed
+    python -m demos.questions.cv --table                                  # every recipe, as markdown
 
 Per fold, with nothing from the scored fold ever seen in training:
 - the other k-1 folds are the training part; a stratified slice of it
@@ -206,6 +208,44 @@ def _student(recipe: Recipe, sp: Split, labels: LabelSet, texts: list[str], soft
     return zc, zf
 
 
+def recipe_for(name: str, args) -> Recipe:
+    """The recipe as this run uses it (--epochs overrides the recipe asked for)."""
+    recipe = RECIPES[name]
+    return replace(recipe, epochs=args.epochs) if args.epochs and name == args.recipe else recipe
+
+
+def fold_cache(name: str, fold: int, examples: list[Example], args) -> Path:
+    """Where one recipe's logits for one fold are kept: keyed by everything they depend on."""
+    recipe = recipe_for(name, args)
+    data_key = hashlib.sha1(json.dumps([[e.fine, e.text] for e in examples]).encode()).hexdigest()[:10]
+    student_labels = recipe.kind != "student" and not args.no_student_labels
+    key = (f"{name}-k{args.k}-f{fold}-s{args.seed}-c{args.calib_frac}-e{recipe.epochs}-lr{recipe.lr}"
+           f"-h{recipe.head_scale}{'-a' + str(args.augment) if student_labels else ''}-{data_key}")
+    return args.cache / f"{key}.safetensors"
+
+
+def markdown_table(reports: list[dict]) -> str:
+    """One row per recipe from its `<recipe>.json`: the folds it covers, then
+    mean (min-max) of each figure, so a card or docs/benchmarks.md can carry the
+    table exactly as `--table` prints it."""
+    rows = ["| recipe | folds | coarse | fine | ECE fine, after T | unsure: share, right | sure: right |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in reports:
+        s = r["summary"]
+
+        def cell(name: str, pct: bool = True) -> str:
+            f = s[name]
+            if pct:
+                return f"{f['mean'] * 100:.1f} % ({f['min'] * 100:.1f}-{f['max'] * 100:.1f})"
+            return f"{f['mean']:.3f} ({f['min']:.3f}-{f['max']:.3f})"
+
+        folds = ",".join(str(f["fold"]) for f in r["folds"])
+        rows.append(f"| {r['recipe']} | {folds} of {r['k']} | {cell('coarse')} | {cell('fine')} | "
+                    f"{cell('ece_fine_scaled', pct=False)} | {s['unsure_share']['mean'] * 100:.0f} %, "
+                    f"{s['unsure_accuracy']['mean'] * 100:.0f} % | {s['sure_accuracy']['mean'] * 100:.0f} % |")
+    return "\n".join(rows)
+
+
 def run_fold(name: str, fold: int, examples: list[Example], labels: LabelSet, args, log=print):
     """(logits by text, seconds, epoch seconds) for one recipe on one fold, from the cache if there."""
     from safetensors import safe_open
@@ -213,15 +253,10 @@ def run_fold(name: str, fold: int, examples: list[Example], labels: LabelSet, ar
 
     from demos.questions import teacher as T
 
-    recipe = RECIPES[name]
-    if args.epochs and name == args.recipe:
-        recipe = replace(recipe, epochs=args.epochs)
+    recipe = recipe_for(name, args)
     sp = split(examples, fold, args.k, args.seed, args.calib_frac)
-    data_key = hashlib.sha1(json.dumps([[e.fine, e.text] for e in examples]).encode()).hexdigest()[:10]
     student_labels = recipe.kind != "student" and not args.no_student_labels
-    key = (f"{name}-k{args.k}-f{fold}-s{args.seed}-c{args.calib_frac}-e{recipe.epochs}-lr{recipe.lr}"
-           f"-h{recipe.head_scale}{'-a' + str(args.augment) if student_labels else ''}-{data_key}")
-    cache = args.cache / f"{key}.safetensors"
+    cache = fold_cache(name, fold, examples, args)
     texts = list(dict.fromkeys(normalize(e.text) for e in sp.test + sp.calib))
     if student_labels:  # a teacher also labels what its fold's student trains on
         fit_texts = [normalize(e.text) for e in sp.fit]
@@ -252,8 +287,11 @@ def run_fold(name: str, fold: int, examples: list[Example], labels: LabelSet, ar
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", choices=sorted(RECIPES), required=True)
-    p.add_argument("--folds", default=None, help="comma-separated fold numbers to run (default: all)")
+    p.add_argument("--recipe", choices=sorted(RECIPES))
+    p.add_argument("--folds", default=None,
+                   help="comma-separated fold numbers to run, or 'cached': those already computed (default: all)")
+    p.add_argument("--table", action="store_true",
+                   help="print the markdown table of every recipe's <out>/<recipe>.json and stop")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (to fit a budget)")
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -267,12 +305,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=CACHE)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    if args.table:
+        reports = [json.loads((args.out / f"{name}.json").read_text()) for name in RECIPES
+                   if (args.out / f"{name}.json").is_file()]
+        if not reports:
+            raise SystemExit(f"error: no <recipe>.json under {args.out}: run --recipe NAME first")
+        print(markdown_table(reports))
+        return 0
+    if not args.recipe:
+        p.error("--recipe is required (or --table)")
     if not args.data.is_file():
         raise SystemExit(f"error: no TREC file at {args.data}: pass --data PATH (train_5500.label)")
     torch.set_num_threads(args.threads)
     examples = read_examples(args.data)
     labels = LabelSet.from_examples(examples)
-    folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(args.k))
+    if args.folds == "cached":
+        folds = [f for f in range(args.k) if fold_cache(args.recipe, f, examples, args).is_file()]
+        if not folds:
+            raise SystemExit(f"error: no fold of {args.recipe} is cached under {args.cache}")
+    else:
+        folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(args.k))
     if not all(0 <= f < args.k for f in folds):
         raise SystemExit(f"error: --folds must be numbers from 0 to {args.k - 1}")
     results, lines = [], {}
