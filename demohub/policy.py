@@ -198,13 +198,18 @@ def room_for(snap: Snapshot, need: int, rules: Rules, shared_tried: bool = False
 def counts_against(other_line: int | None, my_line: int | None) -> bool:
     """Whether a reserved load (`other_line`: its place in the line for room,
     None once it has room and is starting) counts against the room of a load
-    at `my_line`. A starting load always counts; of two loads still waiting
-    for room, only the one ahead in line counts against the other. Counted
-    both ways, two loads that each hold a reservation the other needs wait on
-    each other until both deadlines (a durian load and a cassava load, each
-    having evicted one torch model under a budget that fits only one of their
-    frameworks: issue 29's CI run of 2026-12-07)."""
-    return other_line is None or my_line is None or other_line < my_line
+    at `my_line` (None: the budget sweep, which holds what is measured).
+
+    A starting load always counts: its memory is about to appear. A load still
+    waiting for room counts only against the loads behind it in line; it holds
+    no memory yet, so the sweep does not count it. Counted both ways, two loads
+    that each hold a reservation the other needs wait on each other until both
+    deadlines (a durian load and a cassava load, each having evicted one torch
+    model under a budget that fits only one of their frameworks: issue 29's CI
+    run of 2026-12-07)."""
+    if other_line is None:
+        return True
+    return my_line is not None and other_line < my_line
 
 
 def within_budget(snap: Snapshot, rules: Rules, keep: str | None = None,

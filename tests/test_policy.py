@@ -78,11 +78,11 @@ def test_a_model_never_measured_loads_alone_under_a_budget(budget, loading, expe
 
 
 @pytest.mark.parametrize("other,me,counts", [
-    (None, None, True),  # a load starting counts against a load outside the line (the budget sweep)
+    (None, None, True),  # a load starting counts in the budget sweep (its memory is about to appear)
     (None, 3, True),  # ... and against every load waiting for room
     (2, 3, True),  # a load ahead in line counts against one behind it
     (3, 2, False),  # ... not the other way round
-    (5, None, True),
+    (5, None, False),  # a load waiting for room holds no memory: the sweep does not count it
 ])
 def test_counts_against(other, me, counts):
     assert policy.counts_against(other, me) is counts
