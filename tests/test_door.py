@@ -23,7 +23,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from support import TEST_DEMOS, ages, files_under, running_hub
+from support import ages, files_under, running_hub
 
 MB = 2**20
 TECHNICAL = ("Traceback", "Exception", "Error:", "pydantic", "/tmp/", "/work/", "site-packages")
@@ -351,24 +351,6 @@ def test_api_docs_routes_are_off_unless_asked_for(hub, demos_dir):
     with running_hub("--demos-dir", str(demos_dir), "--api-docs") as open_hub, httpx.Client(timeout=30) as http:
         for path in ("/docs", "/openapi.json", "/gradio_api/openapi.json"):
             assert http.get(open_hub.url.rstrip("/") + path).status_code == 200, path
-
-
-def test_gradio_client_and_the_queue_full_answer_still_work():
-    # Gradio's bound on the whole queue, met by one client: no per-visitor limit (tests/test_fair.py)
-    with running_hub("--demos-dir", str(TEST_DEMOS), "--queue-size", "1", "--per-client-queue", "0") as hub:
-        client = hub.client()
-        assert client.predict('{"value": 3}', api_name="/alpha")["echo"] == 3
-        jobs = [client.submit('{"op": "sleep", "seconds": 1}', api_name="/alpha") for _ in range(8)]
-        outcomes = []
-        for job in jobs:
-            try:
-                job.result()
-                outcomes.append("ok")
-            except Exception as exc:  # noqa: BLE001 - the message is the point
-                outcomes.append(str(exc))
-        assert 1 <= outcomes.count("ok") < 8
-        assert all("Queue is full" in o for o in outcomes if o != "ok")
-        assert hub.get("/")[0] == 200
 
 
 def test_gradio_client_uploads_a_photo_and_gets_the_heatmap(hub, tmp_path):

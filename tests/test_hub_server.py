@@ -151,6 +151,7 @@ def test_full_queue_answers_busy_instead_of_growing(copies):
             except Exception as exc:  # noqa: BLE001 - the message is the point
                 outcomes.append(str(exc))
         replicas = hub.get("/metrics")[1]
+        status = hub.get("/")[0]
     # per copy one running and one staged in its socket (a worker process runs one call at a
     # time, whatever the spec asks; a busy model gets up to --max-copies processes) + 1 queued;
     # the others are told at once instead of waiting, unseen, in a lock behind the workers
@@ -158,6 +159,7 @@ def test_full_queue_answers_busy_instead_of_growing(copies):
     assert all("Queue is full! Please try again" in o for o in outcomes if o != "ok")
     assert len(pids) == copies  # the second copy answered too
     assert f'demohub_model_replicas{{model="alpha"}} {copies}.0' in replicas
+    assert status == 200  # the page is still served beside a full queue
 
 
 def test_a_demo_whose_tab_breaks_does_not_stop_the_hub(tmp_path):
