@@ -198,7 +198,10 @@ def test_the_folds_run_the_teachers_the_training_command_uses():
 
     for name, recipe in cv.RECIPES.items():
         if recipe.kind == "student":
-            assert cv.RECIPES[recipe.teacher].kind in TEACHERS, name
+            assert cv.RECIPES[recipe.teacher].kind != "student", name
+            continue
+        if recipe.kind == "ensemble":
+            assert recipe.members and all(cv.RECIPES[m].kind in TEACHERS for m in recipe.members), name
             continue
         spec = TEACHERS[recipe.kind]
         assert (recipe.epochs, recipe.lr, recipe.head_scale) == (spec.epochs, spec.lr, spec.head_scale), name
@@ -230,3 +233,60 @@ def test_folds_cached_names_the_recipe_when_nothing_is_computed(tmp_path):
                     encoding="latin-1")
     with pytest.raises(SystemExit, match="no fold of student-mpnet is cached"):
         cv.main(["--recipe", "student-mpnet", "--folds", "cached", "--data", str(data), "--cache", str(tmp_path)])
+
+
+# ---------------------------------------------------------------- the ensemble of teachers
+
+@pytest.mark.parametrize("members, want", [
+    ([[0.9, 0.1]], [0.9, 0.1]),  # one member: itself
+    ([[0.9, 0.1], [0.1, 0.9]], [0.5, 0.5]),
+    ([[0.99, 0.01], [0.4, 0.6]], [0.695, 0.305]),  # the sure member outvotes the unsure one
+    ([[0.2, 0.3, 0.5], [0.2, 0.5, 0.3], [0.2, 0.4, 0.4]], [0.2, 0.4, 0.4]),
+])
+def test_the_ensemble_averages_probabilities(members, want):
+    shift = torch.tensor([3.0])  # logits, each shifted differently: only probabilities count
+    logits = [torch.tensor(p).log() + shift * i for i, p in enumerate(members)]
+    got = cv.ensemble_logits(logits)
+    assert got.softmax(-1).tolist() == pytest.approx(want, abs=1e-6)
+    assert got.exp().sum().item() == pytest.approx(1.0)
+
+
+def test_an_ensemble_is_scored_from_its_members_caches(tmp_path, capsys):
+    """`--recipe ensemble-teacher --folds cached` trains nothing: it reads both
+    teachers' cached logits of each fold, and predicts their mean's argmax."""
+    import argparse
+
+    from safetensors.torch import save_file
+
+    from demos.questions.labels import LabelSet, read_examples
+    from demos.questions.text import normalize
+
+    data = tmp_path / "tiny.label"
+    data.write_text("".join(f"NUM:date When was thing {i} made ?\nHUM:ind Who made thing {i} ?\n"
+                            for i in range(15)), encoding="latin-1")
+    examples = read_examples(data)
+    labels = LabelSet.from_examples(examples)
+    texts = [normalize(e.text) for e in examples]
+    args = argparse.Namespace(k=5, seed=0, calib_frac=0.1, augment=2, no_student_labels=False, epochs=None,
+                              recipe="ensemble-teacher", cache=tmp_path)
+    gen = torch.Generator().manual_seed(0)
+    member_probs = []
+    for member in cv.RECIPES["ensemble-teacher"].members:
+        zc = torch.randn(len(texts), len(labels.coarse), generator=gen)
+        zf = torch.randn(len(texts), len(labels.fine), generator=gen) * 3
+        member_probs.append(zf.softmax(-1))
+        for fold in (1, 3):
+            save_file({"coarse": zc, "fine": zf}, str(cv.fold_cache(member, fold, examples, args)),
+                      metadata={"texts": json.dumps(texts), "seconds": "1.0", "epoch_seconds": "[]"})
+    argv = ["--recipe", "ensemble-teacher", "--folds", "cached", "--data", str(data), "--cache", str(tmp_path),
+            "--out", str(tmp_path)]
+    assert cv.main(argv) == 0
+    assert "ensemble-teacher over folds [1, 3]" in capsys.readouterr().out
+    want = {t: labels.fine[int(i)] for t, i in zip(texts, (member_probs[0] + member_probs[1]).argmax(-1))}
+    lines = (tmp_path / "ensemble-teacher.oof.label").read_text(encoding="latin-1").splitlines()
+    assert len(lines) == 12  # folds 1 and 3 of 30 questions
+    for line in lines:
+        label, text = line.split(" ", 1)
+        assert label == want[normalize(text)], line
+    report = json.loads((tmp_path / "ensemble-teacher.json").read_text())
+    assert [f["fold"] for f in report["folds"]] == [1, 3] and report["folds"][0]["seconds"] == 2.0

@@ -43,13 +43,15 @@ CACHE = PROJECT_ROOT / ".cache" / "questions" / "cv"
 @dataclass(frozen=True)
 class Recipe:
     """A named way to get a fold's logits. Teachers fine-tune on gold labels;
-    students distil from `teacher`, a teacher recipe's cache for the same fold."""
+    an ensemble averages its members' probabilities on the same fold; students
+    distil from `teacher`, a teacher recipe's logits for the same fold."""
 
-    kind: str  # "minilm" | "mpnet" | "student"
+    kind: str  # "minilm" | "mpnet" | "ensemble" | "student"
     epochs: int
     lr: float  # the encoder's; a teacher's heads get head_scale x
     teacher: str | None = None
     head_scale: float = 10.0
+    members: tuple[str, ...] = ()  # an ensemble's teacher recipes
 
 
 RECIPES = {  # the teachers as demos.questions.teacher.TEACHERS has them (batched by length here)
@@ -57,6 +59,8 @@ RECIPES = {  # the teachers as demos.questions.teacher.TEACHERS has them (batche
     "mpnet-teacher": Recipe("mpnet", epochs=3, lr=5e-5, head_scale=40.0),
     "student-old": Recipe("student", epochs=5, lr=1e-4, teacher="minilm-teacher"),
     "student-mpnet": Recipe("student", epochs=5, lr=1e-4, teacher="mpnet-teacher"),
+    "ensemble-teacher": Recipe("ensemble", epochs=0, lr=0.0, members=("minilm-teacher", "mpnet-teacher")),
+    "student-ensemble": Recipe("student", epochs=5, lr=1e-4, teacher="ensemble-teacher"),
 }
 
 
@@ -93,6 +97,15 @@ def split(examples: list[Example], fold: int, k: int, seed: int, calib_frac: flo
     rest = [e for e, f in zip(examples, folds) if f != fold]
     fit, calib = stratified_split(rest, calib_frac, seed)
     return Split(fit, calib, [e for e, f in zip(examples, folds) if f == fold])
+
+
+# ---------------------------------------------------------------- an ensemble (pure)
+
+def ensemble_logits(members: list[torch.Tensor]) -> torch.Tensor:
+    """The log of the members' mean probabilities: logits whose softmax is the
+    ensemble's answer, so temperature scaling and distillation treat it like
+    any one teacher's."""
+    return torch.stack([z.log_softmax(-1) for z in members]).exp().mean(0).log()
 
 
 # ---------------------------------------------------------------- scoring (pure)
@@ -217,11 +230,19 @@ def recipe_for(name: str, args) -> Recipe:
 def fold_cache(name: str, fold: int, examples: list[Example], args) -> Path:
     """Where one recipe's logits for one fold are kept: keyed by everything they depend on."""
     recipe = recipe_for(name, args)
+    assert recipe.kind != "ensemble", "an ensemble is computed from its members' caches"
     data_key = hashlib.sha1(json.dumps([[e.fine, e.text] for e in examples]).encode()).hexdigest()[:10]
     student_labels = recipe.kind != "student" and not args.no_student_labels
     key = (f"{name}-k{args.k}-f{fold}-s{args.seed}-c{args.calib_frac}-e{recipe.epochs}-lr{recipe.lr}"
            f"-h{recipe.head_scale}{'-a' + str(args.augment) if student_labels else ''}-{data_key}")
     return args.cache / f"{key}.safetensors"
+
+
+def is_cached(name: str, fold: int, examples: list[Example], args) -> bool:
+    recipe = RECIPES[name]
+    if recipe.kind == "ensemble":
+        return all(is_cached(m, fold, examples, args) for m in recipe.members)
+    return fold_cache(name, fold, examples, args).is_file()
 
 
 def markdown_table(reports: list[dict]) -> str:
@@ -255,6 +276,12 @@ def run_fold(name: str, fold: int, examples: list[Example], labels: LabelSet, ar
 
     recipe = recipe_for(name, args)
     sp = split(examples, fold, args.k, args.seed, args.calib_frac)
+    if recipe.kind == "ensemble":  # seconds: its members', which it needs; nothing of its own to keep
+        runs = [run_fold(m, fold, examples, labels, args, log) for m in recipe.members]
+        shared = set.intersection(*(set(logits) for logits, *_ in runs))
+        both = {t: tuple(ensemble_logits([logits[t][head] for logits, *_ in runs]) for head in (0, 1))
+                for t in shared}
+        return both, sum(r[1] for r in runs), [s for r in runs for s in r[2]], sp
     student_labels = recipe.kind != "student" and not args.no_student_labels
     cache = fold_cache(name, fold, examples, args)
     texts = list(dict.fromkeys(normalize(e.text) for e in sp.test + sp.calib))
@@ -320,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     examples = read_examples(args.data)
     labels = LabelSet.from_examples(examples)
     if args.folds == "cached":
-        folds = [f for f in range(args.k) if fold_cache(args.recipe, f, examples, args).is_file()]
+        folds = [f for f in range(args.k) if is_cached(args.recipe, f, examples, args)]
         if not folds:
             raise SystemExit(f"error: no fold of {args.recipe} is cached under {args.cache}")
     else:
