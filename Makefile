@@ -22,8 +22,9 @@ dev: setup
 # TensorFlow can segfault -- the same reason the hub gives each model its own worker;
 # and the Ray tests join a local Ray as a driver, which should not outlive them.
 # The main run uses four worker processes (pytest-xdist) on two cores, each test
-# file one unit (its module's hub starts once), the longest files first
-# (tests/conftest.py: LONG_FIRST): most of the time is spent waiting on real hubs
+# file one unit (its module's hub starts once; files that share a costly session
+# fixture are one unit together, tests/conftest.py: TOGETHER), the longest first
+# (LONG_FIRST): most of the time is spent waiting on real hubs
 # and clients, not computing (two workers kept the cores ~50 % busy, three ~71 %,
 # four ~88 %). Each worker has its own kept --cache-dir (tests/support.py:
 # hub_cache). TEST_WORKERS=0 runs it in one process.

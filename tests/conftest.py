@@ -74,8 +74,35 @@ LONG_FIRST = ("test_browser.py", "test_registry.py", "test_copies.py", "test_bud
               "test_hub_server.py", "test_fair.py", "test_outputs.py", "test_templates.py", "test_abuse.py")
 
 
+#: Files that share a costly session fixture, each group one work unit so one worker builds it once
+#: (dealt as separate files, every worker that drew one built its own: the demo hub ~25 s of CPU
+#: each, the search model ~4 s).
+TOGETHER = {"demo_hub": ("test_browser.py", "test_api.py", "test_inputs.py"),
+            "search_model": ("test_search_hub.py", "test_search.py")}
+GROUP_OF = {name: group for group, names in TOGETHER.items() for name in names}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Longest files first (a stable sort: each file keeps its own order). Every
-    xdist worker sorts the same collection the same way, as xdist requires."""
+    """Longest files first (a stable sort: each file keeps its own order), each
+    TOGETHER group at its first file's place. Every xdist worker sorts the same
+    collection the same way, as xdist requires."""
+    rest = len(LONG_FIRST)
     rank = {name: i for i, name in enumerate(LONG_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    for names in TOGETHER.values():
+        rank.update({name: rank.get(names[0], rest) for name in names})
+    items.sort(key=lambda item: rank.get(item.path.name, rest))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadfile`, except that each TOGETHER group is one unit (xdist's
+    own `loadgroup` would do it with marks; it is broken with this pytest)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class GroupsTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return GROUP_OF.get(path.rsplit("/", 1)[-1], path)
+
+    return GroupsTogether(config, log)
