@@ -87,6 +87,8 @@ class Snapshot:
     #: loads in progress (each takes a place among `max_models`)
     loading: int = 0
     now: float = 0.0
+    #: loads of never-measured models waiting for room ahead of this one in line
+    blind_ahead: int = 0
 
     @property
     def total(self) -> int:
@@ -145,9 +147,11 @@ class Drain:
 
 @dataclass(frozen=True)
 class Wait:
-    """Nothing can go now: wait for a model to become idle (or old enough)."""
+    """Nothing can go now: wait for a model to become idle (or old enough), or,
+    with `loads`, for that many other loads to be measured first."""
 
     busy: tuple[str, ...]
+    loads: int = 0
 
 
 @dataclass(frozen=True)
@@ -171,9 +175,12 @@ def room_for(snap: Snapshot, need: int, rules: Rules, shared_tried: bool = False
     (what is left of them is needed), so do not ask again. `need_known`: False
     for a model never measured (`need` is a guess): under a budget it waits
     for the loads in progress, whose measurements make the next guess better,
-    instead of starting beside them blind."""
-    if not need_known and rules.budget is not None and snap.loading:
-        return Wait(tuple(sorted(m.name for m in snap.models)))
+    instead of starting beside them blind, and for the never-measured loads
+    ahead of it in line, so they start in the order they asked (first come,
+    first loaded: otherwise whichever woke first went, and under a slow start
+    the first to ask could wait out its deadline behind later ones)."""
+    if not need_known and rules.budget is not None and (snap.loading or snap.blind_ahead):
+        return Wait(tuple(sorted(m.name for m in snap.models)), loads=snap.loading + snap.blind_ahead)
     over_count = snap.places + 1 > rules.max_models
     over_memory = rules.budget is not None and snap.total + need > rules.budget
     if not over_count and not over_memory:

@@ -147,6 +147,15 @@ NOT_STARTED_RETRIES = 2
 USES_HALF_LIFE_S = 60.0
 
 
+def _at_capacity(wait: policy.Wait | policy.Drain, name: str, loaded: list[str]) -> str:
+    """The sentence for a load that waited out --capacity-wait: what it waited for."""
+    if isinstance(wait, policy.Wait) and wait.loads:
+        return (f"The hub is still loading other models, and loads {name} only after it has measured them, "
+                "to stay within its memory budget. Try again in a moment.")
+    busy = ", ".join(sorted(loaded)) or "none"
+    return f"The hub is at capacity: every loaded model ({busy}) is busy serving requests. Try again in a moment."
+
+
 @dataclass
 class _Retiring:
     """A handle taken out of service by `Registry.reload` while calls ran on it:
@@ -782,10 +791,7 @@ class Registry:
                 if isinstance(action, (policy.Wait, policy.Drain)):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        busy = ", ".join(sorted(m.name for m in snap.models)) or "none"
-                        raise HubAtCapacity(
-                            f"The hub is at capacity: every loaded model ({busy}) is busy "
-                            "serving requests. Try again in a moment.")
+                        raise HubAtCapacity(_at_capacity(action, slot.spec.name, [m.name for m in snap.models]))
                     self._room.wait(min(remaining, 0.5))
                     waited = True
                 else:
@@ -893,6 +899,8 @@ class Registry:
             mine = exclude.in_line if exclude is not None else None
             loads = [s for s in self._slots.values() if s.reserved and s.handle is None and s is not exclude
                      and policy.counts_against(s.in_line, mine)]
+            blind_ahead = sum(1 for s in self._slots.values() if s is not exclude and not s.peak_private
+                              and s.in_line is not None and mine is not None and s.in_line < mine)
         # a load in progress counts at what it will add from now: its template, once
         # started, is measured above, so its need is asked again rather than kept
         reserved = sum(self._need(s) for s in loads)
@@ -910,7 +918,8 @@ class Registry:
                     spare_copy=s.handle.copies > 1 and s.calls < s.handle.copies, stay_s=s.stay_s,
                     copy_frees=s.private // max(1, s.handle.copies))
                 for s in self._slots.values() if s.handle is not None and s is not exclude)
-            return policy.Snapshot(models, shared, reserved=reserved, loading=len(loads), now=now)
+            return policy.Snapshot(models, shared, reserved=reserved, loading=len(loads), now=now,
+                                   blind_ahead=blind_ahead)
 
     # -- calling --------------------------------------------------------------------
 

@@ -21,8 +21,8 @@ def model(name, held=200, frees=None, evictable=True, last_used=NOW - 10, age=60
                  spare_copy=spare, copy_frees=(frees // 2) * MB if spare else 0, draining=draining)
 
 
-def snap(*models, shared=(), reserved=0, loading=0) -> Snapshot:
-    return Snapshot(tuple(models), tuple(shared), reserved * MB, loading, NOW)
+def snap(*models, shared=(), reserved=0, loading=0, blind_ahead=0) -> Snapshot:
+    return Snapshot(tuple(models), tuple(shared), reserved * MB, loading, NOW, blind_ahead)
 
 
 ROOM_TABLE = [
@@ -68,13 +68,18 @@ def test_room_for(what, snapshot, need, rules, expected):
     assert room_for(snapshot, need * MB, rules, shared_tried) == expected
 
 
-@pytest.mark.parametrize("budget,loading,expected", [
-    (1000 * MB, 1, Wait(())),  # a blind guess waits for the load in progress to be measured
-    (1000 * MB, 0, Fits()),
-    (None, 1, Fits()),  # without a budget nothing is planned by size
+@pytest.mark.parametrize("budget,loading,blind_ahead,need_known,expected", [
+    (1000 * MB, 1, 0, False, Wait((), loads=1)),  # a blind guess waits for the load in progress to be measured
+    (1000 * MB, 0, 0, False, Fits()),
+    (1000 * MB, 0, 1, False, Wait((), loads=1)),  # and for the blind loads that asked before it
+    (1000 * MB, 1, 2, False, Wait((), loads=3)),
+    (1000 * MB, 0, 1, True, Fits()),  # a measured model plans by its size: nothing to wait for
+    (None, 1, 1, False, Fits()),  # without a budget nothing is planned by size
 ])
-def test_a_model_never_measured_loads_alone_under_a_budget(budget, loading, expected):
-    assert room_for(snap(loading=loading), 100 * MB, Rules(3, budget), need_known=False) == expected
+def test_a_model_never_measured_loads_alone_and_in_turn_under_a_budget(budget, loading, blind_ahead, need_known,
+                                                                        expected):
+    got = room_for(snap(loading=loading, blind_ahead=blind_ahead), 100 * MB, Rules(3, budget), need_known=need_known)
+    assert got == expected
 
 
 @pytest.mark.parametrize("other,me,counts", [

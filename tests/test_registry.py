@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from demohub.backends import make_backend
-from demohub import tempdir
+from demohub import policy, tempdir
 from demohub.backends.local.spawn import SpawnBackend
 from demohub.discovery import discover
 from demohub.errors import (HubAtCapacity, InputError, ModelError, ModelUnavailable,
@@ -405,6 +405,37 @@ def test_a_load_ahead_in_line_does_not_count_the_reservations_behind_it(tmp_path
         for slot in (alpha, beta):
             slot.reserved, slot.in_line = False, None
         registry.close()
+
+
+def test_never_measured_loads_see_the_ones_ahead_of_them_in_line(tmp_path):
+    """The registry's wiring of `Snapshot.blind_ahead`: a load of a model never
+    measured counts the never-measured loads that asked before it, not those
+    behind it, and not a model whose size is known."""
+    specs = discover(TEST_DEMOS)
+    registry = Registry(specs, ModelSources(specs, tmp_path, tmp_path / "p", {}), Limits(memory_budget=2**30),
+                        backend=make_backend("spawn"))
+    try:
+        alpha, beta = registry._slots["alpha"], registry._slots["beta"]
+        alpha.in_line, beta.in_line = 1, 2
+        assert [registry._snapshot(exclude=s, fresh=False).blind_ahead for s in (alpha, beta)] == [0, 1]
+        assert registry._snapshot(exclude=None, fresh=False).blind_ahead == 0  # the budget sweep is in no line
+        alpha.peak_private = 200 * 2**20  # measured on an earlier load: its need is no guess
+        assert registry._snapshot(exclude=beta, fresh=False).blind_ahead == 0
+    finally:
+        for slot in (alpha, beta):
+            slot.in_line, slot.peak_private = None, 0
+        registry.close()
+
+
+@pytest.mark.parametrize("action,loaded,says", [
+    (policy.Wait(("alpha",)), ["alpha"], "every loaded model (alpha) is busy serving requests"),
+    (policy.Drain("beta"), ["beta", "alpha"], "every loaded model (alpha, beta) is busy"),
+    (policy.Wait((), loads=2), [], "still loading other models, and loads gamma only after it has measured them"),
+])
+def test_a_load_that_waited_out_its_deadline_says_what_it_waited_for(action, loaded, says):
+    from demohub.registry import _at_capacity
+
+    assert says in _at_capacity(action, "gamma", loaded)
 
 
 def test_failed_load_backs_off_and_says_when_it_retries(build):
