@@ -160,9 +160,11 @@ def run(budget: int, start_method: str, seconds: float, clients: int = 6, root: 
         stop = threading.Event()  # visitors send no new request
         sampled = threading.Event()  # every request has ended: sampling too
 
-        def sample() -> None:
-            while not sampled.wait(0.2):
+        def sample() -> None:  # every 0.2 s from the start: a slow reading does not push the next back
+            due = time.monotonic()
+            while not sampled.wait(max(0.0, due - time.monotonic())):
                 samples.append(tree_memory(hub.pid))
+                due = max(due + 0.2, time.monotonic() - 0.2)
 
         latencies: dict[str, list[float]] = {d: [] for d in mix}
         lock = threading.Lock()

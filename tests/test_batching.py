@@ -131,10 +131,10 @@ def test_every_wait_has_a_deadline():
     batcher = Batcher("m", 8, grace_s=0.2)
     threads, results = submit_all(batcher, gate, [1], timeout=0.5)
     assert gate.entered.wait(5)
+    started = time.monotonic()  # before the call: timed after it, a busy machine measured 0.1999 s of 0.3
     late, _ = submit_all(batcher, gate, [2], timeout=0.3, results=results)
-    started = time.monotonic()
     late[0].join(5)
-    assert 0.2 < time.monotonic() - started < 2
+    assert 0.29 < time.monotonic() - started < 2
     assert isinstance(results[2], ModelBusy) and "stayed busy" in str(results[2])
     gate.open.set()
     threads[0].join(5)

@@ -81,7 +81,9 @@ def test_the_budget_holds_under_a_mixed_stream(start_method, fits):
                                                  keep_log=ARTIFACTS / f"{start_method}-{fits}.log")
     print(report.line())
     print_events(ARTIFACTS / f"{start_method}-{fits}.log")  # shown only if the test fails: what CI keeps
-    assert report.samples >= STREAM_S * 3, report.line()  # sampled at ~5 Hz while any request ran
+    # sampled at up to 5 Hz while any request ran; a loaded machine read 17 in 8 s (each reading walks
+    # every process's page tables), so at least 2 Hz
+    assert report.samples >= STREAM_S * 2, report.line()
     assert report.worst_over <= 0.05, f"{report.line()}\nworst sample: {report.worst_parts}"
     assert not report.failures, report.errors
     for demo, loads in report.loads.items():  # no thrash: a model is not reloaded more often than it serves
