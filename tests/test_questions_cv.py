@@ -195,7 +195,13 @@ def test_the_folds_run_the_teachers_the_training_command_uses():
     both by length): a change to one without the other would make the folds'
     figures describe a teacher nobody ships from."""
     from demos.questions.teacher import TEACHERS
+    from demos.questions.train import TrainConfig
 
+    shipped = TrainConfig()
+    for name in ("student-old", "student-mpnet"):  # the recipes the folds compare are the training command's
+        recipe = cv.RECIPES[name]
+        assert (recipe.epochs, recipe.lr, recipe.distill, recipe.temperature) == (
+            shipped.epochs, shipped.lr, shipped.distill, shipped.temperature), name
     for name, recipe in cv.RECIPES.items():
         if recipe.kind == "student":
             assert cv.RECIPES[recipe.teacher].kind != "student", name
