@@ -64,6 +64,7 @@ RECIPES = {  # the teachers as demos.questions.teacher.TEACHERS has them (batche
     "ensemble-teacher": Recipe("ensemble", epochs=0, lr=0.0, members=("minilm-teacher", "mpnet-teacher")),
     "student-ensemble": Recipe("student", epochs=5, lr=1e-4, teacher="ensemble-teacher"),
     # the shipped recipe with one change each, to close the teacher -> student gap
+    "student-mpnet-d3": Recipe("student", epochs=5, lr=1e-4, teacher="mpnet-teacher", distill=0.3),
     "student-mpnet-d8": Recipe("student", epochs=5, lr=1e-4, teacher="mpnet-teacher", distill=0.8),
     "student-mpnet-e8": Recipe("student", epochs=8, lr=1e-4, teacher="mpnet-teacher"),
 }
