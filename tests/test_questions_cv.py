@@ -296,3 +296,35 @@ def test_an_ensemble_is_scored_from_its_members_caches(tmp_path, capsys):
         assert label == want[normalize(text)], line
     report = json.loads((tmp_path / "ensemble-teacher.json").read_text())
     assert [f["fold"] for f in report["folds"]] == [1, 3] and report["folds"][0]["seconds"] == 2.0
+
+
+# ---------------------------------------------------------------- a smaller vocabulary (another student shape)
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+VOCAB = SPECIAL + LETTERS + ["?"] + [f"##{c}" for c in LETTERS] + ["what", "where", "the", "##ing", "who"]
+
+
+@pytest.mark.parametrize("counts,size,kept", [
+    ({}, len(VOCAB) - 5, []),  # nothing used: only what every word needs
+    ({"who": 3, "where": 9}, len(VOCAB) - 3, ["where", "who"]),  # the most used, in the vocabulary's order
+    ({"who": 3, "the": 3, "what": 3}, len(VOCAB) - 4, ["what"]),  # a tie: the vocabulary's own order
+    ({"what": 1}, len(VOCAB), ["what", "where", "the", "##ing", "who"]),  # all of it
+])
+def test_trim_keeps_what_every_word_needs_then_the_most_used(counts, size, kept):
+    from demos.questions import wordpiece
+
+    got = wordpiece.trim(VOCAB, counts, size)
+    assert got[: len(VOCAB) - 5] == VOCAB[: len(VOCAB) - 5]  # specials and single characters, in order
+    assert got[len(VOCAB) - 5:] == kept and len(got) == size
+
+
+def test_a_trimmed_vocabulary_still_spells_every_word(tmp_path):
+    from demos.questions import wordpiece
+
+    with pytest.raises(ValueError, match="cannot hold"):
+        wordpiece.trim(VOCAB, {}, 10)
+    path = tmp_path / "vocab.txt"
+    path.write_text("".join(p + "\n" for p in wordpiece.trim(VOCAB, {"what": 5}, len(VOCAB) - 4)))
+    tokens = wordpiece.build(path).encode("What is the thing?").tokens
+    assert tokens == ["[CLS]", "what", "i", "##s", "t", "##h", "##e", "t", "##h", "##i", "##n", "##g", "?", "[SEP]"]

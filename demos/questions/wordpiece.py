@@ -19,6 +19,20 @@ def build(vocab_path: str | Path) -> Tokenizer:
     return wp._tokenizer  # the plain `Tokenizer`, serialisable to tokenizer.json
 
 
+def trim(pieces: list[str], counts: dict[str, int], size: int) -> list[str]:
+    """The `size` pieces a smaller vocabulary keeps, in their original order:
+    the special tokens and every single character (with and without "##"),
+    so any word still tokenizes, then the pieces used most in `counts` (ties:
+    the original order, which is the vocabulary's own frequency order)."""
+    must = [p for p in pieces if (p.startswith("[") and p.endswith("]")) or len(p.removeprefix("##")) == 1]
+    if size < len(must):
+        raise ValueError(f"a vocabulary of {size} cannot hold its {len(must)} special and single-character pieces")
+    rank = {p: i for i, p in enumerate(pieces)}
+    rest = sorted((p for p in pieces if p not in set(must)), key=lambda p: (-counts.get(p, 0), rank[p]))
+    kept = set(must) | set(rest[: size - len(must)])
+    return [p for p in pieces if p in kept]
+
+
 def load(path: str | Path) -> Tokenizer:
     return Tokenizer.from_file(str(path))
 
