@@ -217,7 +217,7 @@ def _student(recipe: Recipe, sp: Split, labels: LabelSet, texts: list[str], soft
     from demos.questions.train import TrainConfig, as_shipped, encode, labelled, train_student, unlabelled
 
     tokenizer = wordpiece.build(args.vocab)
-    pieces = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
+    pieces = wordpiece.pieces(tokenizer)
     if recipe.vocab:  # counted on the fold's training part only
         counts: dict[str, int] = defaultdict(int)
         for enc in tokenizer.encode_batch([normalize(e.text) for e in sp.fit]):
@@ -228,7 +228,7 @@ def _student(recipe: Recipe, sp: Split, labels: LabelSet, texts: list[str], soft
             smaller.write_text("".join(p + "\n" for p in wordpiece.trim(pieces, counts, recipe.vocab)),
                                encoding="utf-8")
             tokenizer = wordpiece.build(smaller)
-        pieces = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
+        pieces = wordpiece.pieces(tokenizer)
     cfg = teacher.minilm_config(vocab_size=len(pieces), n_coarse=len(labels.coarse), n_fine=len(labels.fine),
                                 max_len=64, layers=recipe.layers)
     init = teacher.student_state(pieces, cfg, log=log)

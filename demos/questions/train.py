@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     examples = read_examples(args.data, args.limit)
     labels = LabelSet.from_examples(examples)
     tokenizer = wordpiece.build(args.vocab)
-    pieces = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
+    pieces = wordpiece.pieces(tokenizer)
     sizes = {"vocab_size": len(pieces), "n_coarse": len(labels.coarse), "n_fine": len(labels.fine),
              "max_len": args.max_len, "layers": args.layers}
     init = None

@@ -24,13 +24,18 @@ def trim(pieces: list[str], counts: dict[str, int], size: int) -> list[str]:
     the special tokens and every single character (with and without "##"),
     so any word still tokenizes, then the pieces used most in `counts` (ties:
     the original order, which is the vocabulary's own frequency order)."""
-    must = [p for p in pieces if (p.startswith("[") and p.endswith("]")) or len(p.removeprefix("##")) == 1]
+    must = {p for p in pieces if (p.startswith("[") and p.endswith("]")) or len(p.removeprefix("##")) == 1}
     if size < len(must):
         raise ValueError(f"a vocabulary of {size} cannot hold its {len(must)} special and single-character pieces")
     rank = {p: i for i, p in enumerate(pieces)}
-    rest = sorted((p for p in pieces if p not in set(must)), key=lambda p: (-counts.get(p, 0), rank[p]))
-    kept = set(must) | set(rest[: size - len(must)])
+    rest = sorted((p for p in pieces if p not in must), key=lambda p: (-counts.get(p, 0), rank[p]))
+    kept = must | set(rest[: size - len(must)])
     return [p for p in pieces if p in kept]
+
+
+def pieces(tokenizer: Tokenizer) -> list[str]:
+    """The tokenizer's vocabulary in id order."""
+    return [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
 
 
 def load(path: str | Path) -> Tokenizer:
